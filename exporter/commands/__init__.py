@@ -1,0 +1,1 @@
+"""Subcommands of ``bench-metrics``: one module each, ``add_parser`` + ``run``."""

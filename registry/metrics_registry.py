@@ -1,0 +1,160 @@
+"""MetricsRegistry: the in-memory home of every counter and series (SPEC §3).
+
+Hot path: :meth:`MetricsRegistry.record` is one dict lookup and one list
+append; :meth:`MetricsRegistry.increment` one dict lookup and an add. They
+never allocate beyond the append, never take a lock and never touch numpy.
+All folding happens in :meth:`MetricsRegistry.build_snapshot`, which may run
+on another thread than the recorders without losing or double counting a
+value (see :mod:`registry.series`).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from registry.series import SeriesConfig, SeriesSampler
+from registry.snapshot import (
+    DEFAULT_PERCENTILES,
+    CounterStat,
+    MetricsSnapshot,
+    SeriesStat,
+    SessionState,
+)
+
+__all__ = ["CounterInfo", "MetricsRegistry"]
+
+
+class CounterInfo:
+    """How a counter was registered."""
+
+    __slots__ = ("dtype", "name", "settable")
+
+    def __init__(self, name: str, dtype: type, settable: bool) -> None:
+        self.name = name
+        self.dtype = dtype
+        self.settable = settable
+
+
+class MetricsRegistry:
+    """Counters and series by unique name, and the snapshots built from them."""
+
+    def __init__(self) -> None:
+        self._counter_info: dict[str, CounterInfo] = {}
+        self._counters: dict[str, int | float] = {}
+        self._series: dict[str, SeriesSampler] = {}
+        self._appenders: dict[str, Callable[[Any], None]] = {}
+        self._snapshot_lock = threading.Lock()
+        self._sequence = 0
+
+    # -- registration ----------------------------------------------------------
+
+    def _check_new(self, name: str) -> None:
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"metric name must be a non-empty str, got {name!r}")
+        if name in self._counter_info or name in self._series:
+            raise ValueError(f"metric {name!r} is already registered")
+
+    def register_counter(self, name: str, dtype: type = int, settable: bool = False) -> None:
+        """A counter starting at zero; only ``settable`` ones accept :meth:`set_counter`."""
+        self._check_new(name)
+        if dtype not in (int, float):
+            raise ValueError(f"counter {name!r}: dtype must be int or float, not {dtype!r}")
+        self._counter_info[name] = CounterInfo(name, dtype, settable)
+        self._counters[name] = dtype(0)
+
+    def register_series(
+        self,
+        name: str,
+        *,
+        hdr_low: int,
+        hdr_high: int,
+        sig_figs: int = 3,
+        n_histogram_buckets: int = 30,
+        percentiles: Sequence[float] = DEFAULT_PERCENTILES,
+        dtype: type = int,
+    ) -> None:
+        """A series of int or float values (bounds and grid checked, ``ValueError`` if bad)."""
+        self._check_new(name)
+        try:
+            config = SeriesConfig(
+                hdr_low=hdr_low,
+                hdr_high=hdr_high,
+                sig_figs=sig_figs,
+                n_histogram_buckets=n_histogram_buckets,
+                percentiles=percentiles,
+                dtype=dtype,
+            )
+        except ValueError as exc:
+            raise ValueError(f"series {name!r}: {exc}") from None
+        sampler = SeriesSampler(name, config)
+        self._series[name] = sampler
+        self._appenders[name] = sampler.pending.append
+
+    # -- hot path --------------------------------------------------------------
+
+    def record(self, name: str, value: int | float) -> None:
+        """Append one value to series ``name`` (``KeyError`` if unknown)."""
+        self._appenders[name](value)
+
+    def record_many(self, name: str, values: Any) -> None:
+        """Append a batch (any sequence or numpy array) to series ``name``."""
+        self._series[name].add_many(values)
+
+    def increment(self, name: str, delta: int | float = 1) -> None:
+        """Add ``delta`` to counter ``name``; monotonic counters refuse negatives."""
+        value = self._counters[name] + delta
+        if delta < 0 and not self._counter_info[name].settable:
+            raise ValueError(f"counter {name!r} is monotonic; cannot add {delta!r}")
+        self._counters[name] = value
+
+    def set_counter(self, name: str, value: int | float) -> None:
+        """Set a counter registered with ``settable=True``."""
+        info = self._counter_info[name]
+        if not info.settable:
+            raise ValueError(
+                f"counter {name!r} is monotonic; register it with settable=True to set it"
+            )
+        self._counters[name] = info.dtype(value)
+
+    # -- reading ---------------------------------------------------------------
+
+    @property
+    def counter_names(self) -> tuple[str, ...]:
+        return tuple(self._counter_info)
+
+    @property
+    def series_names(self) -> tuple[str, ...]:
+        return tuple(self._series)
+
+    def counter_info(self, name: str) -> CounterInfo:
+        return self._counter_info[name]
+
+    def series_config(self, name: str) -> SeriesConfig:
+        return self._series[name].config
+
+    def counter_value(self, name: str) -> int | float:
+        return self._counters[name]
+
+    def build_snapshot(self, *, state: SessionState, n_pending_tasks: int) -> MetricsSnapshot:
+        """Fold everything pending and return an immutable snapshot.
+
+        Terminal states (COMPLETE, INTERRUPTED) give exact percentiles and
+        display histograms from the raw values; the others use the HDR.
+        """
+        state = SessionState(state)
+        exact = state.is_terminal
+        with self._snapshot_lock:
+            self._sequence += 1
+            sequence = self._sequence
+            counters = [CounterStat(name, value) for name, value in self._counters.items()]
+            series: list[SeriesStat] = [s.stat(exact=exact) for s in self._series.values()]
+        return MetricsSnapshot(
+            counter=sequence,
+            timestamp_ns=time.monotonic_ns(),
+            state=state,
+            n_pending_tasks=int(n_pending_tasks),
+            metrics=[*counters, *series],
+        )

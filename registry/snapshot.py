@@ -1,0 +1,162 @@
+"""The snapshot value types: what a registry hands out at each tick (SPEC §3, §4).
+
+A snapshot is an immutable picture of every counter and series at one moment.
+These structs are the single shape shared by the wire codec, the JSON files,
+the exporter and the report; they carry data only and must never reach back
+into a registry or do I/O.
+
+The struct layout *is* the wire layout: ``array_like`` structs encode as the
+positional msgpack arrays of SPEC §4, and the ``"counter"``/``"series"`` tag is
+the first array element.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from typing import Any
+
+import msgspec
+
+__all__ = [
+    "DEFAULT_PERCENTILES",
+    "CounterStat",
+    "HistogramBucket",
+    "MetricStat",
+    "MetricsSnapshot",
+    "SeriesStat",
+    "SessionState",
+    "percentile_key",
+]
+
+#: The default percentile grid (SPEC §3). Every grid must contain 50.
+DEFAULT_PERCENTILES: tuple[float, ...] = (
+    99.9,
+    99.0,
+    97.0,
+    95.0,
+    90.0,
+    80.0,
+    75.0,
+    50.0,
+    25.0,
+    10.0,
+    5.0,
+    1.0,
+)
+
+
+def percentile_key(p: float) -> str:
+    """The wire key of percentile ``p``: ``str(float(p))`` (``50`` -> ``"50.0"``)."""
+    return str(float(p))
+
+
+class SessionState(str, enum.Enum):
+    """Session lifecycle; forward-only, the last two are terminal."""
+
+    INITIALIZE = "initialize"
+    LIVE = "live"
+    DRAINING = "draining"
+    COMPLETE = "complete"
+    INTERRUPTED = "interrupted"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (SessionState.COMPLETE, SessionState.INTERRUPTED)
+
+    @property
+    def rank(self) -> int:
+        """Position in the forward-only order (both terminal states share the top)."""
+        return _STATE_RANK[self]
+
+
+_STATE_RANK = {
+    SessionState.INITIALIZE: 0,
+    SessionState.LIVE: 1,
+    SessionState.DRAINING: 2,
+    SessionState.COMPLETE: 3,
+    SessionState.INTERRUPTED: 3,
+}
+
+#: One display-histogram bucket: ``((lo, hi), count)``.
+HistogramBucket = tuple[tuple[float, float], int]
+
+
+class CounterStat(msgspec.Struct, frozen=True, array_like=True, tag="counter"):
+    """``["counter", name, value]``."""
+
+    name: str
+    value: int | float
+
+
+class SeriesStat(msgspec.Struct, frozen=True, array_like=True, tag="series"):
+    """``["series", name, count, total, min, max, sum_sq, percentiles, histogram,
+    early_stopping, hdr]``.
+
+    ``early_stopping`` is reserved: we always send ``None`` and tolerate anything. ``hdr`` is the HdrHistogram
+    V2 compressed encoding as raw bytes, or ``None`` when the producer sent none
+    (mlcommons/endpoints frames stop after ``histogram`` or ``early_stopping``).
+    """
+
+    name: str
+    count: int
+    total: int | float
+    min: int | float
+    max: int | float
+    sum_sq: int | float
+    percentiles: dict[str, float]
+    histogram: list[tuple[tuple[float, float], int]]
+    early_stopping: Any = None
+    hdr: bytes | None = None
+
+    @property
+    def mean(self) -> float:
+        return self.total / self.count if self.count else 0.0
+
+    @property
+    def std_dev(self) -> float:
+        """Population standard deviation from the exact rollups."""
+        if not self.count:
+            return 0.0
+        mean = self.total / self.count
+        var = self.sum_sq / self.count - mean * mean
+        return math.sqrt(var) if var > 0 else 0.0
+
+    def percentile(self, p: float) -> float:
+        """The value of percentile ``p`` from the snapshot's grid (``KeyError`` if absent)."""
+        return self.percentiles[percentile_key(p)]
+
+
+MetricStat = CounterStat | SeriesStat
+
+
+class MetricsSnapshot(msgspec.Struct, frozen=True, array_like=True):
+    """``[counter, timestamp_ns, state, n_pending_tasks, metrics]``.
+
+    ``metrics`` lists counters first, then series, each in registration order.
+    """
+
+    counter: int
+    timestamp_ns: int
+    state: SessionState
+    n_pending_tasks: int
+    metrics: list[CounterStat | SeriesStat]
+
+    @property
+    def counters(self) -> dict[str, int | float]:
+        return {m.name: m.value for m in self.metrics if isinstance(m, CounterStat)}
+
+    @property
+    def series(self) -> dict[str, SeriesStat]:
+        return {m.name: m for m in self.metrics if isinstance(m, SeriesStat)}
+
+    def get(self, name: str) -> CounterStat | SeriesStat:
+        """The metric called ``name`` (``KeyError`` naming it when absent)."""
+        for m in self.metrics:
+            if m.name == name:
+                return m
+        raise KeyError(name)
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.state.is_terminal
