@@ -3,3 +3,7 @@
 Nothing here decides a number: the exporter only reflects snapshots that the
 registry built. The ZeroMQ stream and the final file stay the authority.
 """
+
+from exporter.collector import SnapshotCollector
+
+__all__ = ["SnapshotCollector"]

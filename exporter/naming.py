@@ -1,0 +1,346 @@
+"""Registry names → Prometheus family names, types, units and labels (SPEC §8).
+
+This is the one table of the metric catalogue: every exported name is decided
+here and nowhere else. It only maps names; it never sees a value and never
+builds a metric object. Everything it returns is immutable, so a plan can be
+cached and shared by concurrent scrapes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+
+__all__ = [
+    "RESERVED_LABELS",
+    "CounterPlan",
+    "FamilyPlan",
+    "SeriesPlan",
+    "check_labels",
+    "check_namespace",
+    "plan_families",
+    "quantile_label",
+]
+
+_NAME_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+_LABEL_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+_INVALID_CHARS = re.compile(r"[^a-zA-Z0-9_]")
+
+#: Seconds per nanosecond is applied as a division: exact integers below 2**53
+#: divided by 1e9 give the correctly rounded decimal (0.0015, not 0.0015000000000000002).
+NS_PER_SECOND = 1e9
+
+#: Label names the exporter sets itself; a run label may not reuse them.
+RESERVED_LABELS: frozenset[str] = frozenset(
+    {"le", "quantile", "window", "reason", "version", "job", "instance"}
+)
+
+# Suffixes that prometheus_client and the OpenMetrics parser attach per type;
+# two families clash when any of their sample names coincide.
+_TYPE_SUFFIXES: dict[str, tuple[str, ...]] = {
+    "counter": ("_total", "_created"),
+    "gauge": (),
+    "summary": ("_sum", "_count", "_created"),
+    "histogram": ("_bucket", "_sum", "_count", "_created"),
+    "stateset": (),
+    "info": ("_info",),
+}
+
+
+@dataclass(frozen=True)
+class CounterPlan:
+    """How one registry counter is exported.
+
+    ``family`` is the family name without the ``_total`` suffix (prometheus_client
+    adds it for counters). ``labels`` are the extra labels that tell related
+    counters of one family apart. ``divisor`` converts to the exported unit.
+    """
+
+    registry_name: str
+    family: str
+    kind: str  # "counter" or "gauge"
+    unit: str
+    labels: tuple[tuple[str, str], ...]
+    divisor: float
+    help: str
+
+
+@dataclass(frozen=True)
+class SeriesPlan:
+    """How one registry series is exported: a classic histogram and a summary."""
+
+    registry_name: str
+    histogram: str
+    summary: str
+    unit: str
+    divisor: float
+    help: str
+
+
+@dataclass(frozen=True)
+class FamilyPlan:
+    """Every registry metric of one snapshot layout, planned once and cached.
+
+    ``skipped`` names registry metrics left out because their family name would
+    clash with one already planned (the message says with what).
+    """
+
+    counters: tuple[CounterPlan, ...]
+    series: tuple[SeriesPlan, ...]
+    skipped: tuple[tuple[str, str], ...]
+
+
+# -- the catalogue ------------------------------------------------------------
+
+_WINDOWED = {
+    "samples_issued": "Samples issued to the endpoint.",
+    "samples_completed": "Samples completed successfully.",
+    "samples_failed": "Samples that failed (an error event arrived while in flight).",
+}
+
+_FINISH_REASONS = ("stop", "length", "tool_calls", "content_filter", "function_call", "other")
+
+
+def _known_counters() -> dict[str, tuple[str, str, str, tuple[tuple[str, str], ...], float, str]]:
+    """registry name → (family, kind, unit, labels, divisor, help)."""
+    table: dict[str, tuple[str, str, str, tuple[tuple[str, str], ...], float, str]] = {}
+    for base, text in _WINDOWED.items():
+        table[f"total_{base}"] = (base, "counter", "", (("window", "all"),), 1.0, text)
+        table[f"tracked_{base}"] = (base, "counter", "", (("window", "tracked"),), 1.0, text)
+    for reason in _FINISH_REASONS:
+        table[f"tracked_finish_reason_{reason}"] = (
+            "finish_reason",
+            "counter",
+            "",
+            (("reason", reason),),
+            1.0,
+            "Successful tracked completions by finish_reason.",
+        )
+    table["tracked_output_tokens"] = (
+        "output_tokens",
+        "counter",
+        "",
+        (("window", "tracked"),),
+        1.0,
+        "Output tokens of successful tracked samples.",
+    )
+    table["tracked_duration_ns"] = (
+        "tracked_duration_seconds",
+        "gauge",
+        "seconds",
+        (),
+        NS_PER_SECOND,
+        "Tracked duration: start of tracking to the last tracked completion, summed over "
+        "tracking windows.",
+    )
+    table["total_duration_ns"] = (
+        "total_duration_seconds",
+        "gauge",
+        "seconds",
+        (),
+        NS_PER_SECOND,
+        "Total duration: first event to latest event.",
+    )
+    return table
+
+
+_KNOWN_COUNTERS = _known_counters()
+
+#: registry series name → (base, unit, divisor, help)
+_KNOWN_SERIES: dict[str, tuple[str, str, float, str]] = {
+    "ttft_ns": ("ttft", "seconds", NS_PER_SECOND, "Time to first token."),
+    "tpot_ns": ("tpot", "seconds", NS_PER_SECOND, "Time per output token after the first."),
+    "sample_latency_ns": (
+        "sample_latency",
+        "seconds",
+        NS_PER_SECOND,
+        "Sample latency: issue to completion.",
+    ),
+    "chunk_delta_ns": (
+        "chunk_delta",
+        "seconds",
+        NS_PER_SECOND,
+        "Gap between consecutive received chunks.",
+    ),
+    "isl": ("isl", "tokens", 1.0, "Input sequence length."),
+    "osl": ("osl", "tokens", 1.0, "Output sequence length."),
+}
+
+#: The summary of series ``x`` is ``<ns>_x_<SUMMARY_INFIX>_<unit>``. The catalogue's
+#: "summary" infix makes promtool report "metric name should not include type
+#: 'summary'", so the exported names use "quantiles" instead.
+SUMMARY_INFIX = "quantiles"
+
+
+# -- helpers ------------------------------------------------------------------
+
+
+def check_namespace(namespace: str) -> str:
+    """``namespace`` if usable as a name prefix ("" means none), else ``ValueError``."""
+    if namespace and not _NAME_RE.match(namespace):
+        raise ValueError(
+            f"namespace {namespace!r} is not a valid Prometheus name ([a-zA-Z_][a-zA-Z0-9_]*)"
+        )
+    return namespace
+
+
+def check_labels(labels: Mapping[str, str], *, namespace: str) -> dict[str, str]:
+    """Validate run labels: names legal and not reserved, values strings (``ValueError``)."""
+    out: dict[str, str] = {}
+    state_label = _join(namespace, "session_state")
+    for key, value in labels.items():
+        if not isinstance(key, str) or not _LABEL_RE.match(key) or key.startswith("__"):
+            raise ValueError(
+                f"label name {key!r} is not valid ([a-zA-Z_][a-zA-Z0-9_]*, no leading '__')"
+            )
+        if key in RESERVED_LABELS or key == state_label:
+            raise ValueError(f"label name {key!r} is reserved by the exporter")
+        if not isinstance(value, str):
+            raise ValueError(f"label {key!r}: value must be a str, got {type(value).__name__}")
+        out[key] = value
+    return out
+
+
+def quantile_label(percentile_key: str) -> str:
+    """Wire key ``"99.9"`` → label value ``"0.999"`` (exact decimal, no float noise)."""
+    try:
+        fraction = (Decimal(percentile_key) / 100).normalize()
+    except InvalidOperation as exc:
+        raise ValueError(f"percentile key {percentile_key!r} is not a number") from exc
+    return format(fraction, "f")
+
+
+def _join(namespace: str, name: str) -> str:
+    return f"{namespace}_{name}" if namespace else name
+
+
+def _sanitise(name: str) -> str:
+    """A registry name as a snake_case name fragment."""
+    cleaned = _INVALID_CHARS.sub("_", name).lower()
+    return cleaned or "_"
+
+
+def _strip_suffix(name: str, suffix: str) -> str:
+    return name[: -len(suffix)] if name.endswith(suffix) and name != suffix else name
+
+
+def _counter_plan(name: str, *, namespace: str, as_gauge: bool) -> CounterPlan:
+    known = _KNOWN_COUNTERS.get(name)
+    if known is not None:
+        family, kind, unit, labels, divisor, text = known
+        if as_gauge and kind == "counter":
+            kind = "gauge"
+        return CounterPlan(name, _join(namespace, family), kind, unit, labels, divisor, text)
+    base = _sanitise(name)
+    if base.endswith("_ns"):
+        base = _strip_suffix(base, "_ns") + "_seconds"
+        return CounterPlan(
+            name,
+            _join(namespace, base),
+            "gauge",
+            "seconds",
+            (),
+            NS_PER_SECOND,
+            f"Registry counter {name!r} (nanoseconds, exported in seconds).",
+        )
+    base = _strip_suffix(base, "_total")
+    kind = "gauge" if as_gauge else "counter"
+    text = f"Registry counter {name!r}."
+    return CounterPlan(name, _join(namespace, base), kind, "", (), 1.0, text)
+
+
+def _series_plan(name: str, *, namespace: str) -> SeriesPlan:
+    known = _KNOWN_SERIES.get(name)
+    if known is not None:
+        base, unit, divisor, text = known
+    else:
+        base = _sanitise(name)
+        if base.endswith("_ns"):
+            base, unit, divisor = _strip_suffix(base, "_ns"), "seconds", NS_PER_SECOND
+            text = f"Registry series {name!r} (nanoseconds, exported in seconds)."
+        else:
+            unit, divisor, text = "", 1.0, f"Registry series {name!r}."
+    tail = f"_{unit}" if unit else ""
+    return SeriesPlan(
+        name,
+        histogram=_join(namespace, f"{base}{tail}"),
+        summary=_join(namespace, f"{base}_{SUMMARY_INFIX}{tail}"),
+        unit=unit,
+        divisor=divisor,
+        help=text,
+    )
+
+
+def _sample_names(family: str, kind: str) -> set[str]:
+    return {family, *(family + s for s in _TYPE_SUFFIXES[kind])}
+
+
+def fixed_families(namespace: str) -> dict[str, str]:
+    """The exporter's own families (name → type); registry metrics may not clash with them."""
+    return {
+        _join(namespace, "session_state"): "stateset",
+        _join(namespace, "pending_tasks"): "gauge",
+        _join(namespace, "run"): "info",
+        _join(namespace, "exporter_last_snapshot_age_seconds"): "gauge",
+        _join(namespace, "exporter_snapshot_sequence"): "gauge",
+        _join(namespace, "exporter_snapshots_received"): "counter",
+        _join(namespace, "exporter_decode_errors"): "counter",
+        _join(namespace, "exporter_up"): "gauge",
+    }
+
+
+def plan_families(
+    counter_names: Iterable[str],
+    series_names: Iterable[str],
+    *,
+    namespace: str,
+    gauges: frozenset[str] = frozenset(),
+) -> FamilyPlan:
+    """Plan every family of a snapshot layout.
+
+    ``gauges`` names registry counters to export as gauges although the table
+    would make them counters (settable counters: the wire format does not say
+    which counters are settable, so in-process callers pass the registry's).
+    A registry metric whose names would clash with an earlier family is left
+    out and listed in ``skipped``; the first one keeps the name.
+    """
+    taken: set[str] = set()
+    for fam, kind in fixed_families(namespace).items():
+        taken |= _sample_names(fam, kind)
+    # family → (kind, unit, help) of counters already planned: related counters
+    # (windows, reasons) share one family and must agree on its type.
+    shared: dict[str, tuple[str, str]] = {}
+    counters: list[CounterPlan] = []
+    series: list[SeriesPlan] = []
+    skipped: list[tuple[str, str]] = []
+    for name in counter_names:
+        plan = _counter_plan(name, namespace=namespace, as_gauge=name in gauges)
+        if plan.family in shared:
+            if shared[plan.family] != (plan.kind, plan.unit) or not plan.labels:
+                skipped.append((name, f"family {plan.family!r} is already exported"))
+                continue
+            if any(c.family == plan.family and c.labels == plan.labels for c in counters):
+                skipped.append((name, f"family {plan.family!r} already has {plan.labels!r}"))
+                continue
+            counters.append(plan)
+            continue
+        names = _sample_names(plan.family, plan.kind)
+        if names & taken:
+            skipped.append((name, f"its names {sorted(names & taken)} are already exported"))
+            continue
+        taken |= names
+        shared[plan.family] = (plan.kind, plan.unit)
+        counters.append(plan)
+    for name in series_names:
+        splan = _series_plan(name, namespace=namespace)
+        names = _sample_names(splan.histogram, "histogram") | _sample_names(
+            splan.summary, "summary"
+        )
+        if names & taken:
+            skipped.append((name, f"its names {sorted(names & taken)} are already exported"))
+            continue
+        taken |= names
+        series.append(splan)
+    return FamilyPlan(tuple(counters), tuple(series), tuple(skipped))
