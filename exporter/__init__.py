@@ -5,5 +5,6 @@ registry built. The ZeroMQ stream and the final file stay the authority.
 """
 
 from exporter.collector import SnapshotCollector
+from exporter.http_server import MetricsServer, MetricsServerThread
 
-__all__ = ["SnapshotCollector"]
+__all__ = ["MetricsServer", "MetricsServerThread", "SnapshotCollector"]

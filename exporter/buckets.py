@@ -56,7 +56,7 @@ def bucket_bounds(low: int, high: int) -> tuple[int, ...]:
     """
     if low < 1 or high < low:
         raise ValueError(f"HDR range [{low}, {high}] is not valid")
-    bounds = []
+    bounds: list[int] = []
     exp = len(str(low)) - 1  # floor(log10(low)) without float rounding
     while True:
         for step in _STEPS:
