@@ -190,7 +190,7 @@ class SnapshotCollector:
         key = (series, message.split(":", 1)[0])
         if key not in self._warned:
             self._warned.add(key)
-            logger.warning("series %r: %s", series, message)
+            logger.warning("metric %r: %s", series, message)
 
     # -- health ----------------------------------------------------------------
 

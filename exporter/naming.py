@@ -304,7 +304,8 @@ def plan_families(
     would make them counters (settable counters: the wire format does not say
     which counters are settable, so in-process callers pass the registry's).
     A registry metric whose names would clash with an earlier family is left
-    out and listed in ``skipped``; the first one keeps the name.
+    out and listed in ``skipped``: catalogue metrics keep their names, then the
+    first one in registration order does.
     """
     taken: set[str] = set()
     for fam, kind in fixed_families(namespace).items():
@@ -312,19 +313,39 @@ def plan_families(
     # family → (kind, unit, help) of counters already planned: related counters
     # (windows, reasons) share one family and must agree on its type.
     shared: dict[str, tuple[str, str]] = {}
-    counters: list[CounterPlan] = []
-    series: list[SeriesPlan] = []
     skipped: list[tuple[str, str]] = []
-    for name in counter_names:
+    # Catalogue metrics claim their names before any other registry metric can;
+    # the order of the plan itself stays registration order.
+    cnames, snames = list(counter_names), list(series_names)
+    order = [
+        *(("c", n) for n in cnames if n in _KNOWN_COUNTERS),
+        *(("s", n) for n in snames if n in _KNOWN_SERIES),
+        *(("c", n) for n in cnames if n not in _KNOWN_COUNTERS),
+        *(("s", n) for n in snames if n not in _KNOWN_SERIES),
+    ]
+    planned_c: dict[str, CounterPlan] = {}
+    planned_s: dict[str, SeriesPlan] = {}
+    for kind, name in order:
+        if kind == "s":
+            splan = _series_plan(name, namespace=namespace)
+            names = _sample_names(splan.histogram, "histogram") | _sample_names(
+                splan.summary, "summary"
+            )
+            if names & taken:
+                skipped.append((name, f"its names {sorted(names & taken)} are already exported"))
+                continue
+            taken |= names
+            planned_s[name] = splan
+            continue
         plan = _counter_plan(name, namespace=namespace, as_gauge=name in gauges)
         if plan.family in shared:
             if shared[plan.family] != (plan.kind, plan.unit) or not plan.labels:
                 skipped.append((name, f"family {plan.family!r} is already exported"))
                 continue
-            if any(c.family == plan.family and c.labels == plan.labels for c in counters):
+            if any(c.family == plan.family and c.labels == plan.labels for c in planned_c.values()):
                 skipped.append((name, f"family {plan.family!r} already has {plan.labels!r}"))
                 continue
-            counters.append(plan)
+            planned_c[name] = plan
             continue
         names = _sample_names(plan.family, plan.kind)
         if names & taken:
@@ -332,15 +353,7 @@ def plan_families(
             continue
         taken |= names
         shared[plan.family] = (plan.kind, plan.unit)
-        counters.append(plan)
-    for name in series_names:
-        splan = _series_plan(name, namespace=namespace)
-        names = _sample_names(splan.histogram, "histogram") | _sample_names(
-            splan.summary, "summary"
-        )
-        if names & taken:
-            skipped.append((name, f"its names {sorted(names & taken)} are already exported"))
-            continue
-        taken |= names
-        series.append(splan)
+        planned_c[name] = plan
+    counters = [planned_c[n] for n in cnames if n in planned_c]
+    series = [planned_s[n] for n in snames if n in planned_s]
     return FamilyPlan(tuple(counters), tuple(series), tuple(skipped))
