@@ -4,8 +4,15 @@ the two external judges of an exposition (the strict OpenMetrics parser and prom
 from __future__ import annotations
 
 import shutil
+import signal
+import socket
 import subprocess
+import sys
+import threading
+import urllib.request
 from collections.abc import Iterable
+from pathlib import Path
+from typing import IO
 
 import numpy as np
 from prometheus_client import CollectorRegistry, generate_latest
@@ -15,6 +22,7 @@ from prometheus_client.samples import Sample
 
 from exporter.collector import SnapshotCollector
 from registry import MetricsRegistry, MetricsSnapshot, SessionState
+from tests.helpers import wait_until
 
 NS_SERIES = ("ttft_ns", "tpot_ns", "sample_latency_ns", "chunk_delta_ns")
 TOKEN_SERIES = ("isl", "osl")
@@ -117,3 +125,92 @@ def promtool_findings(text: str) -> tuple[int, str]:
         timeout=30,
     )
     return proc.returncode, (proc.stdout + proc.stderr).decode("utf-8", "replace")
+
+
+# -- child processes ---------------------------------------------------------------
+
+TESTS_DIR = Path(__file__).resolve().parent
+
+
+class Child:
+    """A child process whose stdout and stderr lines are collected by reader threads."""
+
+    def __init__(self, argv: list[str]) -> None:
+        self.argv = argv
+        self.proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.out: list[str] = []
+        self.err: list[str] = []
+        self._threads = [
+            threading.Thread(target=self._pump, args=(self.proc.stdout, self.out), daemon=True),
+            threading.Thread(target=self._pump, args=(self.proc.stderr, self.err), daemon=True),
+        ]
+        for t in self._threads:
+            t.start()
+
+    @staticmethod
+    def _pump(stream: IO[str] | None, sink: list[str]) -> None:
+        assert stream is not None
+        for line in stream:
+            sink.append(line.rstrip("\n"))
+
+    def find(self, needle: str, *, stream: str = "err") -> str | None:
+        lines = self.err if stream == "err" else self.out
+        return next((ln for ln in list(lines) if needle in ln), None)
+
+    def wait_for(self, needle: str, timeout: float = 20.0, *, stream: str = "err") -> str:
+        ok = wait_until(
+            lambda: self.find(needle, stream=stream) or self.proc.poll() is not None, timeout
+        )
+        line = self.find(needle, stream=stream)
+        if not ok or line is None:
+            raise AssertionError(
+                f"{needle!r} not seen from {self.argv[:4]} (rc={self.proc.poll()}):\n"
+                + "\n".join(self.err[-30:])
+            )
+        return line
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            rc = self.proc.wait(5)
+        for t in self._threads:
+            t.join(5)
+        return rc
+
+
+def start_publisher(endpoint: str, out_dir: Path, *extra: str) -> Child:
+    child = Child(
+        [sys.executable, str(TESTS_DIR / "publisher_child.py"), endpoint, str(out_dir), *extra]
+    )
+    child.wait_for("ready", stream="out")
+    return child
+
+
+def start_export(*args: str) -> tuple[Child, str]:
+    """``bench-metrics export ARGS`` as a subprocess; returns it and its base URL."""
+    child = Child([sys.executable, str(TESTS_DIR / "cli_child.py"), "export", *args])
+    line = child.wait_for("serving /metrics at ")
+    return child, line.rsplit(" ", 1)[1]
+
+
+def scrape(url: str, *, openmetrics: bool = True, timeout: float = 10.0) -> str:
+    headers = {"Accept": "application/openmetrics-text;version=1.0.0"} if openmetrics else {}
+    req = urllib.request.Request(url + "/metrics", headers=headers)
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        return resp.read().decode("utf-8")
+
+
+def free_tcp_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -1,0 +1,266 @@
+"""The Prometheus mirror of one run: collector + HTTP server + end-of-run linger and push.
+
+Shared by every command that serves ``/metrics`` (``export``, and ``aggregate`` /
+``demo`` through ``--listen``): :func:`add_exporter_arguments` adds the same
+options to each, :func:`exporter_options` checks them (``UsageError`` with one
+line), and :class:`PrometheusMirror` runs the mirror on the caller's event loop.
+
+In-process use (``aggregate``)::
+
+    mirror = PrometheusMirror(options, labels={"run_id": run_id, **labels},
+                              gauges=settable_counter_names(registry))
+    await mirror.start()
+    publisher.add_listener(mirror.on_snapshot)   # every tick, live and terminal
+    ...
+    await mirror.finish(stop_event)   # push once, then serve the final values for --linger S
+    await mirror.stop()
+
+The mirror only reflects snapshots; it never decides a number, and a failing
+push or scrape never stops the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry
+
+from exporter.cli import UsageError
+from exporter.collector import DEFAULT_STALE_AFTER, SnapshotCollector
+from exporter.http_server import MetricsServer, parse_listen
+from exporter.pushgateway import DEFAULT_PUSH_JOB, push_final_async
+from exporter.web_config import WebConfig, WebConfigError, load_web_config
+from registry.metrics_registry import MetricsRegistry
+from registry.snapshot import MetricsSnapshot
+
+__all__ = [
+    "DEFAULT_LISTEN",
+    "ExporterOptions",
+    "PrometheusMirror",
+    "add_exporter_arguments",
+    "exporter_options",
+    "parse_label_args",
+    "settable_counter_names",
+]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_LISTEN = "127.0.0.1:9464"
+DEFAULT_PORT = 9464
+
+
+@dataclass(frozen=True)
+class ExporterOptions:
+    """Checked exporter options. ``listen`` is ``None`` when no server is wanted."""
+
+    listen: tuple[str, int] | None
+    web_config: WebConfig
+    linger: float
+    pushgateway: str | None
+    push_job: str
+    namespace: str
+    stale_after: float
+
+
+def add_exporter_arguments(
+    parser: argparse.ArgumentParser,
+    *,
+    listen_default: str | None,
+    linger_default: float,
+    with_labels: bool = True,
+) -> None:
+    """Add the exporter options (a group ``Prometheus exporter``) to ``parser``.
+
+    ``listen_default`` ``None`` means the server is off unless ``--listen`` is given.
+    ``with_labels`` adds ``--label K=V`` (leave it out when the command has its own).
+    """
+    g = parser.add_argument_group("Prometheus exporter")
+    shown = listen_default or "off"
+    g.add_argument(
+        "--listen",
+        default=listen_default,
+        metavar="HOST:PORT",
+        help=f"serve /metrics, /healthz and / on this address (default: {shown}; "
+        "HOST defaults to 127.0.0.1, [::1]:PORT for IPv6, port 0 picks a free one)",
+    )
+    g.add_argument(
+        "--web-config",
+        default=None,
+        metavar="FILE",
+        help="YAML in the Prometheus exporter-toolkit format: tls_server_config "
+        "(cert_file, key_file) and basic_auth_users (bcrypt hashes)",
+    )
+    g.add_argument(
+        "--linger",
+        type=float,
+        default=linger_default,
+        metavar="S",
+        help="after the final snapshot, keep serving its exact values this many seconds "
+        "(default: %(default)g)",
+    )
+    g.add_argument(
+        "--pushgateway",
+        default=None,
+        metavar="URL",
+        help="push the final values once to this Pushgateway (grouping key job + run_id)",
+    )
+    g.add_argument(
+        "--push-job",
+        default=DEFAULT_PUSH_JOB,
+        metavar="JOB",
+        help="the job of the Pushgateway grouping key (default: %(default)s)",
+    )
+    g.add_argument(
+        "--namespace",
+        default="bench",
+        metavar="NS",
+        help="metric name prefix (default: %(default)s)",
+    )
+    g.add_argument(
+        "--stale-after",
+        type=float,
+        default=DEFAULT_STALE_AFTER,
+        metavar="S",
+        help="a live view older than this counts as stale: <ns>_exporter_up 0 "
+        "(default: %(default)g)",
+    )
+    if with_labels:
+        g.add_argument(
+            "--label",
+            action="append",
+            default=[],
+            metavar="K=V",
+            help="a label put on every exported sample (repeatable), e.g. model=llama-3-8b",
+        )
+
+
+def parse_label_args(items: Iterable[str]) -> dict[str, str]:
+    """``["k=v", …]`` → ``{k: v}`` (``UsageError`` for a malformed or repeated one)."""
+    labels: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise UsageError(f"--label {item!r}: expected KEY=VALUE")
+        if key in labels:
+            raise UsageError(f"--label {key!r} is given twice")
+        labels[key] = value
+    return labels
+
+
+def exporter_options(args: argparse.Namespace) -> ExporterOptions:
+    """Check the options :func:`add_exporter_arguments` added (``UsageError`` if bad)."""
+    listen = None
+    if args.listen:
+        try:
+            listen = parse_listen(args.listen, default_port=DEFAULT_PORT)
+        except ValueError as exc:
+            raise UsageError(f"--listen: {exc}") from None
+    web_config = WebConfig()
+    if args.web_config:
+        try:
+            web_config = load_web_config(args.web_config)
+        except WebConfigError as exc:
+            raise UsageError(str(exc)) from None
+    if not args.linger >= 0:
+        raise UsageError(f"--linger must be >= 0 seconds, got {args.linger:g}")
+    if not args.stale_after > 0:
+        raise UsageError(f"--stale-after must be > 0 seconds, got {args.stale_after:g}")
+    if args.pushgateway is not None and not args.pushgateway.strip():
+        raise UsageError("--pushgateway: empty URL")
+    if not args.push_job:
+        raise UsageError("--push-job: empty job name")
+    return ExporterOptions(
+        listen=listen,
+        web_config=web_config,
+        linger=float(args.linger),
+        pushgateway=args.pushgateway,
+        push_job=args.push_job,
+        namespace=args.namespace,
+        stale_after=float(args.stale_after),
+    )
+
+
+def settable_counter_names(registry: MetricsRegistry) -> list[str]:
+    """The registry's settable counters: exported as gauges."""
+    return [n for n in registry.counter_names if registry.counter_info(n).settable]
+
+
+class PrometheusMirror:
+    """A collector, its HTTP server (when ``options.listen``) and the end-of-run duties.
+
+    Construction checks the labels (``UsageError`` naming a bad one).
+    """
+
+    def __init__(
+        self,
+        options: ExporterOptions,
+        *,
+        labels: Mapping[str, str],
+        gauges: Sequence[str] = (),
+    ) -> None:
+        self.options = options
+        try:
+            self.collector = SnapshotCollector(
+                options.namespace, labels, gauges=gauges, stale_after=options.stale_after
+            )
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        self.registry = CollectorRegistry()
+        self.registry.register(self.collector)
+        self.server: MetricsServer | None = None
+        if options.listen is not None:
+            host, port = options.listen
+            self.server = MetricsServer(
+                self.registry, host, port, options.web_config, health=self.collector.health
+            )
+        self.pushed: bool | None = None
+
+    @property
+    def url(self) -> str | None:
+        return self.server.url if self.server is not None else None
+
+    async def start(self) -> None:
+        """Bind the server (``UsageError`` when the address cannot be bound)."""
+        if self.server is None:
+            return
+        try:
+            await self.server.start()
+        except OSError as exc:
+            host, port = self.options.listen or ("?", 0)
+            raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+    def on_snapshot(self, snapshot: MetricsSnapshot) -> None:
+        """A publisher listener: serve ``snapshot`` from now on."""
+        self.collector.update(snapshot)
+
+    async def finish(self, stop: asyncio.Event | None = None) -> None:
+        """End of run: push once (if asked), then keep serving for ``linger`` seconds.
+
+        Returns early when ``stop`` is set (a signal). Call it after the terminal
+        snapshot reached :meth:`on_snapshot`.
+        """
+        snap = self.collector.snapshot
+        if snap is None or not snap.is_terminal:
+            logger.warning("ending without a final snapshot: nothing final to linger on or push")
+        elif self.options.pushgateway:
+            self.pushed = await push_final_async(
+                self.options.pushgateway, self.collector, job=self.options.push_job
+            )
+        if self.server is None or self.options.linger <= 0:
+            return
+        logger.info(
+            "serving the final values at %s/metrics for %g s", self.server.url, self.options.linger
+        )
+        waiter = stop.wait() if stop is not None else asyncio.sleep(self.options.linger)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(waiter, self.options.linger)
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            await self.server.stop()
