@@ -20,14 +20,20 @@ from __future__ import annotations
 import argparse
 import gc
 import statistics
+import sys
 import time
 import tracemalloc
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
-from registry import DEFAULT_PERCENTILES, MetricsRegistry, SessionState
+# Run as a script, this file's folder comes first on sys.path and its own name
+# would shadow the ``registry`` package: put the repository root there instead.
+sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from registry import DEFAULT_PERCENTILES, MetricsRegistry, SessionState  # noqa: E402
 
 HDR_LOW, HDR_HIGH, SIG_FIGS = 1, 3_600_000_000_000, 3
 
@@ -36,14 +42,27 @@ def lognormal_ints(n: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).lognormal(17.0, 1.0, n).astype(np.int64)
 
 
+def timed(fn: Callable[[], object]) -> float:
+    gc.collect()
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
 def median_time(fn: Callable[[], object], repeats: int) -> float:
-    times = []
+    return statistics.median(timed(fn) for _ in range(repeats))
+
+
+def paired(
+    ours: Callable[[], object], baseline: Callable[[], object], repeats: int
+) -> tuple[float, float]:
+    """Median times of ``ours`` and ``baseline``, run alternately so that load from
+    other processes on a shared machine hits both alike."""
+    ours_times, base_times = [], []
     for _ in range(repeats):
-        gc.collect()
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        ours_times.append(timed(ours))
+        base_times.append(timed(baseline))
+    return statistics.median(ours_times), statistics.median(base_times)
 
 
 def new_registry(names: list[str]) -> MetricsRegistry:
@@ -67,7 +86,7 @@ def bench_record(values: list[int], repeats: int) -> tuple[float, float]:
         for v in values:
             record_value(v)
 
-    return median_time(ours, repeats), median_time(baseline, max(1, repeats // 2))
+    return paired(ours, baseline, repeats)
 
 
 def bench_live(n_values: int, repeats: int) -> tuple[float, float]:
@@ -102,7 +121,7 @@ def bench_live(n_values: int, repeats: int) -> tuple[float, float]:
             for _ in hist.get_recorded_iterator():
                 pass
 
-    return median_time(ours, repeats), median_time(baseline, max(1, repeats // 2))
+    return paired(ours, baseline, repeats)
 
 
 def bench_terminal(n_values: int, repeats: int) -> tuple[float, float]:
