@@ -38,6 +38,10 @@ TOKENS_PER_S = "suffix: tok/s"
 ALL = 'window="all"'
 TRACKED = 'window="tracked"'
 
+#: Summary families are ``bench_<series>_summary_<unit>`` in the catalogue. The exporter
+#: may rename the infix (promtool lints "summary" inside a metric name); then change it here.
+SUMMARY_INFIX = "summary"
+
 #: The summary quantiles shown (catalogue: quantile labels are fractions of the snapshot grid).
 QUANTILES = (("0.5", "p50"), ("0.9", "p90"), ("0.99", "p99"))
 
@@ -52,6 +56,11 @@ def sel(metric: str, extra: str = "") -> str:
 
 def rate(metric: str, extra: str = "") -> str:
     return f"rate({sel(metric, extra)}[$__rate_interval])"
+
+
+def summary(stem: str, unit: str) -> str:
+    """The summary family of series ``stem``: ``bench_<stem>_<SUMMARY_INFIX>_<unit>``."""
+    return f"bench_{stem}_{SUMMARY_INFIX}_{unit}"
 
 
 def quantile_lines(summary_metric: str) -> list[tuple[str, str]]:
@@ -476,7 +485,7 @@ def summary_latency(d: Dashboard) -> None:
             "registry computes them (HDR while live, exact from the raw values once the run is "
             "complete), one line per selected instance: summary quantiles cannot be added "
             "across instances; see the histogram row for that.",
-            quantile_lines(f"bench_{stem}_summary_seconds"),
+            quantile_lines(summary(stem, "seconds")),
             "s",
         )
 
@@ -521,7 +530,7 @@ def chunk_gaps(d: Dashboard) -> None:
         "Inter-chunk gap p50 / p90 / p99",
         "Gap between consecutive received chunks of a streamed response (first chunk to the "
         "next, and so on; completion is not a chunk). Run quantiles per selected instance.",
-        quantile_lines("bench_chunk_delta_summary_seconds"),
+        quantile_lines(summary("chunk_delta", "seconds")),
         "s",
         w=12,
     )
@@ -554,7 +563,7 @@ def lengths(d: Dashboard) -> None:
         d.timeseries(
             f"{title} p50 / p90 / p99",
             f"{title}: {meaning}. Run quantiles per selected instance.",
-            quantile_lines(f"bench_{stem}_summary_tokens"),
+            quantile_lines(summary(stem, "tokens")),
             TOKENS,
             w=4,
         )
