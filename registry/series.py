@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -36,18 +37,20 @@ _MAX_RAW_CHUNKS = 64
 
 
 def nearest_rank(p: float, n: int) -> int:
-    """1-based nearest rank of percentile ``p`` among ``n`` values (rank 1 for p = 0)."""
+    """1-based nearest rank of percentile ``p`` among ``n`` values (rank 1 for p = 0).
+
+    Computed in exact rational arithmetic on the decimal ``p`` as written:
+    in floats ``99.9 / 100 * 1000`` is ``999.0000000000001`` and would round up.
+    """
     if n <= 0:
         raise ValueError("nearest rank of an empty set")
-    return min(n, max(1, math.ceil(p / 100.0 * n)))
+    return min(n, max(1, math.ceil(Fraction(repr(float(p))) * n / 100)))
 
 
 def display_edges(lo: float, hi: float, n_buckets: int) -> npt.NDArray[np.float64]:
     """``n_buckets + 1`` edges over ``[lo, hi]``: log-spaced when ``lo > 0``, else linear."""
-    if lo > 0:
-        edges = np.geomspace(lo, hi, n_buckets + 1)
-    else:
-        edges = np.linspace(lo, hi, n_buckets + 1)
+    spacing = np.geomspace if lo > 0 else np.linspace
+    edges = spacing(lo, hi, n_buckets + 1)
     edges[0], edges[-1] = lo, hi
     return edges
 
@@ -202,7 +205,9 @@ class SeriesSampler:
 
     def raw_values(self) -> npt.NDArray[Any]:
         """Every folded value (a sorted view once a terminal snapshot was taken)."""
-        return self._sorted_raw() if self._raw_sorted else np.concatenate(self._raw or [[]])
+        if self._raw_sorted or not self._raw:
+            return self._sorted_raw()
+        return np.concatenate(self._raw)
 
     def stat(self, *, exact: bool) -> SeriesStat:
         """Fold what is pending and describe the series.
@@ -247,9 +252,8 @@ class SeriesSampler:
                 counts = [n]
             else:
                 reps, weights = self._hdr.nonzero_buckets()
-                reps = np.clip(reps, lo, hi)
-                counts = np.histogram(reps, bins=edges, weights=weights)[0].astype(np.int64)
-                counts = counts.tolist()
+                binned = np.histogram(np.clip(reps, lo, hi), bins=edges, weights=weights)[0]
+                counts = binned.astype(np.int64).tolist()
         if edges is None:
             histogram = [((lo, hi), int(counts[0]))]
         else:
