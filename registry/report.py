@@ -1,4 +1,4 @@
-"""The Report: ``result_summary.json``, a person's and a submission's view of a final snapshot (SPEC §7).
+"""The Report: ``result_summary.json``, the readable summary of a final snapshot (SPEC §7).
 
 :func:`build_report` turns a snapshot (the struct or its dict form) into a
 JSON-ready dict that follows ``registry/schemas/result_summary.schema.json``;

@@ -108,7 +108,8 @@ def test_interrupted_from_latest_live_says_why() -> None:
 
 
 def test_complete_terminal_frame_is_complete_and_names_its_source() -> None:
-    r = build_report(scenario_snapshot(pending=0), source="terminal_frame", reason="file unreadable")
+    snap = scenario_snapshot(pending=0)
+    r = build_report(snap, source="terminal_frame", reason="file unreadable")
     validate(r)
     assert r["complete"] is True and r["incomplete_reason"] is None
     assert r["source"] == "terminal_frame" and r["source_reason"] == "file unreadable"
