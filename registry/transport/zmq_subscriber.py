@@ -1,0 +1,264 @@
+"""ZmqSubscriber: receives items through a codec on the running asyncio loop.
+
+Design: a *pull* API. ``await sub.recv()`` returns the next item and
+``async for item in sub`` iterates until the subscriber is closed. Batches
+(SPEC §4) are split transparently. Pulling keeps back-pressure where it
+belongs: for a lossless stream (``rcvhwm=0``) unread items wait in libzmq's
+queue, for a telemetry stream the high-water mark bounds that queue.
+
+Nothing received can stop the loop: a message with the wrong frame count, a
+topic that is not 40 bytes or not expected, a broken batch, or a payload the
+codec cannot decode (and whose ``on_decode_error`` returns ``None``) is
+counted in ``dropped`` and skipped; ``last_error`` says why.
+
+Conflation (latest wins). ``ZMQ_CONFLATE`` keeps one *frame*, so it would
+tear our two-frame messages apart; it cannot be used. Instead ``conflate=True``
+bounds the receive queue (``rcvhwm``, default 64 messages) and makes
+:meth:`ZmqSubscriber.recv` drain every message already queued, decode each
+(so malformed ones are still counted), and return only the newest item; the
+older valid ones are counted in ``superseded``. When a consumer stalls for
+longer than the queue holds, libzmq drops the *newest* messages until it
+reads again; streams that must not lose their last message need another
+path too (snapshots have the final file, SPEC §7).
+
+This module never encodes, never sends, and never blocks the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+from collections.abc import Iterable
+from typing import Generic, TypeVar
+
+import zmq
+import zmq.asyncio
+
+from registry.transport.codec import MessageCodec
+from registry.transport.endpoint import check_endpoint
+from registry.transport.framing import (
+    BATCH_TOPIC,
+    FramingError,
+    pad_topic,
+    split_batch,
+    split_message,
+    strip_topic,
+)
+
+__all__ = ["ZmqSubscriber"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: Receive queue bound of a conflated (latest-wins) subscriber, in messages.
+CONFLATE_RCVHWM = 64
+
+
+def _as_bytes(topic: bytes | str) -> bytes:
+    return topic.encode("ascii") if isinstance(topic, str) else bytes(topic)
+
+
+class ZmqSubscriber(Generic[T]):
+    """A SUB socket that connects (or binds) ``endpoint`` and yields decoded items.
+
+    ``topics``: topic *prefixes* to subscribe to (``None`` = everything); the
+    batch topic is added so batched items still arrive. ``expected_topics``:
+    full topic names accepted (``None`` = any 40-byte topic); a message with
+    another topic is counted as dropped, so a foreign producer on the socket
+    is noticed instead of decoded. ``rcvhwm``: receive queue bound in messages,
+    0 = unlimited (lossless streams); default 1000, or 64 when ``conflate``.
+
+    Create it (or enter ``async with``) on the loop that will read it; the
+    socket is opened by :meth:`open` / ``__aenter__``.
+    """
+
+    def __init__(
+        self,
+        codec: MessageCodec[T],
+        endpoint: str,
+        *,
+        bind: bool = False,
+        topics: Iterable[bytes | str] | None = None,
+        expected_topics: Iterable[bytes | str] | None = None,
+        rcvhwm: int | None = None,
+        conflate: bool = False,
+        linger_ms: int = 0,
+        context: zmq.asyncio.Context | None = None,
+    ) -> None:
+        check_endpoint(endpoint)
+        if rcvhwm is None:
+            rcvhwm = CONFLATE_RCVHWM if conflate else 1000
+        if rcvhwm < 0:
+            raise ValueError(f"rcvhwm must be >= 0, got {rcvhwm}")
+        self._codec = codec
+        self.endpoint = endpoint
+        self.bind = bind
+        self.conflate = conflate
+        self.rcvhwm = rcvhwm
+        self.linger_ms = linger_ms
+        prefixes = [b""] if topics is None else [_as_bytes(t) for t in topics]
+        if b"" not in prefixes and BATCH_TOPIC not in prefixes:
+            prefixes.append(BATCH_TOPIC)
+        self._prefixes = prefixes
+        self._expected: frozenset[bytes] | None = (
+            None
+            if expected_topics is None
+            else frozenset(pad_topic(_as_bytes(t)) for t in expected_topics)
+        )
+        self._context = context
+        self._sock: zmq.asyncio.Socket | None = None
+        self._closed = False
+        self._pending: collections.deque[T] = collections.deque()
+        #: multipart messages taken off the socket
+        self.messages = 0
+        #: items decoded and handed out (or queued to be)
+        self.received = 0
+        #: malformed messages or batch items skipped
+        self.dropped = 0
+        #: valid items skipped by conflation because a newer one was queued
+        self.superseded = 0
+        #: why the most recent drop happened
+        self.last_error: str | None = None
+        #: the endpoint actually bound when ``bind=True`` (``tcp://…:0`` resolved)
+        self.bound_endpoint: str | None = None
+
+    # -- lifetime ----------------------------------------------------------------
+
+    def open(self) -> None:
+        """Create, configure and connect (or bind) the socket. Idempotent."""
+        if self._sock is not None:
+            return
+        if self._closed:
+            raise RuntimeError("subscriber is closed")
+        ctx = self._context if self._context is not None else zmq.asyncio.Context.instance()
+        sock = ctx.socket(zmq.SUB)
+        try:
+            sock.setsockopt(zmq.RCVHWM, self.rcvhwm)
+            sock.setsockopt(zmq.LINGER, self.linger_ms)
+            for prefix in self._prefixes:
+                sock.setsockopt(zmq.SUBSCRIBE, prefix)
+            if self.bind:
+                sock.bind(self.endpoint)
+                self.bound_endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
+            else:
+                sock.connect(self.endpoint)
+        except zmq.ZMQError as exc:
+            sock.close(linger=0)
+            verb = "bind" if self.bind else "connect to"
+            raise OSError(exc.errno, f"cannot {verb} {self.endpoint}: {exc.strerror}") from exc
+        self._sock = sock
+
+    def close(self) -> None:
+        """Close the socket; a pending :meth:`recv` ends. Idempotent."""
+        self._closed = True
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            sock.close(linger=self.linger_ms)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def __aenter__(self) -> ZmqSubscriber[T]:
+        self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- receiving ---------------------------------------------------------------
+
+    def _drop(self, reason: str) -> None:
+        self.dropped += 1
+        self.last_error = reason
+        # Logged at 1, 10, 100, ... so a flood of garbage cannot flood the log.
+        n = self.dropped
+        if n == 1 or (n % 10 == 0 and str(n).rstrip("0") == "1"):
+            log.warning("%s: dropped %d malformed message(s); latest: %s", self.endpoint, n, reason)
+
+    def _decode_message(self, frames: list[bytes]) -> list[T]:
+        self.messages += 1
+        try:
+            topic, payload = split_message(frames)
+            if topic == BATCH_TOPIC:
+                payloads = split_batch(payload)
+            elif self._expected is not None and topic not in self._expected:
+                raise FramingError(f"unexpected topic {strip_topic(topic)!r}")
+            else:
+                payloads = [payload]
+        except FramingError as exc:
+            self._drop(str(exc))
+            return []
+        items: list[T] = []
+        for p in payloads:
+            try:
+                items.append(self._codec.decode(p))
+                continue
+            except Exception as exc:  # the codec may use any library; any failure is a bad payload
+                error: Exception = exc
+            try:
+                replacement = self._codec.on_decode_error(p, error)
+            except Exception as exc:
+                log.exception("%s: codec.on_decode_error raised", self.endpoint)
+                error, replacement = exc, None
+            if replacement is None:
+                self._drop(f"{type(error).__name__}: {error}")
+            else:
+                items.append(replacement)
+        self.received += len(items)
+        return items
+
+    def _socket(self) -> zmq.asyncio.Socket:
+        if self._sock is None:
+            if self._closed:
+                raise EOFError("subscriber is closed")
+            self.open()
+        assert self._sock is not None
+        return self._sock
+
+    async def _recv_frames(self, sock: zmq.asyncio.Socket) -> list[bytes]:
+        try:
+            return await sock.recv_multipart()
+        except asyncio.CancelledError:
+            # Closing the socket cancels its pending receive; only a cancellation of
+            # the *task* must propagate.
+            task = asyncio.current_task()
+            if self._closed and (task is None or not task.cancelling()):
+                raise EOFError("subscriber is closed") from None
+            raise
+        except zmq.ZMQError as exc:
+            if self._closed or exc.errno in (zmq.ENOTSOCK, zmq.ETERM):
+                raise EOFError("subscriber is closed") from exc
+            raise
+
+    async def recv(self) -> T:
+        """The next item (with ``conflate``, the newest one available).
+
+        Raises :class:`EOFError` once the subscriber is closed.
+        """
+        if self._pending and not self.conflate:
+            return self._pending.popleft()
+        sock = self._socket()
+        while True:
+            self._pending.extend(self._decode_message(await self._recv_frames(sock)))
+            if self.conflate:
+                while int(sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
+                    self._pending.extend(self._decode_message(await self._recv_frames(sock)))
+                if self._pending:
+                    newest = self._pending.pop()
+                    self.superseded += len(self._pending)
+                    self._pending.clear()
+                    return newest
+            elif self._pending:
+                return self._pending.popleft()
+
+    def __aiter__(self) -> ZmqSubscriber[T]:
+        return self
+
+    async def __anext__(self) -> T:
+        try:
+            return await self.recv()
+        except EOFError:
+            raise StopAsyncIteration from None

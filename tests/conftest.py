@@ -1,0 +1,27 @@
+"""Shared fixtures."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# AF_UNIX paths are limited to ~107 bytes; long test names can push tmp_path past it.
+_IPC_PATH_MAX = 100
+
+
+@pytest.fixture
+def ipc_endpoint(tmp_path: Path) -> Iterator[str]:
+    """A fresh ``ipc://`` endpoint inside a temporary directory."""
+    sock = tmp_path / "s.sock"
+    if len(str(sock)) <= _IPC_PATH_MAX:
+        yield f"ipc://{sock}"
+        return
+    short = tempfile.mkdtemp(prefix="bm-")
+    try:
+        yield f"ipc://{short}/s.sock"
+    finally:
+        shutil.rmtree(short, ignore_errors=True)
