@@ -212,7 +212,9 @@ def _counts(snap: MetricsSnapshot, rates: Rates | None) -> Table:
 
 def _finish_reasons(snap: MetricsSnapshot) -> Text | None:
     prefix = "tracked_finish_reason_"
-    parts = [(n[len(prefix) :], v) for n, v in snap.counters.items() if n.startswith(prefix) and v]
+    parts = [
+        (n.removeprefix(prefix), v) for n, v in snap.counters.items() if n.startswith(prefix) and v
+    ]
     if not parts:
         return None
     text = Text.assemble(("Finish reasons  ", "dim"))

@@ -207,7 +207,11 @@ def _finish_reasons(r: Mapping[str, Any]) -> Text | None:
     if not isinstance(reasons, dict) or not reasons:
         return None
     text = Text.assemble(("Finish reasons  ", "dim"))
-    items = sorted(reasons.items(), key=lambda kv: -(_num(kv[1]) or 0))
+    items = sorted(
+        ((k, v) for k, v in reasons.items() if _num(v)), key=lambda kv: -(_num(kv[1]) or 0)
+    )
+    if not items:
+        return None
     for i, (reason, n) in enumerate(items):
         if i:
             text.append(" · ", style="dim")
@@ -216,7 +220,7 @@ def _finish_reasons(r: Mapping[str, Any]) -> Text | None:
     return text
 
 
-def _run_info(r: Mapping[str, Any]) -> Text:
+def _run_info(r: Mapping[str, Any], kind: Kind) -> Text:
     run = r.get("run") if isinstance(r.get("run"), dict) else {}
     assert isinstance(run, dict)
     parts = []
@@ -225,7 +229,8 @@ def _run_info(r: Mapping[str, Any]) -> Text:
     labels = run.get("labels")
     if isinstance(labels, dict) and labels:
         parts.append(" ".join(f"{k}={v}" for k, v in labels.items()))
-    if r.get("generated_at"):
+    # A report built here from a snapshot file was generated just now: not worth showing.
+    if kind == "summary" and r.get("generated_at"):
         parts.append(f"generated {r['generated_at']}")
     versions = run.get("versions")
     if isinstance(versions, dict):
@@ -269,6 +274,6 @@ def render_report(doc: ReportDocument) -> RenderableType:
     reasons = _finish_reasons(r)
     if reasons is not None:
         parts += [Text(""), reasons]
-    parts.append(_run_info(r))
+    parts.append(_run_info(r, doc.kind))
     title = Text.assemble((f"{doc.path.name}", "bold"), f" — {_KIND_TEXT[doc.kind]}")
     return Panel(Group(*parts), title=title, title_align="left", border_style="blue")

@@ -214,11 +214,16 @@ def test_drive_sends_everything_at_its_scheduled_time() -> None:
     load = SyntheticLoad(qps=400, duration_s=0.4, seed=9, error_rate=0.1)
     sent: list[tuple[int, EventRecord]] = []
 
-    def sink(rec: EventRecord) -> None:
-        sent.append((time.monotonic_ns(), rec))
+    sizes: list[int] = []
+
+    def sink(batch: list[EventRecord]) -> None:
+        at = time.monotonic_ns()
+        sent.extend((at, rec) for rec in batch)
+        sizes.append(len(batch))
 
     t0 = time.monotonic_ns() + 20_000_000
-    stats = asyncio.run(drive(load, sink, t0_ns=t0))
+    stats = asyncio.run(drive(load, sink, t0_ns=t0, max_batch=8))
+    assert max(sizes) <= 8
     expected = list(load.events(t0))
     assert [r for _, r in sent] == expected
     # Never early; the sender's lateness stays small on an idle-enough machine.
@@ -236,15 +241,16 @@ def test_drive_awaits_an_async_sink_and_stops_on_request() -> None:
     async def main() -> SourceStats:
         stop = asyncio.Event()
 
-        async def sink(rec: EventRecord) -> None:
+        async def sink(batch: list[EventRecord]) -> None:
             await asyncio.sleep(0)
-            got.append(rec)
-            if len(got) == 300:
+            got.extend(batch)
+            if len(got) >= 300:
                 stop.set()
 
-        return await drive(load, sink, stop=stop)
+        return await drive(load, sink, stop=stop, max_batch=50)
 
     stats = asyncio.run(main())
-    assert len(got) == stats.events_sent == 300
+    assert len(got) == stats.events_sent
+    assert 300 <= len(got) < 350  # nothing sent after the stop
     assert got[-1].event_type is not EventType.SESSION_ENDED
     assert stats.in_flight > 0  # stopped mid-run: some requests never completed

@@ -296,12 +296,9 @@ class SourceStats:
             self.failed += 1
 
 
-#: Where :func:`drive` sends each record: a plain or async callable (e.g. a
-#: publisher's bound send method).
-EventSink = Callable[[EventRecord], object]
-
-# Give the event loop a turn at least this often when the source runs behind its schedule.
-_YIELD_EVERY = 256
+#: Where :func:`drive` sends the records that are due, a batch at a time: a plain
+#: or async callable taking a list (e.g. an event publisher's ``send_many``).
+EventSink = Callable[[list[EventRecord]], object]
 
 
 async def drive(
@@ -311,32 +308,52 @@ async def drive(
     stop: asyncio.Event | None = None,
     stats: SourceStats | None = None,
     t0_ns: int | None = None,
+    max_batch: int = 256,
 ) -> SourceStats:
     """Send ``load``'s events through ``send`` at their scheduled times.
 
     Timestamps are the scheduled times on :func:`time.monotonic_ns` (the run
     starts at ``t0_ns``, default now), so what the aggregator measures is the
-    generated latency even when the sender runs a little late. ``stop`` ends
-    the run early without sending ``session.ended`` (the caller decides how
-    an interrupted run finishes). ``stats``, if given, is updated as events go
-    out so a live view can read it; it is also returned.
+    generated latency even when the sender runs a little late; no event is
+    sent before its timestamp. Events that are due together go out as one
+    batch of at most ``max_batch``. ``stop`` ends the run early without
+    sending ``session.ended`` (the caller decides how an interrupted run
+    finishes). ``stats``, if given, is updated as batches go out so a live
+    view can read it; it is also returned.
     """
+    if max_batch < 1:
+        raise ValueError(f"max_batch must be >= 1, got {max_batch}")
     stats = stats if stats is not None else SourceStats()
     t0 = time.monotonic_ns() if t0_ns is None else t0_ns
-    since_yield = 0
-    for rec in load.events(t0):
-        delay_ns = rec.timestamp_ns - time.monotonic_ns()
-        if delay_ns > 0:
-            await asyncio.sleep(delay_ns / _NS_PER_S)
-            since_yield = 0
-        elif since_yield >= _YIELD_EVERY:
-            await asyncio.sleep(0)
-            since_yield = 0
+    batch: list[EventRecord] = []
+
+    async def flush() -> bool:
         if stop is not None and stop.is_set():
-            break
-        result = send(rec)
+            return False
+        out = batch.copy()  # the sink may keep the list; ours is reused
+        batch.clear()
+        result = send(out)
         if isinstance(result, Awaitable):
             await result
-        stats.observe(rec)
-        since_yield += 1
+        for rec in out:
+            stats.observe(rec)
+        return True
+
+    now = time.monotonic_ns()
+    for rec in load.events(t0):
+        if rec.timestamp_ns > now or len(batch) >= max_batch:
+            if batch and not await flush():
+                return stats
+            if stop is not None and stop.is_set():
+                return stats
+            now = time.monotonic_ns()
+            if rec.timestamp_ns > now:
+                await asyncio.sleep((rec.timestamp_ns - now) / _NS_PER_S)
+                now = time.monotonic_ns()
+            else:
+                # Running behind schedule: still give the event loop (the live view) a turn.
+                await asyncio.sleep(0)
+        batch.append(rec)
+    if batch:
+        await flush()
     return stats
