@@ -153,15 +153,21 @@ def test_float_series_keep_float_rollups() -> None:
     assert stat.percentile(50) == 2.25
 
 
-def test_non_numbers_are_dropped_with_a_warning_and_never_break_a_snapshot(caplog) -> None:
+def test_values_of_the_wrong_kind_are_refused_at_the_call_site() -> None:
     reg = make_registry()
     reg.record("lat", 5)
-    reg.record("lat", "oops")
-    reg.record("lat", 7)
-    with caplog.at_level(logging.WARNING, logger="registry.series"):
-        stat = reg.build_snapshot(state=COMPLETE, n_pending_tasks=0).series["lat"]
-    assert stat.count == 2 and stat.total == 12
-    assert any("not numbers" in r.getMessage() for r in caplog.records)
+    for bad in ("oops", 1.5, None):
+        with pytest.raises(TypeError):
+            reg.record("lat", bad)
+    with pytest.raises(TypeError, match="'lat'"):
+        reg.record_many("lat", [1.5, 2.5])
+    with pytest.raises(TypeError, match="'tpot'"):
+        reg.record_many("tpot", ["a", "b"])
+    reg.record("tpot", 3)  # ints are fine in a float series
+    reg.record("lat", np.int64(7))  # numpy integers are fine in an int series
+    snap = reg.build_snapshot(state=COMPLETE, n_pending_tasks=0)
+    assert snap.series["lat"].count == 2 and snap.series["lat"].total == 12
+    assert snap.series["tpot"].total == 3.0
 
 
 def test_integer_rollups_stay_exact_beyond_int64() -> None:
@@ -226,3 +232,13 @@ def test_concurrent_records_and_snapshots_conserve_every_value() -> None:
     assert stat.count == len(expected_values) + len(extra)
     assert stat.total == sum(expected_values) + sum(extra)
     assert seen_counts == sorted(seen_counts)  # live counts never go backwards
+
+
+def test_non_finite_floats_are_counted_and_kept_out_of_the_numbers(caplog) -> None:
+    reg = make_registry()
+    with caplog.at_level(logging.WARNING, logger="registry.series"):
+        reg.record_many("tpot", [1.0, float("nan"), 2.0, float("inf")])
+        reg.record("tpot", float("-inf"))
+        stat = reg.build_snapshot(state=COMPLETE, n_pending_tasks=0).series["tpot"]
+    assert (stat.count, stat.total, stat.max) == (2, 3.0, 2.0)
+    assert sum(1 for r in caplog.records if "NaN" in r.getMessage()) == 1
