@@ -44,8 +44,9 @@ from exporter.report_view import (
 )
 from registry.events.publisher import EventPublisher
 from registry.events.synthetic import SourceStats, SyntheticLoad, drive
+from registry.final_source import FinalSnapshotUnavailable, load_final_snapshot
 from registry.report import build_report
-from registry.transport.snapshot_subscriber import SnapshotSubscriber
+from registry.subscriber import SnapshotSubscriber
 
 __all__ = [
     "AGGREGATOR_PASSTHROUGH",
@@ -287,21 +288,25 @@ async def _first(*aws: Any) -> None:
                 await t
 
 
-def _final_document(output_dir: Path, sub: SnapshotSubscriber) -> ReportDocument | None:
-    """The Report in SPEC §7's order: result_summary.json, final_snapshot.json, the stream."""
-    for name in reversed(FINAL_FILES):
-        path = output_dir / name
-        if path.exists():
-            try:
-                return load_report_file(path)
-            except ReportFileError as exc:
-                log.error("%s", exc)
-    snap = sub.terminal if sub.terminal is not None else sub.latest
-    if snap is None:
+async def _final_document(output_dir: Path, sub: SnapshotSubscriber) -> ReportDocument | None:
+    """The Report to print: the aggregator's result_summary.json, else one built from
+    the final snapshot found in SPEC §7's order (file, terminal frame, latest live)."""
+    summary = output_dir / "result_summary.json"
+    if summary.exists():
+        try:
+            return load_report_file(summary)
+        except ReportFileError as exc:
+            log.error("%s", exc)
+    final = output_dir / "final_snapshot.json"
+    try:
+        found = await load_final_snapshot(final, subscriber=sub, timeout=0.5)
+    except FinalSnapshotUnavailable as exc:
+        log.error("no final snapshot: %s", exc)
         return None
-    source = "terminal_frame" if sub.terminal is not None else "latest_live"
-    report = build_report(snap, source=source, reason="the aggregator wrote no final file")
-    return ReportDocument(path=Path(f"<{source.replace('_', ' ')}>"), kind="summary", report=report)
+    report = build_report(found.snapshot, source=found.source, reason=found.reason)
+    if found.source == "file":
+        return ReportDocument(path=final, kind="snapshot", report=report)
+    return ReportDocument(path=Path("snapshot stream"), kind="summary", report=report)
 
 
 async def _demo(args: argparse.Namespace, load: SyntheticLoad) -> int:
@@ -373,7 +378,7 @@ async def _demo(args: argparse.Namespace, load: SyntheticLoad) -> int:
             rc = await aggregator.stop(_EXIT_TIMEOUT_S)
             if rc not in (0, None) and not stop.is_set():
                 problems.append(f"the aggregator exited with code {rc}")
-            doc = _final_document(output_dir, sub)
+            doc = await _final_document(output_dir, sub)
     finally:
         await aggregator.stop(0.1)
         publisher.close()

@@ -21,7 +21,7 @@ from exporter.cli import UsageError
 from exporter.live_display import show_live
 from exporter.live_view import LiveView, ViewContext
 from registry.transport.endpoint import check_endpoint
-from registry.transport.snapshot_subscriber import SnapshotSubscriber
+from registry.subscriber import SnapshotSubscriber
 
 __all__ = ["add_parser", "install_stop_signals", "run"]
 
