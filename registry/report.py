@@ -184,7 +184,7 @@ def build_report(
     """
     if source not in SOURCES:
         raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
-    snap = snapshot if isinstance(snapshot, MetricsSnapshot) else snapshot_from_dict(snapshot)
+    snap = snapshot if isinstance(snapshot, MetricsSnapshot) else snapshot_from_dict(dict(snapshot))
     counters = snap.counters
     complete, incomplete_reason = _incomplete_reason(snap, source, reason)
     tracked_ns = _int_or_none(counters, "tracked_duration_ns")
