@@ -1,0 +1,305 @@
+"""MetricsPublisher: turns a registry into the snapshot stream and the final file (SPEC §2, §7).
+
+Every ``interval_s`` a tick builds a LIVE/DRAINING snapshot, sends it on the
+snapshot stream and hands it to in-process listeners (the exporter). At the
+end :meth:`MetricsPublisher.publish_final` stops the ticks, builds the exact
+terminal snapshot, writes ``final_snapshot.json`` atomically and sends the
+terminal frame.
+
+Choices:
+
+* Building and encoding run in one dedicated worker thread, not on the event
+  loop: a snapshot over large series costs tens of milliseconds (sorting raw
+  values for a terminal one costs more), and the benchmark's loop must keep
+  issuing requests meanwhile. The registry's ``build_snapshot`` is safe
+  against concurrent ``record`` calls. One worker means builds never overlap.
+  Sending and listener calls stay on the loop thread (sockets are not
+  thread-safe; listeners expect the loop).
+* The stream is telemetry: a small send high-water mark and non-blocking
+  sends, so no subscriber (absent, slow or dead) can block or grow the
+  publisher; it loses frames instead. The final file is what must not be lost.
+* The file is written before the terminal frame is sent, so a subscriber that
+  sees the terminal frame can rely on the file when the disk allowed it. The
+  two are independent: a failure of one is logged and never stops the other.
+
+This module must never let an exception out of a tick, never send a live
+frame after the terminal one, and never write the final file in place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from registry.atomic_file import write_json_atomic
+from registry.metrics_registry import MetricsRegistry
+from registry.snapshot import MetricsSnapshot, SessionState
+from registry.snapshot_codec import SnapshotCodec, snapshot_to_dict
+from registry.transport import ZmqPublisher
+
+__all__ = ["MetricsPublisher", "RuntimeStateFn", "SnapshotListener"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: ``fn(snapshot)``, called on the event loop with every snapshot built.
+SnapshotListener = Callable[[MetricsSnapshot], Any]
+#: ``() -> (state, n_pending_tasks)``, asked at every tick.
+RuntimeStateFn = Callable[[], tuple[SessionState, int]]
+
+#: Send queue bound per subscriber, in snapshot frames (2 s at the default 0.25 s).
+DEFAULT_SNDHWM = 8
+
+
+class MetricsPublisher:
+    """Publishes ``registry`` snapshots on ``endpoint`` and the final one to a file."""
+
+    def __init__(
+        self,
+        registry: MetricsRegistry,
+        *,
+        endpoint: str,
+        final_snapshot_path: str | os.PathLike[str],
+        interval_s: float = 0.25,
+        sndhwm: int = DEFAULT_SNDHWM,
+        linger_ms: int = 1000,
+    ) -> None:
+        if not interval_s > 0:
+            raise ValueError(f"interval_s must be > 0, got {interval_s!r}")
+        self._registry = registry
+        self.interval_s = float(interval_s)
+        self.final_snapshot_path = Path(final_snapshot_path)
+        self._codec = SnapshotCodec()
+        self._transport: ZmqPublisher[MetricsSnapshot] = ZmqPublisher(
+            self._codec, endpoint, sndhwm=sndhwm, linger_ms=linger_ms
+        )
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="metrics-publisher"
+        )
+        self._listeners: list[SnapshotListener] = []
+        self._task: asyncio.Task[None] | None = None
+        self._inflight: asyncio.Future[Any] | None = None
+        self._final_task: asyncio.Task[MetricsSnapshot] | None = None
+        self._terminal_state_logged = False
+        self._closed = False
+        #: ticks that built and handed out a snapshot
+        self.ticks = 0
+        #: ticks that failed (logged; the next tick still runs)
+        self.tick_errors = 0
+        #: frames the socket failed to send (a broken or closed socket)
+        self.send_errors = 0
+        #: the most recent snapshot built, live or terminal
+        self.last_snapshot: MetricsSnapshot | None = None
+        #: the terminal snapshot, once :meth:`publish_final` built it
+        self.final_snapshot: MetricsSnapshot | None = None
+        #: whether the final file / the terminal frame made it
+        self.final_file_written = False
+        self.final_frame_sent = False
+
+    # -- configuration -----------------------------------------------------------
+
+    @property
+    def endpoint(self) -> str:
+        """The bound endpoint (a ``tcp://…:0`` port resolved)."""
+        return self._transport.bound_endpoint
+
+    @property
+    def transport(self) -> ZmqPublisher[MetricsSnapshot]:
+        return self._transport
+
+    def add_listener(self, fn: SnapshotListener) -> None:
+        """Call ``fn(snapshot)`` on the loop with every snapshot built, live and terminal.
+
+        A listener that raises is logged; the others and the stream are unaffected.
+        """
+        self._listeners.append(fn)
+
+    def remove_listener(self, fn: SnapshotListener) -> None:
+        self._listeners.remove(fn)
+
+    # -- live ticks --------------------------------------------------------------
+
+    def start(self, get_runtime_state: RuntimeStateFn) -> None:
+        """Start ticking on the running loop. A second start is a logged no-op."""
+        if self._task is not None or self._final_task is not None or self._closed:
+            log.warning("MetricsPublisher.start ignored: already started, finished or closed")
+            return
+        self._task = asyncio.get_running_loop().create_task(
+            self._run(get_runtime_state), name="metrics-publisher-tick"
+        )
+
+    async def _run(self, get_runtime_state: RuntimeStateFn) -> None:
+        loop = asyncio.get_running_loop()
+        next_at = loop.time()
+        while True:
+            await self._tick(get_runtime_state)
+            # Fixed rate; a tick that overran skips the slots it missed instead of bursting.
+            now = loop.time()
+            next_at += self.interval_s
+            if next_at <= now:
+                next_at += ((now - next_at) // self.interval_s + 1) * self.interval_s
+            await asyncio.sleep(next_at - now)
+
+    def _build_and_encode(
+        self, state: SessionState, n_pending: int
+    ) -> tuple[MetricsSnapshot, bytes]:
+        snap = self._build(state, n_pending)
+        _, payload = self._codec.encode(snap)
+        return snap, payload
+
+    async def _tick(self, get_runtime_state: RuntimeStateFn) -> None:
+        try:
+            state, n_pending = get_runtime_state()
+            state = SessionState(state)
+            if state.is_terminal:
+                if not self._terminal_state_logged:
+                    self._terminal_state_logged = True
+                    log.warning(
+                        "runtime state is %s; live ticks skip it, publish_final sends the "
+                        "terminal snapshot",
+                        state.value,
+                    )
+                return
+            loop = asyncio.get_running_loop()
+            self._inflight = loop.run_in_executor(
+                self._executor, self._build_and_encode, state, int(n_pending)
+            )
+            # Shielded: cancelling the tick must not orphan a build that
+            # publish_final then races; it waits for the build instead.
+            snap, payload = await asyncio.shield(self._inflight)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self.tick_errors += 1
+            log.exception("metrics tick failed; the next tick still runs")
+            return
+        self.last_snapshot = snap
+        self.ticks += 1
+        self._send(payload, "live")
+        self._notify(snap)
+
+    def _send(self, payload: bytes, what: str) -> bool:
+        try:
+            return self._transport.send_frame(self._codec.topic, payload)
+        except Exception:
+            self.send_errors += 1
+            # A broken socket fails every tick: log the 1st, 10th, 100th, ... failure.
+            n = self.send_errors
+            if what != "live" or n == 1 or str(n).rstrip("0") == "1":
+                log.exception("could not send the %s snapshot frame (failure %d)", what, n)
+            return False
+
+    def _notify(self, snap: MetricsSnapshot) -> None:
+        for fn in list(self._listeners):
+            try:
+                fn(snap)
+            except Exception:
+                log.exception("snapshot listener %r failed", fn)
+
+    async def _stop_ticking(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        inflight, self._inflight = self._inflight, None
+        if inflight is not None:
+            await asyncio.gather(inflight, return_exceptions=True)
+
+    # -- the end -----------------------------------------------------------------
+
+    async def publish_final(
+        self, *, n_pending_tasks: int, interrupted: bool = False
+    ) -> MetricsSnapshot:
+        """Stop ticking, build the terminal snapshot, write the file, send the frame.
+
+        COMPLETE, or INTERRUPTED when ``interrupted``. The file (atomic, off the
+        loop) and the frame are independent; their failures are logged and
+        recorded in ``final_file_written`` / ``final_frame_sent``, never raised.
+        Idempotent: later calls return the first terminal snapshot. The work
+        runs in its own task, so cancelling the caller (a second Ctrl-C) does
+        not cut it short.
+        """
+        if self._final_task is None:
+            state = SessionState.INTERRUPTED if interrupted else SessionState.COMPLETE
+            self._final_task = asyncio.get_running_loop().create_task(
+                self._publish_final(state, int(n_pending_tasks)), name="metrics-publisher-final"
+            )
+        return await asyncio.shield(self._final_task)
+
+    async def _run_blocking(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._closed:  # the worker is gone; a late final still gets written
+            return await asyncio.to_thread(fn, *args)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def _publish_final(self, state: SessionState, n_pending: int) -> MetricsSnapshot:
+        try:
+            await self._stop_ticking()
+            snap = await self._run_blocking(self._build, state, n_pending)
+        except BaseException:
+            self._final_task = None  # nothing was published: a later call may retry
+            raise
+        self.final_snapshot = self.last_snapshot = snap
+        path = self.final_snapshot_path
+        try:
+            await self._run_blocking(self._write_final_file, snap)
+            self.final_file_written = True
+        except Exception:
+            log.exception("could not write the final snapshot file %s", path)
+        try:
+            _, payload = await self._run_blocking(self._codec.encode, snap)
+            self.final_frame_sent = self._send(payload, "terminal")
+        except Exception:
+            log.exception("could not encode the terminal snapshot frame")
+        self._notify(snap)
+        log.info(
+            "final snapshot #%d (%s, %d pending): file %s %s, terminal frame %s",
+            snap.counter,
+            snap.state.value,
+            snap.n_pending_tasks,
+            path,
+            "written" if self.final_file_written else "NOT written",
+            "sent" if self.final_frame_sent else "NOT sent",
+        )
+        return snap
+
+    def _build(self, state: SessionState, n_pending: int) -> MetricsSnapshot:
+        return self._registry.build_snapshot(state=state, n_pending_tasks=n_pending)
+
+    def _write_final_file(self, snap: MetricsSnapshot) -> None:
+        self.final_snapshot_path.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(self.final_snapshot_path, snapshot_to_dict(snap))
+
+    async def aclose(self) -> None:
+        """Stop ticking and close the socket (queued frames get ``linger_ms`` to flush)."""
+        if self._closed:
+            return
+        await self._stop_ticking()
+        self._close_resources()
+
+    def close(self) -> None:
+        """Synchronous close: cancels the tick task without waiting for it."""
+        if self._closed:
+            return
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+        self._close_resources()
+
+    def _close_resources(self) -> None:
+        self._closed = True
+        if self.final_snapshot is None:
+            log.warning("MetricsPublisher closed without a final snapshot")
+        self._transport.close()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def __aenter__(self) -> MetricsPublisher:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
