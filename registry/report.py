@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from registry.atomic_file import write_json_atomic
 from registry.snapshot import MetricsSnapshot, SeriesStat, SessionState, percentile_key
 from registry.snapshot_codec import snapshot_from_dict
 
@@ -184,7 +185,7 @@ def build_report(
     """
     if source not in SOURCES:
         raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
-    snap = snapshot if isinstance(snapshot, MetricsSnapshot) else snapshot_from_dict(snapshot)
+    snap = snapshot if isinstance(snapshot, MetricsSnapshot) else snapshot_from_dict(dict(snapshot))
     counters = snap.counters
     complete, incomplete_reason = _incomplete_reason(snap, source, reason)
     tracked_ns = _int_or_none(counters, "tracked_duration_ns")
@@ -226,6 +227,4 @@ def build_report(
 
 def write_report(path: str | Path, report: Mapping[str, Any]) -> None:
     """Write ``report`` to ``path`` atomically as strict JSON (never half-written)."""
-    from registry.atomic_file import write_json_atomic
-
     write_json_atomic(path, dict(report))

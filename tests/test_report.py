@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+from pathlib import Path
 
 import jsonschema
 import pytest
@@ -19,7 +20,7 @@ from registry import (
     snapshot_to_dict,
 )
 from registry.aggregator import AggregatorMetrics
-from registry.report import SCHEMA_PATH, build_report, load_schema
+from registry.report import SCHEMA_PATH, build_report, load_schema, write_report
 
 VALIDATOR = jsonschema.Draft202012Validator(
     load_schema(), format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
@@ -165,3 +166,15 @@ def test_bad_input_is_rejected_with_a_reason() -> None:
         build_report(scenario_snapshot(), source="disk")
     with pytest.raises(SnapshotDecodeError):
         build_report({"counter": 1, "state": "complete"})
+
+
+def test_write_report_is_atomic_strict_json(tmp_path: Path) -> None:
+    path = tmp_path / "result_summary.json"
+    path.write_text("old")
+    report = build_report(scenario_snapshot(pending=0), source="file", run_id="r")
+    write_report(path, report)
+    text = path.read_text()
+    back = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-strict JSON {c}"))
+    assert back == report
+    validate(back)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["result_summary.json"]
