@@ -183,7 +183,11 @@ def aggregator_command(
         value = getattr(args, dest, None)
         if value is None or value is False:
             continue
-        cmd += [flag] if value is True else [flag, f"{value:g}" if isinstance(value, float) else str(value)]
+        cmd += (
+            [flag]
+            if value is True
+            else [flag, f"{value:g}" if isinstance(value, float) else str(value)]
+        )
     return cmd
 
 
@@ -366,12 +370,10 @@ async def _demo(args: argparse.Namespace, load: SyntheticLoad) -> int:
                     ]
 
                 display = asyncio.create_task(
-                    show_live(
-                        sub, view, finished=finished, tui=tui, console=console, notes=notes
-                    )
+                    show_live(sub, view, finished=finished, tui=tui, console=console, notes=notes)
                 )
                 try:
-                    await _run_and_drain(args, load, publisher, aggregator, sub, stop, stats, problems)
+                    await _run_and_drain(load, publisher, aggregator, sub, stop, stats, problems)
                 finally:
                     finished.set()
                     await display
@@ -388,7 +390,6 @@ async def _demo(args: argparse.Namespace, load: SyntheticLoad) -> int:
 
 
 async def _run_and_drain(
-    args: argparse.Namespace,
     load: SyntheticLoad,
     publisher: EventPublisher,
     aggregator: _Aggregator,
@@ -457,5 +458,3 @@ def run(args: argparse.Namespace) -> int:
     if args.interval <= 0:
         raise UsageError(f"--interval must be > 0, got {args.interval}")
     return asyncio.run(_demo(args, load))
-
-

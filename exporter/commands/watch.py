@@ -20,8 +20,8 @@ from rich.console import Console
 from exporter.cli import UsageError
 from exporter.live_display import show_live
 from exporter.live_view import LiveView, ViewContext
-from registry.transport.endpoint import check_endpoint
 from registry.subscriber import SnapshotSubscriber
+from registry.transport.endpoint import check_endpoint
 
 __all__ = ["add_parser", "install_stop_signals", "run"]
 
@@ -79,7 +79,9 @@ async def _watch(args: argparse.Namespace) -> int:
     view = LiveView(ViewContext(title="bench-metrics watch", source=args.connect))
     async with SnapshotSubscriber(args.connect) as sub:
         display = asyncio.create_task(
-            show_live(sub, view, finished=finished, tui=tui, console=console, refresh_s=args.refresh)
+            show_live(
+                sub, view, finished=finished, tui=tui, console=console, refresh_s=args.refresh
+            )
         )
         terminal = asyncio.create_task(sub.wait_for_terminal(args.timeout))
         stopped = asyncio.create_task(stop.wait())
