@@ -67,17 +67,17 @@ async def show_live(
                 if done:
                     return
                 await _tick(finished, refresh_s)
-    last_counter: int | None = None
+    last_shown: MetricsSnapshot | None = None
     last_line = -line_every_s
     while True:
         done = finished.is_set()
         view.update(source.latest)
         snap = view.snapshot
         now = time.monotonic()
-        fresh = snap is not None and snap.counter != last_counter
+        fresh = snap is not None and snap is not last_shown  # a new frame is a new object
         if (fresh and now - last_line >= line_every_s) or (done and fresh):
             console.print(view.line(), highlight=False, soft_wrap=True)
-            last_counter = snap.counter if snap is not None else None
+            last_shown = snap
             last_line = now
         if done:
             return

@@ -85,15 +85,17 @@ class RateWindow:
         self._last_counter: int | None = None
 
     def update(self, snap: MetricsSnapshot) -> Rates:
-        if self._last_counter is not None and snap.counter < self._last_counter:
-            self._points.clear()
-        if self._last_counter != snap.counter:
-            self._last_counter = snap.counter
+        points = self._points
+        restarted = self._last_counter is not None and snap.counter < self._last_counter
+        if points and (restarted or snap.timestamp_ns < points[-1][0]):
+            points.clear()
+        self._last_counter = snap.counter
+        if not points or snap.timestamp_ns != points[-1][0]:
             c = snap.counters
             done = c.get("total_samples_completed", 0) + c.get("total_samples_failed", 0)
-            self._points.append((snap.timestamp_ns, done, c.get("tracked_output_tokens", 0)))
-            while len(self._points) > 2 and snap.timestamp_ns - self._points[1][0] >= self._span_ns:
-                self._points.popleft()
+            points.append((snap.timestamp_ns, done, c.get("tracked_output_tokens", 0)))
+            while len(points) > 2 and snap.timestamp_ns - points[1][0] >= self._span_ns:
+                points.popleft()
         if len(self._points) < 2:
             return Rates()
         (t0, d0, k0), (t1, d1, k1) = self._points[0], self._points[-1]

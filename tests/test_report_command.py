@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +13,7 @@ from exporter.cli import main
 from registry.report import build_report
 from registry.snapshot import SessionState
 from registry.snapshot_codec import snapshot_to_dict
+from tests.cli_process import bench_metrics
 from tests.snapshots_factory import snapshot
 
 
@@ -27,7 +28,7 @@ def cells(text: str, label: str) -> list[str]:
     for line in text.splitlines():
         body = line.strip("│ ")
         if body.startswith(label + " "):
-            return body[len(label) :].split()
+            return re.split(r"\s{2,}", body[len(label) :].strip())
     raise AssertionError(f"no row {label!r} in:\n{text}")
 
 
@@ -39,8 +40,8 @@ def test_final_snapshot_file(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert "COMPLETE" in text and " complete " in text
     assert "Series (exact)" in text
     # count, min, mean, p50, p90, p95, p99, p99.9, max, std dev of TTFT = 1..1000 ms.
-    ttft = "1,000 1.00 ms 500 ms 500 ms 900 ms 950 ms 990 ms 999 ms 1.00 s 289 ms"
-    assert cells(text, "TTFT") == ttft.split()
+    ttft = "1,000 | 1.00 ms | 500 ms | 500 ms | 900 ms | 950 ms | 990 ms | 999 ms | 1.00 s | 289 ms"
+    assert cells(text, "TTFT") == ttft.split(" | ")
     assert cells(text, "all") == ["1,015", "1,000", "10", "5"]
     assert "QPS 100.0" in text and "Tokens/s 6,400" in text
     assert "stop 750 · length 250" in text
@@ -88,7 +89,7 @@ def summary_with_bad_series() -> str:
     ("content", "message"),
     [
         (None, "cannot read"),
-        (b"\xff\xfe\x00garbage", "is not JSON text"),
+        (b"\x80\x81garbage", "is not JSON text"),
         (b'{"state": "complete", ', "is not valid JSON"),
         (b"[1, 2, 3]", "neither a final snapshot"),
         (b'{"hello": "world"}', "neither a final snapshot"),
@@ -116,7 +117,7 @@ def test_real_command_line_process(tmp_path: Path) -> None:
     path = tmp_path / "final_snapshot.json"
     path.write_text(json.dumps(snapshot_to_dict(snapshot(SessionState.COMPLETE))))
     done = subprocess.run(
-        [sys.executable, "-m", "exporter.cli", "report", str(path)],
+        [*bench_metrics(), "report", str(path)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -125,7 +126,7 @@ def test_real_command_line_process(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "TTFT" in done.stdout and "COMPLETE" in done.stdout
     bad = subprocess.run(
-        [sys.executable, "-m", "exporter.cli", "report", str(tmp_path / "missing.json")],
+        [*bench_metrics(), "report", str(tmp_path / "missing.json")],
         capture_output=True,
         text=True,
         timeout=60,
