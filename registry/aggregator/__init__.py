@@ -13,6 +13,7 @@ from registry.aggregator.metrics import (
     AggregatorMetrics,
     series_names,
 )
+from registry.aggregator.service import AggregatorService
 from registry.aggregator.session import SessionMachine
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "FINISH_REASONS",
     "AggregatorEventCodec",
     "AggregatorMetrics",
+    "AggregatorService",
     "SessionMachine",
     "series_names",
 ]

@@ -441,8 +441,11 @@ class AggregatorEventCodec(EventCodec):
     def __init__(self, metrics: AggregatorMetrics) -> None:
         super().__init__()
         self._metrics = metrics
+        #: payloads counted as malformed here
+        self.errors = 0
 
     def on_decode_error(self, payload: bytes, exc: Exception) -> EventRecord | None:
+        self.errors += 1
         self._metrics.count_malformed(classify_bad_payload(payload))
         return None
 
