@@ -9,9 +9,11 @@ unit conversion, nor do I/O.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
+from rich.console import Console, ConsoleOptions, RenderResult
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
@@ -21,6 +23,7 @@ __all__ = [
     "SERIES_LABELS",
     "STATE_STYLES",
     "SeriesRow",
+    "SeriesTable",
     "format_count",
     "format_ns",
     "format_rate",
@@ -129,26 +132,24 @@ class SeriesRow:
     percentiles: Mapping[float, float | None]
 
 
-def series_table(
+def _table(
     rows: Sequence[SeriesRow],
-    *,
     grid: Sequence[float],
-    title: str | None = None,
-    show_min: bool = False,
-    show_std: bool = False,
+    title: str | None,
+    show_min: bool,
+    show_std: bool,
 ) -> Table:
-    """A table of series, one row each: count, mean, the ``grid`` percentiles, max."""
     table = Table(title=title, title_justify="left", expand=False, pad_edge=False, box=None)
     table.add_column("", style="bold", no_wrap=True)
-    table.add_column("count", justify="right")
+    table.add_column("count", justify="right", no_wrap=True)
     if show_min:
-        table.add_column("min", justify="right")
-    table.add_column("mean", justify="right")
+        table.add_column("min", justify="right", no_wrap=True)
+    table.add_column("mean", justify="right", no_wrap=True)
     for p in grid:
-        table.add_column(f"p{p:g}", justify="right")
-    table.add_column("max", justify="right")
+        table.add_column(f"p{p:g}", justify="right", no_wrap=True)
+    table.add_column("max", justify="right", no_wrap=True)
     if show_std:
-        table.add_column("std dev", justify="right")
+        table.add_column("std dev", justify="right", no_wrap=True)
     for row in rows:
         empty = row.count == 0
         cells = [SERIES_LABELS.get(row.name, row.name), format_count(row.count)]
@@ -165,3 +166,70 @@ def series_table(
             cells.append(fmt(row.std_dev))
         table.add_row(*cells)
     return table
+
+
+# Percentiles a narrow table gives up first (p50 and p99 are the ones people quote).
+_DROP_FIRST = (95.0, 99.9, 90.0)
+
+
+def _drop_rank(p: float) -> tuple[int, float]:
+    return (_DROP_FIRST.index(p), 0.0) if p in _DROP_FIRST else (len(_DROP_FIRST), -p)
+
+
+class SeriesTable:
+    """A table of series, one row each: count, (min), mean, the ``grid`` percentiles,
+    max, (std dev). On a terminal too narrow for every column it leaves out the
+    least telling ones (std dev, min, then the inner percentiles) instead of
+    wrapping numbers; p50 and p99 (or the highest percentile) always stay."""
+
+    def __init__(
+        self,
+        rows: Sequence[SeriesRow],
+        *,
+        grid: Sequence[float],
+        title: str | None = None,
+        show_min: bool = False,
+        show_std: bool = False,
+    ) -> None:
+        self.rows = list(rows)
+        self.grid = list(grid)
+        self.title = title
+        self.show_min = show_min
+        self.show_std = show_std
+
+    def variants(self) -> Iterator[Table]:
+        """The table with ever fewer columns, widest first."""
+        show_min, show_std, grid = self.show_min, self.show_std, list(self.grid)
+        yield _table(self.rows, grid, self.title, show_min, show_std)
+        if show_std:
+            show_std = False
+            yield _table(self.rows, grid, self.title, show_min, show_std)
+        if show_min:
+            show_min = False
+            yield _table(self.rows, grid, self.title, show_min, show_std)
+        keep = {50.0, 99.0 if 99.0 in grid else max(grid, default=0.0)}
+        for p in sorted((p for p in grid if p not in keep), key=_drop_rank):
+            grid.remove(p)
+            yield _table(self.rows, grid, self.title, show_min, show_std)
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        last: Table | None = None
+        unbounded = options.update_width(10_000)  # measurements are clamped to the width given
+        for table in self.variants():
+            last = table
+            if Measurement.get(console, unbounded, table).maximum <= options.max_width:
+                break
+        assert last is not None
+        yield last
+
+
+def series_table(
+    rows: Sequence[SeriesRow],
+    *,
+    grid: Sequence[float],
+    title: str | None = None,
+    show_min: bool = False,
+    show_std: bool = False,
+) -> SeriesTable:
+    """See :class:`SeriesTable`."""
+    return SeriesTable(rows, grid=grid, title=title, show_min=show_min, show_std=show_std)

@@ -133,3 +133,17 @@ def test_real_command_line_process(tmp_path: Path) -> None:
     )
     assert bad.returncode == 2
     assert bad.stderr.count("\n") == 1 and "cannot read" in bad.stderr
+
+
+def test_narrow_terminal_drops_columns_instead_of_cutting_numbers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "final_snapshot.json"
+    path.write_text(json.dumps(snapshot_to_dict(snapshot(SessionState.COMPLETE))))
+    assert main(["report", str(path), "--width", "80"]) == 0
+    text = capsys.readouterr().out
+    header = next(line for line in text.splitlines() if "count" in line and "p50" in line)
+    assert "p99 " in header and "std dev" not in header and "min" not in header
+    assert "…" not in text
+    assert all(len(line) <= 80 for line in text.splitlines())
+    assert "990 ms" in cells(text, "TTFT")
