@@ -432,7 +432,8 @@ def _finish(
     if doc is not None:
         console.print(render_report(doc))
         check = compare_counts(stats, doc.report)
-        console.print(check.line, style="green" if check.matches else "bold red", highlight=False)
+        style = "green" if check.matches else "bold red"
+        console.print(check.line, style=style, highlight=False, soft_wrap=True)
         if not check.matches and not interrupted:
             problems.append("the aggregator's counts differ from what the source sent")
     else:
@@ -442,13 +443,14 @@ def _finish(
         problems.append(f"missing in {output_dir}: {', '.join(missing)}")
     present = [str(output_dir / n) for n in FINAL_FILES if (output_dir / n).exists()]
     if present:
-        console.print(f"Files: {', '.join(present)}", highlight=False)
+        console.print(f"Files: {', '.join(present)}", highlight=False, soft_wrap=True)
+    err = Console(stderr=True)
     for problem in problems:
-        console.print(f"bench-metrics demo: {problem}", style="bold red", highlight=False)
+        err.print(f"bench-metrics demo: {problem}", style="bold red", highlight=False)
     if problems and aggregator.log_tail():
-        console.print(f"last lines of {aggregator.log_path}:\n{aggregator.log_tail()}")
+        err.print(f"last lines of {aggregator.log_path}:\n{aggregator.log_tail()}", highlight=False)
     if interrupted:
-        console.print("bench-metrics demo: interrupted", style="yellow")
+        err.print("bench-metrics demo: interrupted", style="yellow")
         return 130
     return 1 if problems else 0
 
