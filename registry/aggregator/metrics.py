@@ -22,7 +22,8 @@ Rules (SPEC §6), and the choices where the SPEC is silent:
   samples (``isl.count == osl.count == tracked_samples_completed``).
 - ``tracked_duration_ns``: per tracking window, from its start to the latest
   completion (successful or failed) of a sample issued in it, summed over
-  windows. ``total_duration_ns``: first event received → latest timestamp.
+  windows. ``total_duration_ns``: first event received → the latest event
+  received (its timestamp, never moving backwards).
 - A successful tracked completion without a known ``finish_reason`` counts
   as ``other``.
 - Diagnostic counters besides the SPEC's: ``events_malformed`` (undecodable
@@ -215,18 +216,17 @@ class AggregatorMetrics:
         if self._first_ts is None:
             self._first_ts = records[0].timestamp_ns
         dispatch = self._dispatch
-        last = self._last_ts if self._last_ts is not None else records[0].timestamp_ns
         for rec in records:
             try:
                 dispatch[rec.event_type](rec)
             except Exception as exc:  # bad input must never stop the service
                 self.count_malformed(f"event a handler could not process ({type(exc).__name__})")
                 logger.debug("event %r failed: %s", rec, exc)
-                continue
-            ts = rec.timestamp_ns
-            if ts > last:
-                last = ts
-        self._last_ts = last
+        # "Latest event": the last one received; never let the duration shrink
+        # when producers' clocks interleave.
+        last = records[-1].timestamp_ns
+        if self._last_ts is None or last > self._last_ts:
+            self._last_ts = last
         self._flush()
 
     def handle(self, record: EventRecord) -> None:
