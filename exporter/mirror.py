@@ -5,15 +5,17 @@ Shared by every command that serves ``/metrics`` (``export``, and ``aggregate`` 
 options to each, :func:`exporter_options` checks them (``UsageError`` with one
 line), and :class:`PrometheusMirror` runs the mirror on the caller's event loop.
 
-In-process use (``aggregate``)::
+In-process use with an aggregator service: :func:`mirror_service` (the server
+runs on its own thread and loop, so a scrape never runs on the aggregator's
+loop, and a bad address fails before the run starts). By hand::
 
     mirror = PrometheusMirror(options, labels={"run_id": run_id, **labels},
                               gauges=settable_counter_names(registry))
-    await mirror.start()
-    publisher.add_listener(mirror.on_snapshot)   # every tick, live and terminal
+    await mirror.start()                          # or mirror.start_in_thread()
+    publisher.add_listener(mirror.on_snapshot)    # every tick, live and terminal
     ...
     await mirror.finish(stop_event)   # push once, then serve the final values for --linger S
-    await mirror.stop()
+    await mirror.stop()                           # or mirror.close()
 
 The mirror only reflects snapshots; it never decides a number, and a failing
 push or scrape never stops the run.
@@ -25,18 +27,24 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import signal
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry
 
 from exporter.cli import UsageError
 from exporter.collector import DEFAULT_STALE_AFTER, SnapshotCollector
-from exporter.http_server import MetricsServer, parse_listen
+from exporter.http_server import MetricsServer, MetricsServerThread, parse_listen
 from exporter.pushgateway import DEFAULT_PUSH_JOB, push_final_async
 from exporter.web_config import WebConfig, WebConfigError, load_web_config
 from registry.metrics_registry import MetricsRegistry
 from registry.snapshot import MetricsSnapshot
+
+if TYPE_CHECKING:
+    from registry.aggregator import AggregatorService
 
 __all__ = [
     "DEFAULT_LISTEN",
@@ -44,6 +52,7 @@ __all__ = [
     "PrometheusMirror",
     "add_exporter_arguments",
     "exporter_options",
+    "mirror_service",
     "parse_label_args",
     "settable_counter_names",
 ]
@@ -220,6 +229,7 @@ class PrometheusMirror:
                 self.registry, host, port, options.web_config, health=self.collector.health
             )
         self.pushed: bool | None = None
+        self._thread: MetricsServerThread | None = None
 
     @property
     def url(self) -> str | None:
@@ -234,6 +244,24 @@ class PrometheusMirror:
         except OSError as exc:
             host, port = self.options.listen or ("?", 0)
             raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+    def start_in_thread(self) -> None:
+        """Serve from a thread with its own loop (``UsageError`` when it cannot bind)."""
+        if self.server is None:
+            return
+        self._thread = MetricsServerThread(self.server)
+        try:
+            self._thread.start()
+        except OSError as exc:
+            self._thread = None
+            host, port = self.options.listen or ("?", 0)
+            raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+    def close(self) -> None:
+        """Stop a server started by :meth:`start_in_thread` (idempotent)."""
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.stop()
 
     def on_snapshot(self, snapshot: MetricsSnapshot) -> None:
         """A publisher listener: serve ``snapshot`` from now on."""
@@ -264,3 +292,36 @@ class PrometheusMirror:
     async def stop(self) -> None:
         if self.server is not None:
             await self.server.stop()
+
+
+def mirror_service(service: AggregatorService, options: ExporterOptions) -> PrometheusMirror | None:
+    """Mirror an aggregator service's snapshots (``None`` without --listen / --pushgateway).
+
+    The server starts now, on its own thread; every published snapshot reaches the
+    collector; after the final files are written the mirror pushes once and lingers
+    (SIGTERM / Ctrl-C cut the linger short), then stops. The caller calls
+    :meth:`PrometheusMirror.close` when the service returns, whatever happened.
+    """
+    if options.listen is None and not options.pushgateway:
+        return None
+    labels = {"run_id": service.run_id or "", **service.labels}
+    mirror = PrometheusMirror(
+        options, labels=labels, gauges=settable_counter_names(service.registry)
+    )
+    mirror.start_in_thread()
+    service.add_listener(mirror.on_snapshot)
+
+    async def finish() -> None:
+        stop = asyncio.Event()
+        if threading.current_thread() is threading.main_thread():
+            # Replaces the service's handlers for the linger; it removes them when it returns.
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+        try:
+            await mirror.finish(stop)
+        finally:
+            await asyncio.to_thread(mirror.close)
+
+    service.add_stop_hook(finish)
+    return mirror

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from exporter.cli import UsageError
+from exporter.mirror import add_exporter_arguments, exporter_options, mirror_service
 from registry.aggregator import AggregatorService
 from registry.aggregator.service import Hook, SnapshotListener
 from registry.transport import check_endpoint
@@ -95,6 +96,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar="K=V",
         help="a run label for the report and the metrics (repeatable)",
     )
+    # The Prometheus mirror is off unless --listen or --pushgateway is given.
+    add_exporter_arguments(p, listen_default=None, linger_default=30.0, with_labels=False)
     p.set_defaults(run=run)
 
 
@@ -160,9 +163,14 @@ def build_service(
 
 
 def run(args: argparse.Namespace) -> int:
+    options = exporter_options(args)
     service = build_service(args)
+    mirror = mirror_service(service, options)
     try:
         return asyncio.run(service.run())
     except OSError as exc:
         # Raised before any event is read: the snapshot endpoint cannot be bound.
         raise UsageError(str(exc)) from None
+    finally:
+        if mirror is not None:
+            mirror.close()

@@ -36,6 +36,7 @@ from exporter.cli import UsageError
 from exporter.commands.watch import install_stop_signals
 from exporter.live_display import show_live
 from exporter.live_view import LiveView, ViewContext
+from exporter.mirror import DEFAULT_LISTEN, add_exporter_arguments, exporter_options
 from exporter.report_view import (
     ReportDocument,
     ReportFileError,
@@ -71,6 +72,14 @@ FINAL_FILES = ("final_snapshot.json", "result_summary.json")
 AGGREGATOR_PASSTHROUGH: list[tuple[str, str]] = [
     ("interval", "--interval"),
     ("run_id", "--run-id"),
+    # the Prometheus mirror runs inside the aggregator process
+    ("listen", "--listen"),
+    ("web_config", "--web-config"),
+    ("linger", "--linger"),
+    ("pushgateway", "--pushgateway"),
+    ("push_job", "--push-job"),
+    ("namespace", "--namespace"),
+    ("stale_after", "--stale-after"),
 ]
 
 # How long the aggregator may take to subscribe to the events after it starts.
@@ -140,6 +149,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--run-id", default=None, metavar="ID", help="run id (default: demo-<date>-<time>)"
+    )
+    # The demo exits after printing its report: no linger unless asked for.
+    add_exporter_arguments(
+        parser, listen_default=DEFAULT_LISTEN, linger_default=0.0, with_labels=False
     )
     parser.set_defaults(run=run)
 
@@ -457,6 +470,7 @@ def _finish(
 
 def run(args: argparse.Namespace) -> int:
     load = load_from_args(args)
+    exporter_options(args)  # bad exporter options fail here, not in the aggregator process
     if args.interval <= 0:
         raise UsageError(f"--interval must be > 0, got {args.interval}")
     return asyncio.run(_demo(args, load))
