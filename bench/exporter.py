@@ -160,11 +160,13 @@ def scrape_loop(url: str) -> int:
     sys.stdout.flush()
     try:
         while True:
-            with urllib.request.urlopen(
-                urllib.request.Request(url, headers=headers), timeout=5
-            ) as r:
-                r.read()
-            n += 1
+            try:
+                req = urllib.request.Request(url, headers=headers)
+                with urllib.request.urlopen(req, timeout=5) as r:
+                    r.read()
+                n += 1
+            except OSError:  # the server is gone at the end of the run
+                pass
             next_at += 1.0 / SCRAPES_PER_S
             time.sleep(max(0.0, next_at - time.monotonic()))
     except KeyboardInterrupt:
@@ -223,7 +225,7 @@ def one_ingest_run(agg: ModuleType, n_events: int, scraped: bool) -> tuple[float
         if scraper is not None:
             scraper.send_signal(signal.SIGINT)
             out, _ = scraper.communicate(timeout=10)
-            scrapes = int(out.split()[-1]) / elapsed
+            scrapes = int(out.split()[-1]) / elapsed if out.split() else 0.0
         return rate, scrapes
     finally:
         if scraper is not None and scraper.poll() is None:
