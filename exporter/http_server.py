@@ -21,6 +21,7 @@ import contextlib
 import html
 import json
 import logging
+import socket
 import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -31,7 +32,7 @@ from prometheus_client.registry import Collector
 
 from exporter.web_config import WebConfig
 
-__all__ = ["DEFAULT_HOST", "MetricsServer", "MetricsServerThread", "parse_listen"]
+__all__ = ["DEFAULT_HOST", "MetricsServer", "MetricsServerThread", "bind_socket", "parse_listen"]
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +73,24 @@ def parse_listen(value: str, *, default_port: int | None = None) -> tuple[str, i
     return host or DEFAULT_HOST, port
 
 
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``(host, port)`` (``OSError`` when it cannot be bound).
+
+    Binding before the event loop runs lets a command fail with a clear message
+    before its run starts; :class:`MetricsServer` then serves on the socket.
+    """
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    family, kind, proto, _, addr = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(addr)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 _LANDING = """<!doctype html>
 <html><head><meta charset="utf-8"><title>{title}</title></head>
 <body>
@@ -91,7 +110,8 @@ class MetricsServer:
 
     ``port`` 0 picks a free port; after :meth:`start`, :attr:`port` and :attr:`url`
     tell the bound one. ``health`` supplies the ``/healthz`` body (and details on
-    the landing page).
+    the landing page). ``sock``: serve on this already bound socket (see
+    :func:`bind_socket`) instead of binding ``host``/``port`` in :meth:`start`.
     """
 
     def __init__(
@@ -103,8 +123,10 @@ class MetricsServer:
         *,
         health: HealthFn | None = None,
         title: str = "bench-metrics exporter",
+        sock: socket.socket | None = None,
     ) -> None:
         self.registry = registry
+        self._sock = sock
         self.host = host
         self._requested_port = port
         self.web_config = web_config or WebConfig()
@@ -165,9 +187,13 @@ class MetricsServer:
             raise RuntimeError("MetricsServer already started")
         runner = web.AppRunner(self._make_app(), access_log=None, shutdown_timeout=2.0)
         await runner.setup()
-        site = web.TCPSite(
-            runner, self.host, self._requested_port, ssl_context=self.web_config.ssl_context
-        )
+        site: web.BaseSite
+        if self._sock is not None:
+            site = web.SockSite(runner, self._sock, ssl_context=self.web_config.ssl_context)
+        else:
+            site = web.TCPSite(
+                runner, self.host, self._requested_port, ssl_context=self.web_config.ssl_context
+            )
         try:
             await site.start()
         except BaseException:
@@ -182,10 +208,19 @@ class MetricsServer:
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
+        if self._sock is not None:
+            self._sock.close()
+
+    def discard(self) -> None:
+        """Close the pre-bound socket of a server that never started (idempotent)."""
+        if self._runner is None and self._sock is not None:
+            self._sock.close()
 
     @property
     def port(self) -> int:
         if self._port is None:
+            if self._sock is not None and self._sock.fileno() >= 0:
+                return int(self._sock.getsockname()[1])
             raise RuntimeError("MetricsServer is not started")
         return self._port
 

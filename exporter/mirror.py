@@ -37,7 +37,7 @@ from prometheus_client import CollectorRegistry
 
 from exporter.cli import UsageError
 from exporter.collector import DEFAULT_STALE_AFTER, SnapshotCollector
-from exporter.http_server import MetricsServer, MetricsServerThread, parse_listen
+from exporter.http_server import MetricsServer, MetricsServerThread, bind_socket, parse_listen
 from exporter.pushgateway import DEFAULT_PUSH_JOB, push_final_async
 from exporter.web_config import WebConfig, WebConfigError, load_web_config
 from registry.metrics_registry import MetricsRegistry
@@ -223,11 +223,6 @@ class PrometheusMirror:
         self.registry = CollectorRegistry()
         self.registry.register(self.collector)
         self.server: MetricsServer | None = None
-        if options.listen is not None:
-            host, port = options.listen
-            self.server = MetricsServer(
-                self.registry, host, port, options.web_config, health=self.collector.health
-            )
         self.pushed: bool | None = None
         self._thread: MetricsServerThread | None = None
 
@@ -235,33 +230,48 @@ class PrometheusMirror:
     def url(self) -> str | None:
         return self.server.url if self.server is not None else None
 
-    async def start(self) -> None:
-        """Bind the server (``UsageError`` when the address cannot be bound)."""
-        if self.server is None:
+    def bind(self) -> None:
+        """Bind the listening socket now, before any loop runs (``UsageError`` if it cannot).
+
+        Without ``--listen`` this does nothing. Idempotent.
+        """
+        if self.options.listen is None or self.server is not None:
             return
+        host, port = self.options.listen
         try:
-            await self.server.start()
+            sock = bind_socket(host, port)
         except OSError as exc:
-            host, port = self.options.listen or ("?", 0)
             raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        self.server = MetricsServer(
+            self.registry,
+            host,
+            port,
+            self.options.web_config,
+            health=self.collector.health,
+            sock=sock,
+        )
+
+    async def start(self) -> None:
+        """Bind (unless :meth:`bind` did) and serve on the running loop."""
+        self.bind()
+        if self.server is not None:
+            await self.server.start()
 
     def start_in_thread(self) -> None:
-        """Serve from a thread with its own loop (``UsageError`` when it cannot bind)."""
+        """Bind now and serve from a thread with its own loop (``UsageError`` if it cannot)."""
+        self.bind()
         if self.server is None:
             return
         self._thread = MetricsServerThread(self.server)
-        try:
-            self._thread.start()
-        except OSError as exc:
-            self._thread = None
-            host, port = self.options.listen or ("?", 0)
-            raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        self._thread.start()
 
     def close(self) -> None:
-        """Stop a server started by :meth:`start_in_thread` (idempotent)."""
+        """Stop a server started by :meth:`start_in_thread`; close a socket never served on."""
         thread, self._thread = self._thread, None
         if thread is not None:
             thread.stop()
+        elif self.server is not None:
+            self.server.discard()
 
     def on_snapshot(self, snapshot: MetricsSnapshot) -> None:
         """A publisher listener: serve ``snapshot`` from now on."""
@@ -294,10 +304,16 @@ class PrometheusMirror:
             await self.server.stop()
 
 
-def mirror_service(service: AggregatorService, options: ExporterOptions) -> PrometheusMirror | None:
+def mirror_service(
+    service: AggregatorService, options: ExporterOptions, *, own_thread: bool = False
+) -> PrometheusMirror | None:
     """Mirror an aggregator service's snapshots (``None`` without --listen / --pushgateway).
 
-    The server starts now, on its own thread; every published snapshot reaches the
+    The socket is bound now (a bad address fails before the run). By default the
+    server then runs on the service's own loop: a scrape costs the ingest a few
+    milliseconds of loop time, which bench/exporter.py measured to hurt less than a
+    server thread contending for the GIL. ``own_thread`` serves from a thread with
+    its own loop instead. Every published snapshot reaches the
     collector; after the final files are written the mirror pushes once and lingers
     (SIGTERM / Ctrl-C cut the linger short), then stops. The caller calls
     :meth:`PrometheusMirror.close` when the service returns, whatever happened.
@@ -308,7 +324,11 @@ def mirror_service(service: AggregatorService, options: ExporterOptions) -> Prom
     mirror = PrometheusMirror(
         options, labels=labels, gauges=settable_counter_names(service.registry)
     )
-    mirror.start_in_thread()
+    if own_thread:
+        mirror.start_in_thread()
+    else:
+        mirror.bind()
+        service.add_start_hook(mirror.start)
     service.add_listener(mirror.on_snapshot)
 
     async def finish() -> None:
@@ -321,6 +341,7 @@ def mirror_service(service: AggregatorService, options: ExporterOptions) -> Prom
         try:
             await mirror.finish(stop)
         finally:
+            await mirror.stop()
             await asyncio.to_thread(mirror.close)
 
     service.add_stop_hook(finish)

@@ -22,6 +22,7 @@ from prometheus_client.samples import Sample
 
 from exporter.collector import SnapshotCollector
 from registry import MetricsRegistry, MetricsSnapshot, SessionState
+from tests.cli_process import bench_metrics
 from tests.helpers import wait_until
 
 NS_SERIES = ("ttft_ns", "tpot_ns", "sample_latency_ns", "chunk_delta_ns")
@@ -139,6 +140,7 @@ class Child:
         self.argv = argv
         self.proc = subprocess.Popen(
             argv,
+            cwd=TESTS_DIR.parent,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -198,7 +200,7 @@ def start_publisher(endpoint: str, out_dir: Path, *extra: str) -> Child:
 
 def start_export(*args: str) -> tuple[Child, str]:
     """``bench-metrics export ARGS`` as a subprocess; returns it and its base URL."""
-    child = Child([sys.executable, str(TESTS_DIR / "cli_child.py"), "export", *args])
+    child = Child([*bench_metrics(), "export", *args])
     line = child.wait_for("serving /metrics at ")
     return child, line.rsplit(" ", 1)[1]
 
