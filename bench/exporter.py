@@ -16,9 +16,10 @@ samples. Timed, each as the median of many repeats:
 Ingest half. A producer process sends the same pre-built streaming workload as
 ``bench/aggregator.py``; the real ``AggregatorService`` ingests it with the
 Prometheus mirror attached as ``aggregate --listen`` attaches it (its HTTP server
-on the aggregator's loop; ``--own-thread`` measures a server thread instead). In "scraped" runs a separate scraper process GETs ``/metrics``
-10 times a second (OpenMetrics, gzip, as Prometheus asks) for the whole run; in
-"not scraped" runs nobody does. Runs alternate; medians are compared.
+on the aggregator's loop; ``--own-thread`` measures a server thread instead). In
+"scraped" runs a separate scraper process GETs ``/metrics`` 10 times a second
+(OpenMetrics, gzip, as Prometheus asks) for the whole run; in "not scraped" runs
+nobody does. Runs alternate; medians are compared.
 Target (issue 5): scraped / not scraped >= 0.9.
 """
 
