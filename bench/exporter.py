@@ -241,8 +241,10 @@ def one_ingest_run(agg: ModuleType, n_events: int, scraped: bool) -> tuple[float
 
 def ingest_half(n_events: int, repeats: int) -> None:
     agg = load_aggregator_bench()
+    where = "a server thread" if OWN_THREAD else "the aggregator's loop"
     print(
-        f"aggregator ingest with the exporter attached: {n_events:,} events/run, {repeats} repeats"
+        f"aggregator ingest with the exporter attached (served from {where}): "
+        f"{n_events:,} events/run, {repeats} repeats"
     )
     one_ingest_run(agg, 20_000, False)  # warm-up
     one_ingest_run(agg, 20_000, True)
