@@ -49,7 +49,10 @@ def get_text(url: str) -> str:
         return resp.read().decode()
 
 
-def test_aggregator_mirror_serves_ticks_then_lingers_on_the_final(tmp_path: Path) -> None:
+@pytest.mark.parametrize("own_thread", [False, True])
+def test_aggregator_mirror_serves_ticks_then_lingers_on_the_final(
+    tmp_path: Path, own_thread: bool, caplog: pytest.LogCaptureFixture
+) -> None:
     events_ep, out = f"ipc://{tmp_path}/ev.sock", tmp_path / "out"
     service = AggregatorService(
         events_endpoint=events_ep,
@@ -61,7 +64,7 @@ def test_aggregator_mirror_serves_ticks_then_lingers_on_the_final(tmp_path: Path
         labels={"model": "tiny"},
         handle_signals=False,
     )
-    mirror = mirror_service(service, options(linger=1.5))
+    mirror = mirror_service(service, options(linger=1.5), own_thread=own_thread)
     assert mirror is not None and mirror.url is not None
     url = mirror.url
     scraped_final: list[str] = []
@@ -106,6 +109,7 @@ def test_aggregator_mirror_serves_ticks_then_lingers_on_the_final(tmp_path: Path
     assert states[SessionState.COMPLETE.value] == 1
     with pytest.raises(OSError):  # the server is gone after the linger
         get_text(url)
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
 
 
 def test_aggregate_without_listen_has_no_mirror(tmp_path: Path) -> None:
