@@ -51,6 +51,7 @@ __all__ = [
     "ExporterOptions",
     "PrometheusMirror",
     "add_exporter_arguments",
+    "check_listen_free",
     "exporter_options",
     "mirror_service",
     "parse_label_args",
@@ -193,6 +194,17 @@ def exporter_options(args: argparse.Namespace) -> ExporterOptions:
         namespace=args.namespace,
         stale_after=float(args.stale_after),
     )
+
+
+def check_listen_free(listen: tuple[str, int] | None) -> None:
+    """``UsageError`` when ``listen`` cannot be bound now (for commands that hand it to a child)."""
+    if listen is None:
+        return
+    host, port = listen
+    try:
+        bind_socket(host, port).close()
+    except OSError as exc:
+        raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
 def settable_counter_names(registry: MetricsRegistry) -> list[str]:

@@ -146,3 +146,21 @@ def test_aggregate_exporter_options_fail_before_the_run(tmp_path: Path) -> None:
     )  # fmt: skip
     with pytest.raises(UsageError, match="reserved"):
         mirror_service(service, exporter_options(args))
+
+
+def test_demo_refuses_a_busy_listen_port_before_starting(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from exporter import cli
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        argv = ["demo", "--no-tui", "--listen", f"127.0.0.1:{port}", "--output-dir", str(tmp_path)]
+        assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"bench-metrics demo: error: cannot listen on 127.0.0.1:{port}: Address already in use"
+    ]
+    assert not list(tmp_path.iterdir())

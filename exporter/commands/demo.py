@@ -36,7 +36,12 @@ from exporter.cli import UsageError
 from exporter.commands.watch import install_stop_signals
 from exporter.live_display import show_live
 from exporter.live_view import LiveView, ViewContext
-from exporter.mirror import DEFAULT_LISTEN, add_exporter_arguments, exporter_options
+from exporter.mirror import (
+    DEFAULT_LISTEN,
+    add_exporter_arguments,
+    check_listen_free,
+    exporter_options,
+)
 from exporter.report_view import (
     ReportDocument,
     ReportFileError,
@@ -470,7 +475,8 @@ def _finish(
 
 def run(args: argparse.Namespace) -> int:
     load = load_from_args(args)
-    exporter_options(args)  # bad exporter options fail here, not in the aggregator process
+    # bad exporter options and a busy --listen port fail here, not in the aggregator process
+    check_listen_free(exporter_options(args).listen)
     if args.interval <= 0:
         raise UsageError(f"--interval must be > 0, got {args.interval}")
     return asyncio.run(_demo(args, load))
