@@ -19,8 +19,9 @@ __all__ = ["Rollup", "rollup_of"]
 
 _LIMB_BITS = 21
 _LIMB_MASK = (1 << _LIMB_BITS) - 1
-# Products of two limbs are < 2**42; this many of them sum safely in int64.
-_LIMB_CHUNK = 1 << 20
+# Products of two limbs are < 2**42, so up to 2**21 of them sum safely in int64;
+# 2**16 keeps the limb temporaries in cache.
+_LIMB_CHUNK = 1 << 16
 
 
 @dataclass(slots=True)

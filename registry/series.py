@@ -1,11 +1,16 @@
 """A recorded series: hot-path buffer, exact rollups, HDR histogram, raw values (SPEC §3).
 
-The hot path is ``pending.append(value)`` on a list that is never replaced,
-so the registry can hand out the bound ``append`` once and never look it up
-again. Everything else happens in :meth:`SeriesSampler.stat`, off the hot
-path: the pending prefix is taken (``del pending[:n]`` is one GIL-atomic
-step, so a value appended meanwhile stays for the next fold), converted once
-to numpy, and folded into the rollups, the HDR and the raw store.
+The hot path is ``pending.append(value)`` on an ``array.array`` (``'q'`` or
+``'d'``) that is never replaced, so the registry can hand out the bound
+``append`` once and never look it up again. The array stores 8 bytes per
+value with no Python object kept alive, and rejects a value of the wrong
+kind at the call site (``TypeError``) instead of losing it later.
+
+Everything else happens in :meth:`SeriesSampler.stat`, off the hot path: the
+pending prefix is copied (``pending[:n]``) and then removed (``del
+pending[:n]``), each one GIL-atomic step, so a value appended meanwhile stays
+for the next fold. The copy is never exposed as a buffer of ``pending``
+itself, since an exported buffer would make a concurrent append fail.
 
 Guarantees: every recorded value is folded exactly once; raw values are kept
 at 8 bytes each (int64 or float64) in a few chunks; the raw store is sorted
@@ -14,9 +19,12 @@ in place at most once per terminal snapshot and remembered as sorted.
 
 from __future__ import annotations
 
+import array
+import functools
 import logging
 import math
 from collections.abc import Sequence
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -36,18 +44,25 @@ _MAX_RAW_CHUNKS = 64
 
 
 def nearest_rank(p: float, n: int) -> int:
-    """1-based nearest rank of percentile ``p`` among ``n`` values (rank 1 for p = 0)."""
+    """1-based nearest rank of percentile ``p`` among ``n`` values (rank 1 for p = 0).
+
+    Computed in exact rational arithmetic on the decimal ``p`` as written:
+    in floats ``99.9 / 100 * 1000`` is ``999.0000000000001`` and would round up.
+    """
     if n <= 0:
         raise ValueError("nearest rank of an empty set")
-    return min(n, max(1, math.ceil(p / 100.0 * n)))
+    return min(n, max(1, math.ceil(_decimal_fraction(p) * n / 100)))
+
+
+@functools.lru_cache(maxsize=256)
+def _decimal_fraction(p: float) -> Fraction:
+    return Fraction(repr(float(p)))
 
 
 def display_edges(lo: float, hi: float, n_buckets: int) -> npt.NDArray[np.float64]:
     """``n_buckets + 1`` edges over ``[lo, hi]``: log-spaced when ``lo > 0``, else linear."""
-    if lo > 0:
-        edges = np.geomspace(lo, hi, n_buckets + 1)
-    else:
-        edges = np.linspace(lo, hi, n_buckets + 1)
+    spacing = np.geomspace if lo > 0 else np.linspace
+    edges = spacing(lo, hi, n_buckets + 1)
     edges[0], edges[-1] = lo, hi
     return edges
 
@@ -98,71 +113,53 @@ class SeriesSampler:
     def __init__(self, name: str, config: SeriesConfig) -> None:
         self.name = name
         self.config = config
-        self.pending: list[Any] = []
-        self.pending_arrays: list[npt.NDArray[Any]] = []
         self._np_dtype = np.int64 if config.dtype is int else np.float64
+        self.pending = array.array("q" if config.dtype is int else "d")
+        self.pending_arrays: list[npt.NDArray[Any]] = []
         self._rollup = Rollup()
         self._hdr = HdrFold(config.hdr_low, config.hdr_high, config.sig_figs)
         self._raw: list[npt.NDArray[Any]] = []
         self._raw_sorted = False
         self._warned_clamp = False
-        self._warned_coerce = False
+        self.dropped_non_finite = 0
         self._keys = tuple(percentile_key(p) for p in config.percentiles)
 
     # -- hot-path companions ---------------------------------------------------
 
     def add_many(self, values: Any) -> None:
-        """Queue a whole batch (copied, so the caller may reuse its buffer)."""
-        arr = np.array(values, copy=True)
-        if arr.ndim != 1:
-            arr = arr.reshape(-1)
-        self.pending_arrays.append(arr)
+        """Queue a whole batch (copied, so the caller may reuse its buffer).
+
+        Raises ``TypeError`` when the values are not of the series' kind
+        (anything but integers for an int series, non-numbers for a float one).
+        """
+        arr = np.array(values, copy=True).reshape(-1)
+        kind = arr.dtype.kind
+        if arr.size and (kind not in "iub" if self._np_dtype is np.int64 else kind not in "iubf"):
+            raise TypeError(
+                f"series {self.name!r} ({self.config.dtype.__name__}) cannot take values "
+                f"of dtype {arr.dtype}"
+            )
+        self.pending_arrays.append(arr.astype(self._np_dtype, copy=False))
 
     # -- folding ---------------------------------------------------------------
-
-    def _to_array(self, items: list[Any] | npt.NDArray[Any]) -> npt.NDArray[Any]:
-        try:
-            arr = np.asarray(items)
-        except (TypeError, ValueError):
-            arr = np.asarray(items, dtype=object)
-        if arr.dtype.kind in "iub" or (arr.dtype.kind == "f" and self._np_dtype is np.float64):
-            return arr.astype(self._np_dtype, copy=False)
-        if arr.dtype.kind == "f":  # floats recorded into an int series
-            finite = np.isfinite(arr)
-            rounded = np.rint(arr[finite])
-            if not self._warned_coerce and (not finite.all() or (rounded != arr[finite]).any()):
-                logger.warning(
-                    "series %r (int) got non-integer values; rounding and dropping non-finite",
-                    self.name,
-                )
-                self._warned_coerce = True
-            return rounded.astype(np.int64)
-        # object or string arrays: keep what converts, say what does not
-        good = []
-        bad = 0
-        for item in arr.reshape(-1).tolist():
-            try:
-                good.append(self.config.dtype(item))
-            except (TypeError, ValueError, OverflowError):
-                bad += 1
-        if bad:
-            logger.warning("series %r: dropped %d values that are not numbers", self.name, bad)
-        return self._to_array(good) if good else np.empty(0, dtype=self._np_dtype)
 
     def fold_pending(self) -> None:
         """Move everything queued so far into rollups, HDR and raw store."""
         n = len(self.pending)
         batches: list[npt.NDArray[Any]] = []
         if n:
-            batches.append(self._to_array(self.pending[:n]))
+            batches.append(np.frombuffer(self.pending[:n], dtype=self._np_dtype))
             del self.pending[:n]
         k = len(self.pending_arrays)
         if k:
-            batches.extend(self._to_array(a) for a in self.pending_arrays[:k])
+            batches.extend(self.pending_arrays[:k])
             del self.pending_arrays[:k]
         for batch in batches:
             if self._np_dtype is np.float64:
-                batch = batch[np.isfinite(batch)] if not np.isfinite(batch).all() else batch
+                finite = np.isfinite(batch)
+                if not finite.all():
+                    self._drop_non_finite(int(batch.size - np.count_nonzero(finite)))
+                    batch = batch[finite]
             if batch.size == 0:
                 continue
             self._rollup.merge(rollup_of(batch))
@@ -180,6 +177,12 @@ class SeriesSampler:
                 self.config.hdr_high,
             )
             self._warned_clamp = True
+
+    def _drop_non_finite(self, n: int) -> None:
+        # NaN/inf cannot be ranked or summed meaningfully: they are counted, not kept
+        if not self.dropped_non_finite:
+            logger.warning("series %r: dropping NaN/infinite values (counted)", self.name)
+        self.dropped_non_finite += n
 
     def _sorted_raw(self) -> npt.NDArray[Any]:
         if len(self._raw) != 1:
@@ -202,7 +205,9 @@ class SeriesSampler:
 
     def raw_values(self) -> npt.NDArray[Any]:
         """Every folded value (a sorted view once a terminal snapshot was taken)."""
-        return self._sorted_raw() if self._raw_sorted else np.concatenate(self._raw or [[]])
+        if self._raw_sorted or not self._raw:
+            return self._sorted_raw()
+        return np.concatenate(self._raw)
 
     def stat(self, *, exact: bool) -> SeriesStat:
         """Fold what is pending and describe the series.
@@ -247,9 +252,8 @@ class SeriesSampler:
                 counts = [n]
             else:
                 reps, weights = self._hdr.nonzero_buckets()
-                reps = np.clip(reps, lo, hi)
-                counts = np.histogram(reps, bins=edges, weights=weights)[0].astype(np.int64)
-                counts = counts.tolist()
+                binned = np.histogram(np.clip(reps, lo, hi), bins=edges, weights=weights)[0]
+                counts = binned.astype(np.int64).tolist()
         if edges is None:
             histogram = [((lo, hi), int(counts[0]))]
         else:

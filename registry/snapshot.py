@@ -51,7 +51,7 @@ def percentile_key(p: float) -> str:
     return str(float(p))
 
 
-class SessionState(str, enum.Enum):
+class SessionState(enum.StrEnum):
     """Session lifecycle; forward-only, the last two are terminal."""
 
     INITIALIZE = "initialize"
@@ -93,8 +93,9 @@ class SeriesStat(msgspec.Struct, frozen=True, array_like=True, tag="series"):
     """``["series", name, count, total, min, max, sum_sq, percentiles, histogram,
     early_stopping, hdr]``.
 
-    ``early_stopping`` is reserved: we always send ``None`` and tolerate anything. ``hdr`` is the HdrHistogram
-    V2 compressed encoding as raw bytes, or ``None`` when the producer sent none
+    ``early_stopping`` is reserved: we always send ``None`` and tolerate anything.
+    ``hdr`` is the HdrHistogram V2 compressed encoding as raw bytes, or ``None``
+    when the producer sent none
     (mlcommons/endpoints frames stop after ``histogram`` or ``early_stopping``).
     """
 

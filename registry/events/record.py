@@ -14,7 +14,7 @@ import msgspec
 __all__ = ["EventRecord", "EventType"]
 
 
-class EventType(str, enum.Enum):
+class EventType(enum.StrEnum):
     """Every event type of SPEC §5 (the wire value is the string)."""
 
     SESSION_STARTED = "session.started"
