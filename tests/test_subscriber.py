@@ -41,12 +41,15 @@ def snapshot(counter: int, state: SessionState = SessionState.LIVE) -> MetricsSn
 
 
 class RawPublisher:
-    """A bare XPUB that never drops: the test decides exactly what goes on the wire."""
+    """A bare XPUB that never drops: the test decides exactly what goes on the wire.
+
+    Sends are non-blocking and retried on the running loop, so the subscriber
+    under test reads in between (no second thread); a deadline bounds a stall.
+    """
 
     def __init__(self, endpoint: str) -> None:
         self.sock = zmq.Context.instance().socket(zmq.XPUB)
-        self.sock.setsockopt(zmq.XPUB_NODROP, 1)  # block instead of dropping at the HWM
-        self.sock.setsockopt(zmq.SNDTIMEO, 10_000)
+        self.sock.setsockopt(zmq.XPUB_NODROP, 1)  # EAGAIN instead of dropping at the HWM
         self.sock.bind(endpoint)
 
     async def wait_subscribed(self) -> None:
@@ -54,9 +57,17 @@ class RawPublisher:
         assert await loop.run_in_executor(None, self.sock.poll, 5000), "no subscriber"
         assert self.sock.recv()[:1] == b"\x01"
 
-    def send_all(self, messages: list[list[bytes]]) -> None:
-        for frames in messages:
-            self.sock.send_multipart(frames)
+    async def send_all(self, messages: list[list[bytes]], timeout: float = 30.0) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        for i, frames in enumerate(messages):
+            while True:
+                try:
+                    self.sock.send_multipart(frames, flags=zmq.NOBLOCK)
+                    break
+                except zmq.Again:
+                    assert loop.time() < deadline, f"send stalled at message {i}"
+                    await asyncio.sleep(0.0005)  # let the subscriber read
 
     def close(self) -> None:
         self.sock.close(linger=0)
@@ -109,11 +120,9 @@ def test_10000_malformed_frames_are_counted_then_a_valid_snapshot_lands(
         try:
             async with SnapshotSubscriber(ipc_endpoint, conflate=conflate) as sub:
                 await raw.wait_subscribed()
-                loop = asyncio.get_running_loop()
-                # sent from a thread: with NODROP the sender waits while the loop reads
-                await loop.run_in_executor(None, raw.send_all, bad)
+                await raw.send_all(bad)
                 valid = snapshot(42)
-                raw.send_all([list(CODEC.encode(valid))])
+                await raw.send_all([list(CODEC.encode(valid))])
                 assert await async_wait_until(lambda: sub.latest is not None, timeout=20)
                 assert sub.latest == valid, f"seed {seed}"
                 assert sub.dropped == 10_000, f"seed {seed}: {sub.last_error}"
@@ -155,7 +164,9 @@ def test_frames_shaped_like_mlcommons_endpoints_decode(length: int, ipc_endpoint
         try:
             async with SnapshotSubscriber(ipc_endpoint, conflate=False) as sub:
                 await raw.wait_subscribed()
-                raw.send_all([[SNAPSHOT_TOPIC, payload], list(build_batch([payload, payload]))])
+                await raw.send_all(
+                    [[SNAPSHOT_TOPIC, payload], list(build_batch([payload, payload]))]
+                )
                 assert await async_wait_until(lambda: sub.received == 3)
                 snap = await sub.wait_for_terminal(1)
                 assert snap is not None and sub.dropped == 0
@@ -189,14 +200,14 @@ def test_latest_terminal_listeners_and_timeouts(
                 sub.add_listener(broken)
                 sub.add_listener(lambda s: seen.append(s.counter))
                 await raw.wait_subscribed()
-                raw.send_all([list(CODEC.encode(snapshot(1)))])
+                await raw.send_all([list(CODEC.encode(snapshot(1)))])
                 assert await async_wait_until(lambda: sub.latest is not None)
                 assert await sub.wait_for_terminal(0.05) is None
                 first = snapshot(2, SessionState.INTERRUPTED)
-                raw.send_all([list(CODEC.encode(first))])
+                await raw.send_all([list(CODEC.encode(first))])
                 assert await sub.wait_for_terminal(5) == first
                 # a later run on the same endpoint: latest moves on, terminal stays
-                raw.send_all([list(CODEC.encode(snapshot(3)))])
+                await raw.send_all([list(CODEC.encode(snapshot(3)))])
                 assert await async_wait_until(lambda: sub.latest == snapshot(3))
                 assert sub.terminal == first
                 assert await sub.wait_for_terminal(0) == first
