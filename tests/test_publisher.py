@@ -19,6 +19,7 @@ from registry import (
     MetricsRegistry,
     MetricsSnapshot,
     SessionState,
+    SnapshotCodec,
     SnapshotSubscriber,
     read_final_file,
     snapshot_to_dict,
@@ -145,7 +146,7 @@ def test_broken_socket_still_writes_the_file(
     async def main() -> None:
         path = tmp_path / "final_snapshot.json"
         pub = MetricsPublisher(
-            make_registry(), endpoint="tcp://127.0.0.1:0", final_snapshot_path=path
+            make_registry(), endpoint="tcp://127.0.0.1:0", final_snapshot_path=path, interval_s=0.01
         )
         pub.start(live_state)
         assert await async_wait_until(lambda: pub.ticks >= 1)
@@ -217,7 +218,7 @@ def test_terminal_runtime_state_is_not_sent_live(
         sent: list[MetricsSnapshot] = []
         pub.add_listener(sent.append)
         pub.start(lambda: (SessionState.COMPLETE, 0))
-        assert await async_wait_until(lambda: pub._task is not None and len(caplog.records) > 0)
+        assert await async_wait_until(lambda: len(caplog.records) > 0)
         await pub.aclose()
         assert sent == []
 
@@ -318,7 +319,8 @@ def test_1000_ticks_never_block_and_memory_stays_flat(
                 line = await asyncio.wait_for(loop.run_in_executor(None, proc.stdout.readline), 10)
                 assert line.strip() == "stalled"
             assert await async_wait_until(lambda: pub.ticks >= 100, timeout=20)
-            frame_size = len(pub._codec.encode(pub.last_snapshot)[1])  # type: ignore[arg-type]
+            assert pub.last_snapshot is not None
+            frame_size = len(SnapshotCodec().encode(pub.last_snapshot)[1])
             before, start_ticks = _rss_bytes(), pub.ticks
             assert await async_wait_until(lambda: pub.ticks >= start_ticks + 1000, timeout=30)
             growth = _rss_bytes() - before
