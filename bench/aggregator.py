@@ -51,6 +51,7 @@ T = EventType
 EVENTS_PER_SAMPLE = 9
 BATCH = 1000
 TARGET = 0.4
+INTERVAL = 0.25
 
 
 def workload(n_events: int) -> list[EventRecord]:
@@ -147,7 +148,7 @@ async def aggregator(endpoint: str, n_expected: int, n_samples: int, workdir: Pa
         snapshots_endpoint=f"ipc://{workdir}/snapshots.sock",
         output_dir=workdir / "out",
         streaming=True,
-        interval_s=0.25,
+        interval_s=INTERVAL,
         handle_signals=False,
     )
     marks: dict[SessionState, float] = {}
