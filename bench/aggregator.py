@@ -204,6 +204,9 @@ def main() -> int:
     print(f"bare receive+decode loop (baseline): {b:>12,.0f} events/s (median)")
     print(f"aggregator service (lossless):       {o:>12,.0f} events/s (median)")
     print(f"median of the per-run ratios: {paired:.2f}")
+    # On a shared machine the fastest run of each is the least disturbed one.
+    print(f"best of {args.repeats}: bare {max(bare):,.0f}, aggregator {max(ours):,.0f} events/s")
+    print(f"  ratio of bests: {max(ours) / max(bare):.2f}")
     verdict = "meets" if ratio >= TARGET else "MISSES"
     print(f"ratio aggregator / bare: {ratio:.2f}  ({verdict} the target >= {TARGET})")
     return 0
