@@ -1,0 +1,293 @@
+"""AggregatorService: event socket in, snapshot stream and final files out (SPEC §2, §6, §7).
+
+It connects to the benchmark's event endpoint, applies every event to
+:class:`~registry.aggregator.metrics.AggregatorMetrics`, and publishes
+snapshots through a :class:`~registry.publisher.MetricsPublisher` bound on the
+snapshot endpoint. The run ends in one of two ways:
+
+- ``session.ended`` → DRAINING: the service stops reading, the publisher
+  writes the COMPLETE ``final_snapshot.json`` and sends the terminal frame,
+  the state becomes COMPLETE, ``result_summary.json`` is written beside it,
+  and :meth:`AggregatorService.run` returns 0.
+- SIGTERM or SIGINT (or :meth:`AggregatorService.interrupt`) at any moment
+  before that: the service stops reading at once and writes an INTERRUPTED
+  final snapshot holding everything applied so far, then the report, and
+  returns ``128 + signal number`` (130 for SIGINT, 143 for SIGTERM), as a
+  shell reports a process killed by that signal, so scripts can tell an
+  interrupted run from a complete one. A signal that arrives once the final
+  publish has begun changes nothing.
+
+Seams for the exporter: extra snapshot listeners (``fn(snapshot)``, called on
+the loop with every live and terminal snapshot) and async start/stop hooks
+(awaited before the first event is read / after the final files are written).
+
+The service never lets malformed input stop it (the metrics and the codec
+count it), never writes a final file in place (the publisher and
+:func:`~registry.report.write_report` write atomically), and never reads the
+event stream after ``session.ended``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import threading
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from registry.aggregator.event_subscriber import EventSubscriber
+from registry.aggregator.metrics import AggregatorEventCodec, AggregatorMetrics
+from registry.aggregator.session import SessionMachine
+from registry.final_source import read_final_file
+from registry.metrics_registry import MetricsRegistry
+from registry.publisher import MetricsPublisher
+from registry.report import build_report, write_report
+from registry.snapshot import MetricsSnapshot, SessionState
+
+__all__ = [
+    "FINAL_SNAPSHOT_NAME",
+    "REPORT_NAME",
+    "AggregatorService",
+    "Hook",
+    "SnapshotListener",
+]
+
+logger = logging.getLogger(__name__)
+
+FINAL_SNAPSHOT_NAME = "final_snapshot.json"
+REPORT_NAME = "result_summary.json"
+
+SnapshotListener = Callable[[MetricsSnapshot], Any]
+Hook = Callable[[], Awaitable[Any]]
+
+#: Exit code when the ingest loop itself failed (a bug, not bad input).
+EXIT_INTERNAL_ERROR = 1
+
+
+class AggregatorService:
+    """One aggregation run. Construct, then ``await run()`` on a fresh loop."""
+
+    def __init__(
+        self,
+        *,
+        events_endpoint: str,
+        snapshots_endpoint: str,
+        output_dir: str | Path,
+        streaming: bool = False,
+        interval_s: float = 0.25,
+        run_id: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        listeners: Sequence[SnapshotListener] = (),
+        on_start: Sequence[Hook] = (),
+        on_stop: Sequence[Hook] = (),
+        handle_signals: bool = True,
+    ) -> None:
+        if not interval_s > 0:
+            raise ValueError(f"interval_s must be > 0, got {interval_s!r}")
+        self.events_endpoint = events_endpoint
+        self.snapshots_endpoint = snapshots_endpoint
+        self.output_dir = Path(output_dir)
+        self.final_snapshot_path = self.output_dir / FINAL_SNAPSHOT_NAME
+        self.report_path = self.output_dir / REPORT_NAME
+        self.interval_s = float(interval_s)
+        self.run_id = run_id
+        self.labels = dict(labels or {})
+        self.handle_signals = handle_signals
+        self.registry = MetricsRegistry()
+        self.session = SessionMachine()
+        self.metrics = AggregatorMetrics(self.registry, streaming=streaming, session=self.session)
+        self._listeners = list(listeners)
+        self._on_start = list(on_start)
+        self._on_stop = list(on_stop)
+        self._stop: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._finishing = False
+        #: the signal that interrupted the run, if one did
+        self.signal: int | None = None
+        #: events applied so far (decoded ones; malformed ones are counted apart)
+        self.events_applied = 0
+        #: the terminal snapshot and the report, once written
+        self.final_snapshot: MetricsSnapshot | None = None
+        self.report: dict[str, Any] | None = None
+        #: the snapshot endpoint actually bound (set once running)
+        self.bound_snapshots_endpoint: str | None = None
+        self._publisher: MetricsPublisher | None = None
+        self._codec = AggregatorEventCodec(self.metrics)
+
+    # -- seams -----------------------------------------------------------------
+
+    def add_listener(self, fn: SnapshotListener) -> None:
+        """``fn(snapshot)`` for every snapshot published (add before :meth:`run`)."""
+        self._listeners.append(fn)
+
+    def add_start_hook(self, hook: Hook) -> None:
+        self._on_start.append(hook)
+
+    def add_stop_hook(self, hook: Hook) -> None:
+        self._on_stop.append(hook)
+
+    # -- control ---------------------------------------------------------------
+
+    def interrupt(self, signum: int = signal.SIGTERM) -> None:
+        """Stop as if ``signum`` had arrived: INTERRUPTED final files, then return.
+
+        Safe to call from the loop's thread, another thread, or a signal handler.
+        """
+        loop = self._loop
+        if loop is None:
+            raise RuntimeError("the service is not running")
+        loop.call_soon_threadsafe(self._on_signal, signum)
+
+    def _on_signal(self, signum: int) -> None:
+        name = signal.Signals(signum).name
+        if self._finishing:
+            logger.warning("%s received while writing the final files: finishing as before", name)
+            return
+        if self.signal is None:
+            self.signal = signum
+            logger.warning("%s received: writing an INTERRUPTED final snapshot", name)
+        assert self._stop is not None
+        self._stop.set()
+
+    def _runtime_state(self) -> tuple[SessionState, int]:
+        return self.session.state, self.metrics.n_pending_tasks
+
+    # -- the run ---------------------------------------------------------------
+
+    async def run(self) -> int:
+        """Aggregate until ``session.ended`` or a signal; write the final files.
+
+        Returns the process exit code: 0 after a COMPLETE run, 128 + signal
+        number after an interrupted one, 1 if the ingest loop failed.
+        """
+        self._loop = loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        publisher = MetricsPublisher(
+            self.registry,
+            endpoint=self.snapshots_endpoint,
+            final_snapshot_path=self.final_snapshot_path,
+            interval_s=self.interval_s,
+        )
+        self._publisher = publisher
+        self.bound_snapshots_endpoint = publisher.endpoint
+        for fn in self._listeners:
+            publisher.add_listener(fn)
+        subscriber = EventSubscriber(self._codec, self.events_endpoint)
+        installed = self._install_signal_handlers(loop)
+        ingest: asyncio.Task[None] | None = None
+        failed = False
+        try:
+            for hook in self._on_start:
+                await hook()
+            subscriber.open()
+            publisher.start(self._runtime_state)
+            logger.info(
+                "aggregating events from %s; snapshots on %s; final files in %s",
+                self.events_endpoint,
+                publisher.endpoint,
+                self.output_dir,
+            )
+            ingest = asyncio.create_task(self._ingest(subscriber), name="aggregator-ingest")
+            stop = asyncio.create_task(self._stop.wait(), name="aggregator-stop")
+            await asyncio.wait({ingest, stop}, return_when=asyncio.FIRST_COMPLETED)
+            stop.cancel()
+            if not ingest.done():
+                ingest.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ingest
+        except Exception:
+            logger.exception("the aggregator's ingest failed; writing INTERRUPTED final files")
+            failed = True
+        finally:
+            subscriber.close()
+            self._finishing = True
+        try:
+            await self._finish(publisher, interrupted=failed or self.signal is not None)
+            for hook in self._on_stop:
+                try:
+                    await hook()
+                except Exception:
+                    logger.exception("a stop hook failed")
+        finally:
+            await publisher.aclose()
+            self._remove_signal_handlers(loop, installed)
+        if failed:
+            return EXIT_INTERNAL_ERROR
+        if self.session.state is SessionState.INTERRUPTED:
+            return 128 + (self.signal or signal.SIGTERM)
+        return 0
+
+    async def _ingest(self, subscriber: EventSubscriber) -> None:
+        handle_many = self.metrics.handle_many
+        session = self.session
+        codec = self._codec
+        draining = SessionState.DRAINING.rank
+        framing_counted = 0
+        while session.state.rank < draining:
+            batch = await subscriber.recv_batch()
+            handle_many(batch)
+            self.events_applied += len(batch)
+            # The subscriber drops broken frames (wrong frame count, topic, batch)
+            # before any payload reaches the codec: count those as malformed too.
+            framing = subscriber.dropped - codec.errors
+            if framing != framing_counted:
+                self.metrics.count_malformed(
+                    f"broken frame ({subscriber.last_error})", framing - framing_counted
+                )
+                framing_counted = framing
+            # A ready socket completes the receive without suspending: yield so
+            # ticks and signal handlers run even under a continuous stream.
+            await asyncio.sleep(0)
+
+    async def _finish(self, publisher: MetricsPublisher, *, interrupted: bool) -> None:
+        pending = self.metrics.n_pending_tasks
+        if interrupted:
+            self.session.interrupt()
+        snap = await publisher.publish_final(n_pending_tasks=pending, interrupted=interrupted)
+        if not interrupted:
+            self.session.complete()
+        self.final_snapshot = snap
+        self.report = self._write_report(snap, file_written=publisher.final_file_written)
+
+    def _write_report(self, snap: MetricsSnapshot, *, file_written: bool) -> dict[str, Any]:
+        """The report from the final file as written (SPEC §7 order), else from memory."""
+        source, reason = "file", None
+        try:
+            if not file_written:
+                raise OSError("the publisher could not write it")
+            from_file = read_final_file(self.final_snapshot_path)
+            report = build_report(from_file, source="file", run_id=self.run_id, labels=self.labels)
+        except (OSError, ValueError) as exc:
+            source, reason = "terminal_frame", f"{FINAL_SNAPSHOT_NAME} unusable: {exc}"
+            report = build_report(
+                snap, source=source, reason=reason, run_id=self.run_id, labels=self.labels
+            )
+        try:
+            write_report(self.report_path, report)
+            logger.info("report written to %s (source: %s)", self.report_path, source)
+        except OSError:
+            logger.exception("could not write the report %s", self.report_path)
+        return report
+
+    # -- signals ---------------------------------------------------------------
+
+    def _install_signal_handlers(self, loop: asyncio.AbstractEventLoop) -> list[int]:
+        if not self.handle_signals:
+            return []
+        if threading.current_thread() is not threading.main_thread():
+            logger.debug("not in the main thread: SIGTERM/SIGINT handlers not installed")
+            return []
+        installed: list[int] = []
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self._on_signal, signum)
+            installed.append(signum)
+        return installed
+
+    @staticmethod
+    def _remove_signal_handlers(loop: asyncio.AbstractEventLoop, installed: list[int]) -> None:
+        for signum in installed:
+            loop.remove_signal_handler(signum)

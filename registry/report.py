@@ -1,0 +1,230 @@
+"""The Report: ``result_summary.json``, the readable summary of a final snapshot (SPEC §7).
+
+:func:`build_report` turns a snapshot (the struct or its dict form) into a
+JSON-ready dict that follows ``registry/schemas/result_summary.schema.json``;
+:func:`write_report` writes it atomically (tmp → fsync → rename → fsync dir).
+
+The report is honest about where it came from: ``complete`` is true only for
+a COMPLETE snapshot with no pending tasks, and otherwise
+``incomplete_reason`` says why in plain words. It never invents numbers:
+a counter the snapshot lacks is ``null``, a rate over a zero duration is
+``null``, and non-finite floats become ``null`` (strict JSON).
+
+Building never touches the network; writing only touches the given path.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import importlib.metadata
+import json
+import math
+import platform
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from registry.atomic_file import write_json_atomic
+from registry.snapshot import MetricsSnapshot, SeriesStat, SessionState, percentile_key
+from registry.snapshot_codec import snapshot_from_dict
+
+__all__ = [
+    "REPORT_SCHEMA_VERSION",
+    "SCHEMA_PATH",
+    "SOURCES",
+    "build_report",
+    "load_schema",
+    "write_report",
+]
+
+REPORT_SCHEMA_VERSION = 1
+#: Where the snapshot behind a report came from, in the order SPEC §7 prefers them.
+SOURCES: tuple[str, ...] = ("file", "terminal_frame", "latest_live")
+SCHEMA_PATH = Path(__file__).with_name("schemas") / "result_summary.schema.json"
+
+_FINISH_PREFIX = "tracked_finish_reason_"
+# Distribution names whose versions identify how a report was produced.
+_VERSIONED = {
+    "bench_metrics": "bench-metrics",
+    "numpy": "numpy",
+    "msgspec": "msgspec",
+    "pyzmq": "pyzmq",
+    "hdrhistogram": "hdrhistogram",
+    "prometheus_client": "prometheus-client",
+}
+_SOURCE_TEXT = {
+    "terminal_frame": "taken from the terminal frame of the snapshot stream, "
+    "not from final_snapshot.json",
+    "latest_live": "taken from the latest live snapshot of the stream: "
+    "no final snapshot was available",
+}
+
+
+def load_schema() -> dict[str, Any]:
+    """The JSON Schema that every report validates against."""
+    with SCHEMA_PATH.open(encoding="utf-8") as f:
+        schema: dict[str, Any] = json.load(f)
+    return schema
+
+
+def _finite(v: float | int | None) -> float | int | None:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return None
+    return v
+
+
+def _unit(name: str) -> str | None:
+    if name.endswith("_ns"):
+        return "ns"
+    if name in ("isl", "osl") or name.endswith("_tokens"):
+        return "tokens"
+    return None
+
+
+def _series_entry(s: SeriesStat) -> dict[str, Any]:
+    if s.count == 0:
+        return {
+            "unit": _unit(s.name),
+            "count": 0,
+            "min": None,
+            "max": None,
+            "avg": None,
+            "median": None,
+            "std_dev": None,
+            "percentiles": {},
+            "histogram": [],
+        }
+    median = s.percentiles.get(percentile_key(50))
+    return {
+        "unit": _unit(s.name),
+        "count": s.count,
+        "min": _finite(s.min),
+        "max": _finite(s.max),
+        "avg": _finite(s.mean),
+        "median": _finite(median),
+        "std_dev": _finite(s.std_dev),
+        "percentiles": {k: _finite(v) for k, v in s.percentiles.items()},
+        "histogram": [
+            {"lo": _finite(lo), "hi": _finite(hi), "count": n} for (lo, hi), n in s.histogram
+        ],
+    }
+
+
+def _int_or_none(counters: Mapping[str, int | float], name: str) -> int | None:
+    v = counters.get(name)
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return None
+    return int(v)
+
+
+def _window(counters: Mapping[str, int | float], prefix: str) -> dict[str, int | None]:
+    issued = _int_or_none(counters, f"{prefix}_samples_issued")
+    completed = _int_or_none(counters, f"{prefix}_samples_completed")
+    failed = _int_or_none(counters, f"{prefix}_samples_failed")
+    in_flight = None
+    if issued is not None and completed is not None and failed is not None:
+        in_flight = issued - completed - failed
+    return {"issued": issued, "completed": completed, "failed": failed, "in_flight": in_flight}
+
+
+def _rate(amount: int | None, seconds: float | None) -> float | None:
+    if amount is None or not seconds or seconds <= 0:
+        return None
+    return amount / seconds
+
+
+def _seconds(ns: int | None) -> float | None:
+    return ns / 1e9 if ns is not None else None
+
+
+def _versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for key, dist in _VERSIONED.items():
+        try:
+            out[key] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            out[key] = None
+    return out
+
+
+def _incomplete_reason(
+    snap: MetricsSnapshot, source: str, reason: str | None
+) -> tuple[bool, str | None]:
+    why: list[str] = []
+    if snap.state is SessionState.INTERRUPTED:
+        why.append("the run was interrupted (SIGTERM/SIGINT) before the session ended")
+    elif snap.state is not SessionState.COMPLETE:
+        why.append(f"the snapshot is in state {snap.state.value!r}: the session had not finished")
+    if snap.n_pending_tasks:
+        n = snap.n_pending_tasks
+        why.append(
+            f"{n} tracked sample{'s were' if n != 1 else ' was'} still in flight when the "
+            f"session ended; {'their' if n != 1 else 'its'} metrics are missing"
+        )
+    complete = not why
+    if not complete and source != "file":
+        text = _SOURCE_TEXT[source]
+        why.append(f"{text} ({reason})" if reason else text)
+    return complete, ("; ".join(why) if why else None)
+
+
+def build_report(
+    snapshot: MetricsSnapshot | Mapping[str, Any],
+    *,
+    source: str = "file",
+    reason: str | None = None,
+    run_id: str | None = None,
+    labels: Mapping[str, str] | None = None,
+    generated_at: _dt.datetime | None = None,
+) -> dict[str, Any]:
+    """The Report of ``snapshot`` (a :class:`MetricsSnapshot` or its dict form).
+
+    ``source``: one of :data:`SOURCES`; ``reason``: why the preferred source
+    was not used (shown in the report). ``SnapshotDecodeError`` for a dict
+    that is not a snapshot, ``ValueError`` for an unknown source.
+    """
+    if source not in SOURCES:
+        raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
+    snap = snapshot if isinstance(snapshot, MetricsSnapshot) else snapshot_from_dict(dict(snapshot))
+    counters = snap.counters
+    complete, incomplete_reason = _incomplete_reason(snap, source, reason)
+    tracked_ns = _int_or_none(counters, "tracked_duration_ns")
+    total_ns = _int_or_none(counters, "total_duration_ns")
+    duration_s = _seconds(tracked_ns)
+    output_tokens = _int_or_none(counters, "tracked_output_tokens")
+    tracked = _window(counters, "tracked")
+    when = generated_at or _dt.datetime.now(_dt.UTC)
+    return {
+        "schema_version": REPORT_SCHEMA_VERSION,
+        "state": snap.state.value,
+        "complete": complete,
+        "incomplete_reason": incomplete_reason,
+        "source": source,
+        "source_reason": reason,
+        "n_pending_tasks": snap.n_pending_tasks,
+        "samples": {"all": _window(counters, "total"), "tracked": tracked},
+        "duration_s": duration_s,
+        "total_duration_s": _seconds(total_ns),
+        "qps": _rate(tracked["completed"], duration_s),
+        "tps": _rate(output_tokens, duration_s),
+        "output_tokens": output_tokens,
+        "finish_reasons": {
+            name.removeprefix(_FINISH_PREFIX): int(v)
+            for name, v in counters.items()
+            if name.startswith(_FINISH_PREFIX) and _finite(v) is not None
+        },
+        "series": {s.name: _series_entry(s) for s in snap.series.values()},
+        "counters": {name: _finite(v) for name, v in counters.items()},
+        "snapshot": {"counter": snap.counter, "timestamp_ns": snap.timestamp_ns},
+        "run": {
+            "run_id": run_id,
+            "labels": dict(labels or {}),
+            "versions": _versions(),
+        },
+        "generated_at": when.astimezone(_dt.UTC).isoformat().replace("+00:00", "Z"),
+    }
+
+
+def write_report(path: str | Path, report: Mapping[str, Any]) -> None:
+    """Write ``report`` to ``path`` atomically as strict JSON (never half-written)."""
+    write_json_atomic(path, dict(report))
