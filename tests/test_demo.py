@@ -46,9 +46,9 @@ def check_nothing_lost(out: Path, expected: SourceStats, stdout: str) -> None:
         assert got["issued"] == got["completed"] + got["failed"] + got["in_flight"]
         assert got["in_flight"] == 0
     assert report["output_tokens"] == expected.output_tokens
-    assert "-> match" in stdout
+    assert "Counts match (sent/reported)" in stdout
     assert f"issued {expected.issued:,}/{expected.issued:,}" in stdout
-    assert f"({expected.events_sent:,} events sent)" in stdout
+    assert f"{expected.events_sent:,} events sent" in stdout
 
 
 def test_demo_runs_to_completion_with_both_files(tmp_path: Path) -> None:
@@ -100,7 +100,7 @@ def test_ctrl_c_interrupts_the_run_and_keeps_an_interrupted_report(tmp_path: Pat
     assert report["complete"] is False
     assert "the run was interrupted" in report["incomplete_reason"]
     assert "INTERRUPTED" in rest and "Why:" in rest
-    assert "Counts sent/reported" in rest
+    assert "(sent/reported): issued" in rest
     assert "interrupted" in err
 
 
@@ -175,11 +175,11 @@ def test_compare_counts_names_a_difference() -> None:
     stats = SourceStats(issued=10, completed=8, failed=1, events_sent=50)
     same = {"samples": {"all": {"issued": 10, "completed": 8, "failed": 1, "in_flight": 1}}}
     check = demo.compare_counts(stats, same)
-    assert check.matches and check.line.endswith("-> match")
+    assert check.matches and check.line.startswith("Counts match")
     lost = {"samples": {"all": {"issued": 10, "completed": 7, "failed": 1, "in_flight": 2}}}
     check = demo.compare_counts(stats, lost)
     assert not check.matches
-    assert "completed 8/7" in check.line and check.line.endswith("-> DIFFER")
+    assert "completed 8/7 ·" in check.line and check.line.startswith("Counts DIFFER")
     assert not demo.compare_counts(stats, {}).matches
 
 

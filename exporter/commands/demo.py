@@ -211,15 +211,13 @@ def compare_counts(stats: SourceStats, report: Mapping[str, Any]) -> CountCheck:
         ("in flight", stats.in_flight, got.get("in_flight")),
     ]
     matches = all(sent == reported for _, sent, reported in pairs)
-    shown = "  ".join(
+    shown = " · ".join(
         f"{name} {sent:,}/{reported:,}" if isinstance(reported, int) else f"{name} {sent:,}/-"
         for name, sent, reported in pairs
     )
     verdict = "match" if matches else "DIFFER"
-    return CountCheck(
-        matches,
-        f"Counts sent/reported: {shown}  ({stats.events_sent:,} events sent) -> {verdict}",
-    )
+    line = f"Counts {verdict} (sent/reported): {shown} · {stats.events_sent:,} events sent"
+    return CountCheck(matches, line)
 
 
 class _Aggregator:
@@ -339,7 +337,7 @@ async def _demo(args: argparse.Namespace, load: SyntheticLoad) -> int:
     problems: list[str] = []
     publisher = EventPublisher(events_ep)
     try:
-        log.info("starting the aggregator: %s", " ".join(cmd))
+        log.debug("starting the aggregator: %s", " ".join(cmd))
         await aggregator.start()
         async with SnapshotSubscriber(snapshots_ep) as sub:
             subscribed = asyncio.ensure_future(publisher.wait_for_subscriber(_STARTUP_TIMEOUT_S))
@@ -410,7 +408,7 @@ async def _run_and_drain(
     if aggregator.returncode is not None:
         return
     if stop.is_set():
-        log.info("stopping: SIGINT to the aggregator for an INTERRUPTED report")
+        log.debug("stopping: SIGINT to the aggregator for an INTERRUPTED report")
         aggregator.signal(signal.SIGINT)
     grace = _DRAIN_GRACE_S + load.duration_s
     terminal = asyncio.ensure_future(sub.wait_for_terminal(grace))
