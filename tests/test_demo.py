@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import subprocess
 from pathlib import Path
@@ -218,3 +219,29 @@ def _children(pid: int) -> list[int]:
 
     wait_until(found, 10)
     return kids
+
+
+def test_aggregator_killed_mid_run_is_reported_not_hidden(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [*DEMO, "--duration", "60", "--qps", "100", "--no-tui", "--output-dir", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert "live" in proc.stdout.readline()
+        (aggregator,) = _children(proc.pid)
+        os.kill(aggregator, signal.SIGKILL)
+        rest, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 1, rest + err
+    assert "the aggregator exited with code -9 mid-run" in err
+    # No file was written; the report comes from the last live snapshot and says so.
+    assert not (out / "final_snapshot.json").exists()
+    assert "Source: latest_live" in rest and "incomplete" in rest
+    assert "missing in" in err

@@ -384,6 +384,7 @@ async def _demo(args: argparse.Namespace, load: SyntheticLoad) -> int:
     aggregator = _Aggregator(cmd, output_dir / "aggregator.log" if tui else None)
     stats = SourceStats()
     problems: list[str] = []
+    summary = output_dir / "result_summary.json"
     publisher = EventPublisher(events_ep)
     try:
         log.debug("starting the aggregator: %s", " ".join(cmd))
@@ -410,12 +411,13 @@ async def _demo(args: argparse.Namespace, load: SyntheticLoad) -> int:
                     show_live(sub, view, finished=finished, tui=tui, console=console, notes=notes)
                 )
                 try:
-                    await _run_and_drain(load, publisher, aggregator, sub, stop, stats, problems)
+                    await _run_and_drain(
+                        load, publisher, aggregator, sub, stop, stats, problems, summary
+                    )
                 finally:
                     finished.set()
                     await display
             interrupted = stop.is_set()
-            summary = output_dir / "result_summary.json"
             await _first(_wait_for_file(summary, _EXIT_TIMEOUT_S), aggregator.wait())
             rc = aggregator.returncode
             if rc not in (0, None) and not interrupted:
@@ -439,25 +441,30 @@ async def _run_and_drain(
     stop: asyncio.Event,
     stats: SourceStats,
     problems: list[str],
+    summary: Path,
 ) -> None:
     """Drive the load; then let the aggregator finish (or interrupt it) and publish its end."""
-    source = asyncio.create_task(drive(load, publisher.send_many, stop=stop, stats=stats))
+    # The source halts on Ctrl-C and when the aggregator dies; only the first is an interruption.
+    halt = asyncio.Event()
+    relay = asyncio.create_task(stop.wait())
+    relay.add_done_callback(lambda _: halt.set())
+    source = asyncio.create_task(drive(load, publisher.send_many, stop=halt, stats=stats))
     died = asyncio.ensure_future(aggregator.wait())
     await asyncio.wait({source, died}, return_when=asyncio.FIRST_COMPLETED)
     if not source.done():
         problems.append(f"the aggregator exited with code {aggregator.returncode} mid-run")
-        stop.set()
+        halt.set()
     await source
     died.cancel()
+    relay.cancel()
     if aggregator.returncode is not None:
         return
     if stop.is_set():
         log.debug("stopping: SIGINT to the aggregator for an INTERRUPTED report")
         aggregator.signal(signal.SIGINT)
     grace = _DRAIN_GRACE_S + load.duration_s
-    terminal = asyncio.ensure_future(sub.wait_for_terminal(grace))
-    await _first(terminal, aggregator.wait())
-    if sub.terminal is None and aggregator.returncode is None:
+    await _first(sub.wait_for_terminal(grace), aggregator.wait(), _wait_for_file(summary, grace))
+    if sub.terminal is None and aggregator.returncode is None and not summary.exists():
         problems.append(f"no terminal snapshot within {grace:g} s of the last event")
 
 
