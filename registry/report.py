@@ -159,7 +159,7 @@ def _incomplete_reason(
         n = snap.n_pending_tasks
         why.append(
             f"{n} tracked sample{'s were' if n != 1 else ' was'} still in flight when the "
-            "session ended; their metrics are missing"
+            f"session ended; {'their' if n != 1 else 'its'} metrics are missing"
         )
     complete = not why
     if not complete and source != "file":

@@ -22,7 +22,8 @@ Rules (SPEC §6), and the choices where the SPEC is silent:
   samples (``isl.count == osl.count == tracked_samples_completed``).
 - ``tracked_duration_ns``: per tracking window, from its start to the latest
   completion (successful or failed) of a sample issued in it, summed over
-  windows. ``total_duration_ns``: first event received → latest timestamp.
+  windows. ``total_duration_ns``: first event received → the latest event
+  received (its timestamp, never moving backwards).
 - A successful tracked completion without a known ``finish_reason`` counts
   as ``other``.
 - Diagnostic counters besides the SPEC's: ``events_malformed`` (undecodable
@@ -32,9 +33,10 @@ Rules (SPEC §6), and the choices where the SPEC is silent:
   ``session_errors`` (error events that name no sample). One warning is
   logged per kind of problem, not per event.
 
-The hot path keeps counts in plain attributes and buffers chunk deltas;
-:meth:`AggregatorMetrics.handle_many` folds them into the registry once per
-batch. This module never touches sockets, files or the event loop.
+The hot path keeps counts in plain attributes and buffers chunk arrival
+times; :meth:`AggregatorMetrics.handle_many` folds them into the registry once
+per batch (chunk deltas are taken there with numpy). This module never touches
+sockets, files or the event loop.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgspec
+import numpy as np
 
 from registry.aggregator.session import SessionMachine
 from registry.events import EventCodec, EventRecord, EventType
@@ -105,7 +108,9 @@ _SERIES: tuple[tuple[str, type, dict[str, int]], ...] = (
 )
 
 # Row layout: a list, because it is created and mutated on the hot path.
-_ISSUED, _WINDOW, _ISL, _FIRST, _LAST, _DELTAS, _FAILED = range(7)
+# _CHUNKS is None until recv_first, then the list of chunk arrival times
+# (recv_first first); the ingest loop appends to it inline (index 3).
+_ISSUED, _WINDOW, _ISL, _CHUNKS, _FAILED = range(5)
 
 _MAX_WARNED_KINDS = 64
 
@@ -171,7 +176,10 @@ class AggregatorMetrics:
         self._tracked_duration = 0
         self._finish = dict.fromkeys(FINISH_REASONS, 0)
         self._flushed: dict[str, int] = {}
-        self._chunk_buffer: list[int] = []
+        # Chunk times of successful samples, flat, and where each sample starts:
+        # the deltas are taken with numpy once per batch.
+        self._chunk_times: list[int] = []
+        self._chunk_starts: list[int] = []
         self._warned: set[str] = set()
 
         record = registry.record
@@ -215,18 +223,27 @@ class AggregatorMetrics:
         if self._first_ts is None:
             self._first_ts = records[0].timestamp_ns
         dispatch = self._dispatch
-        last = self._last_ts if self._last_ts is not None else records[0].timestamp_ns
+        rows_get = self._rows.get
+        # Chunks are most events of a streaming run: their common case (a
+        # tracked sample past its first chunk) is handled inline, saving a call.
+        chunk = EventType.SAMPLE_RECV_NON_FIRST if self.streaming else None
         for rec in records:
             try:
-                dispatch[rec.event_type](rec)
+                kind = rec.event_type
+                if kind is chunk:
+                    row = rows_get(rec.sample_uuid)
+                    if row is not None and row[3] is not None:
+                        row[3].append(rec.timestamp_ns)
+                        continue
+                dispatch[kind](rec)
             except Exception as exc:  # bad input must never stop the service
                 self.count_malformed(f"event a handler could not process ({type(exc).__name__})")
                 logger.debug("event %r failed: %s", rec, exc)
-                continue
-            ts = rec.timestamp_ns
-            if ts > last:
-                last = ts
-        self._last_ts = last
+        # "Latest event": the last one received; never let the duration shrink
+        # when producers' clocks interleave.
+        last = records[-1].timestamp_ns
+        if self._last_ts is None or last > self._last_ts:
+            self._last_ts = last
         self._flush()
 
     def handle(self, record: EventRecord) -> None:
@@ -290,9 +307,13 @@ class AggregatorMetrics:
         reg.set_counter("tracked_duration_ns", self._tracked_duration)
         if self._first_ts is not None and self._last_ts is not None:
             reg.set_counter("total_duration_ns", self._last_ts - self._first_ts)
-        if self._chunk_buffer:
-            buffer, self._chunk_buffer = self._chunk_buffer, []
-            reg.record_many("chunk_delta_ns", buffer)
+        if self._chunk_times:
+            times = np.asarray(self._chunk_times, dtype=np.int64)
+            starts = np.asarray(self._chunk_starts, dtype=np.int64)
+            self._chunk_times, self._chunk_starts = [], []
+            keep = np.ones(times.size - 1, dtype=bool)
+            keep[starts[1:] - 1] = False  # no delta across two samples
+            reg.record_many("chunk_delta_ns", np.diff(times)[keep])
 
     # -- handlers (one per event type) ----------------------------------------
 
@@ -327,15 +348,7 @@ class AggregatorMetrics:
         self._n_issued += 1
         if self._tracking:
             self._n_tracked_issued += 1
-            self._rows[uuid] = [
-                rec.timestamp_ns,
-                self._window,
-                rec.input_tokens,
-                None,
-                None,
-                None,
-                False,
-            ]
+            self._rows[uuid] = [rec.timestamp_ns, self._window, rec.input_tokens, None, False]
         else:
             self._untracked[uuid] = False
 
@@ -345,28 +358,23 @@ class AggregatorMetrics:
             if rec.sample_uuid not in self._untracked:
                 self._unmatched(rec, "for no sample in flight")
             return
-        if row[_FIRST] is not None:
+        if row[_CHUNKS] is not None:
             self._unmatched(rec, "repeated for the same sample")
             return
-        row[_FIRST] = row[_LAST] = rec.timestamp_ns
+        row[_CHUNKS] = [rec.timestamp_ns]
 
     def _on_recv_non_first(self, rec: EventRecord) -> None:
+        # The common case is inlined in handle_many; this is the rest.
         row = self._rows.get(rec.sample_uuid)
         if row is None:
             if rec.sample_uuid not in self._untracked:
                 self._unmatched(rec, "for no sample in flight")
             return
-        last = row[_LAST]
-        if last is None:
+        chunks = row[_CHUNKS]
+        if chunks is None:
             self._unmatched(rec, "before the sample's recv_first")
             return
-        ts = rec.timestamp_ns
-        deltas = row[_DELTAS]
-        if deltas is None:
-            row[_DELTAS] = [ts - last]
-        else:
-            deltas.append(ts - last)
-        row[_LAST] = ts
+        chunks.append(rec.timestamp_ns)
 
     def _on_complete(self, rec: EventRecord) -> None:
         uuid = rec.sample_uuid
@@ -399,11 +407,13 @@ class AggregatorMetrics:
             record("osl", out)
             self._n_output_tokens += out
         if self.streaming:
-            first = row[_FIRST]
-            if first is not None:
+            chunks = row[_CHUNKS]
+            if chunks is not None:
+                first = chunks[0]
                 record("ttft_ns", first - issued)
-                if row[_DELTAS]:
-                    self._chunk_buffer.extend(row[_DELTAS])
+                if len(chunks) > 1:
+                    self._chunk_starts.append(len(self._chunk_times))
+                    self._chunk_times.extend(chunks)
                 if out is not None and out > 1:
                     record("tpot_ns", (ts - first) / (out - 1))
         reason = rec.finish_reason
