@@ -1,0 +1,511 @@
+"""``bench-metrics demo``: a complete simulated benchmark run on this machine (SPEC §9).
+
+The demo plays the benchmark: it binds an event publisher, starts the
+aggregator as its own process (``python -m exporter.cli aggregate …`` on
+ipc:// endpoints in a temporary directory), drives it with the synthetic
+source (:mod:`registry.events.synthetic`), shows the snapshot stream live and
+prints the final report with a line comparing what the source sent to what
+the aggregator counted.
+
+Ctrl-C (or SIGTERM) stops the source and sends SIGINT to the aggregator so it
+writes INTERRUPTED files; the demo then prints what it got and exits 130.
+The demo never computes a metric itself and never writes the final files:
+the aggregator does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from exporter.cli import UsageError
+from exporter.commands.watch import install_stop_signals
+from exporter.live_display import show_live
+from exporter.live_view import LiveView, ViewContext
+from exporter.report_view import (
+    ReportDocument,
+    ReportFileError,
+    load_report_file,
+    render_report,
+)
+from registry.events.publisher import EventPublisher
+from registry.events.synthetic import SourceStats, SyntheticLoad, drive
+from registry.final_source import FinalSnapshotUnavailable, load_final_snapshot
+from registry.report import build_report
+from registry.subscriber import SnapshotSubscriber
+
+__all__ = [
+    "AGGREGATOR_PASSTHROUGH",
+    "DEFAULT_OUTPUT_DIR",
+    "FINAL_FILES",
+    "add_parser",
+    "aggregator_command",
+    "compare_counts",
+    "load_from_args",
+    "run",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_OUTPUT_DIR = "bench-metrics-out"
+FINAL_FILES = ("final_snapshot.json", "result_summary.json")
+
+#: Options of ``demo`` handed unchanged to the aggregator process, as
+#: ``(argparse dest, aggregate's flag)``: a value of ``None``/``False`` is left
+#: out, ``True`` passes the bare flag, anything else ``flag value``. Add an
+#: option to :func:`add_parser` and here to pass it through.
+AGGREGATOR_PASSTHROUGH: list[tuple[str, str]] = [
+    ("interval", "--interval"),
+    ("run_id", "--run-id"),
+]
+
+# How long the aggregator may take to subscribe to the events after it starts.
+_STARTUP_TIMEOUT_S = 20.0
+# How long after the source's last event (or a SIGINT) the aggregator may take
+# to drain its backlog and publish the terminal snapshot, beyond the run's length.
+_DRAIN_GRACE_S = 30.0
+# How long the aggregator may take to exit after its terminal snapshot, before SIGTERM/SIGKILL.
+_EXIT_TIMEOUT_S = 15.0
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "demo",
+        help="run a simulated LLM benchmark through the aggregator, live view and report",
+        description="A complete simulated benchmark on this machine: synthetic streaming LLM "
+        "traffic (Poisson arrivals, lognormal latencies) -> aggregator process -> snapshot "
+        "stream -> live terminal view; the final files land in --output-dir and the report "
+        "is printed at the end. Ctrl-C stops the run and keeps an INTERRUPTED report.",
+    )
+    load = parser.add_argument_group("synthetic load")
+    load.add_argument(
+        "--duration", type=float, default=25.0, metavar="S", help="seconds of load (default: 25)"
+    )
+    load.add_argument(
+        "--qps", type=float, default=200.0, metavar="N", help="mean requests/s (default: 200)"
+    )
+    load.add_argument(
+        "--seed", type=int, default=0, metavar="N", help="random seed: same seed, same run"
+    )
+    load.add_argument(
+        "--error-rate",
+        type=float,
+        default=0.01,
+        metavar="F",
+        help="fraction of requests that fail (default: %(default)s)",
+    )
+    load.add_argument(
+        "--tokens-per-chunk",
+        type=int,
+        default=6,
+        metavar="N",
+        help="output tokens per streamed chunk event (default: %(default)s)",
+    )
+    load.add_argument(
+        "--no-streaming",
+        dest="streaming",
+        action="store_false",
+        help="non-streaming responses (no TTFT, TPOT or chunk gaps)",
+    )
+    parser.add_argument(
+        "--output-dir",
+        default=DEFAULT_OUTPUT_DIR,
+        metavar="DIR",
+        help="where the aggregator writes final_snapshot.json and result_summary.json "
+        "(default: ./%(default)s)",
+    )
+    parser.add_argument(
+        "--no-tui", action="store_true", help="plain progress lines instead of the live view"
+    )
+    parser.add_argument(
+        "--interval",
+        type=float,
+        default=0.5,
+        metavar="S",
+        help="aggregator snapshot interval in seconds (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--run-id", default=None, metavar="ID", help="run id (default: demo-<date>-<time>)"
+    )
+    parser.set_defaults(run=run)
+
+
+def load_from_args(args: argparse.Namespace) -> SyntheticLoad:
+    """The synthetic load the options describe (``UsageError`` saying which one is bad)."""
+    try:
+        return SyntheticLoad(
+            qps=args.qps,
+            duration_s=args.duration,
+            seed=args.seed,
+            streaming=args.streaming,
+            error_rate=args.error_rate,
+            tokens_per_chunk=args.tokens_per_chunk,
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def aggregator_command(
+    args: argparse.Namespace, *, events: str, snapshots: str, output_dir: Path
+) -> list[str]:
+    """The aggregator process's command line: the one place where its flags are built."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "exporter.cli",
+        "--log-level",
+        getattr(args, "log_level", "INFO"),
+        "aggregate",
+        "--events",
+        events,
+        "--snapshots",
+        snapshots,
+        "--output-dir",
+        str(output_dir),
+    ]
+    if getattr(args, "streaming", True):
+        cmd.append("--streaming")
+    for dest, flag in AGGREGATOR_PASSTHROUGH:
+        value = getattr(args, dest, None)
+        if value is None or value is False:
+            continue
+        cmd += (
+            [flag]
+            if value is True
+            else [flag, f"{value:g}" if isinstance(value, float) else str(value)]
+        )
+    return cmd
+
+
+@dataclass(frozen=True)
+class CountCheck:
+    """The source's counts against the aggregator's (all samples, not only tracked)."""
+
+    matches: bool
+    line: str
+
+
+def compare_counts(stats: SourceStats, report: Mapping[str, Any]) -> CountCheck:
+    """One line comparing sent and reported counts; ``matches`` when all four agree."""
+    samples = report.get("samples") or {}
+    got = samples.get("all") if isinstance(samples, dict) else None
+    got = got if isinstance(got, dict) else {}
+    pairs = [
+        ("issued", stats.issued, got.get("issued")),
+        ("completed", stats.completed, got.get("completed")),
+        ("failed", stats.failed, got.get("failed")),
+        ("in flight", stats.in_flight, got.get("in_flight")),
+    ]
+    matches = all(sent == reported for _, sent, reported in pairs)
+    shown = " · ".join(
+        f"{name} {sent:,}/{reported:,}" if isinstance(reported, int) else f"{name} {sent:,}/-"
+        for name, sent, reported in pairs
+    )
+    verdict = "match" if matches else "DIFFER"
+    line = f"Counts {verdict} (sent/reported): {shown} · {stats.events_sent:,} events sent"
+    return CountCheck(matches, line)
+
+
+class _Aggregator:
+    """The aggregator child process: started in its own session, so the terminal's
+    Ctrl-C reaches only the demo, which decides when and how to stop it."""
+
+    def __init__(self, cmd: list[str], log_path: Path | None) -> None:
+        self.cmd = cmd
+        self.log_path = log_path
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        stderr: Any = None
+        if self.log_path is not None:
+            stderr = self.log_path.open("wb")
+        try:
+            self.proc = await asyncio.create_subprocess_exec(
+                *self.cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=stderr if stderr is not None else None,
+                stderr=stderr,
+                start_new_session=True,
+            )
+        finally:
+            if stderr is not None:
+                stderr.close()
+
+    @property
+    def returncode(self) -> int | None:
+        return self.proc.returncode if self.proc is not None else None
+
+    async def wait(self) -> int:
+        assert self.proc is not None
+        return await self.proc.wait()
+
+    def signal(self, sig: int) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.send_signal(sig)
+
+    async def stop(self, timeout: float) -> int | None:
+        """Wait up to ``timeout`` for it to exit, then SIGTERM, then SIGKILL."""
+        if self.proc is None:
+            return None
+        for sig in (None, signal.SIGTERM, signal.SIGKILL):
+            if sig is not None:
+                self.signal(sig)
+            with contextlib.suppress(TimeoutError):
+                return await asyncio.wait_for(self.proc.wait(), timeout)
+            timeout = 5.0
+        return self.proc.returncode
+
+    def log_tail(self, lines: int = 15) -> str:
+        if self.log_path is None or not self.log_path.exists():
+            return ""
+        text = self.log_path.read_text(errors="replace").splitlines()
+        return "\n".join(text[-lines:])
+
+
+async def _first(*aws: Any) -> None:
+    """Wait until the first of ``aws`` finishes; cancel the rest."""
+    tasks = [asyncio.ensure_future(a) for a in aws]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+
+
+async def _final_document(output_dir: Path, sub: SnapshotSubscriber) -> ReportDocument | None:
+    """The Report to print: the aggregator's result_summary.json, else one built from
+    the final snapshot found in SPEC §7's order (file, terminal frame, latest live)."""
+    summary = output_dir / "result_summary.json"
+    if summary.exists():
+        try:
+            return load_report_file(summary)
+        except ReportFileError as exc:
+            log.error("%s", exc)
+    final = output_dir / "final_snapshot.json"
+    try:
+        found = await load_final_snapshot(final, subscriber=sub, timeout=0.5)
+    except FinalSnapshotUnavailable as exc:
+        log.error("no final snapshot: %s", exc)
+        return None
+    report = build_report(found.snapshot, source=found.source, reason=found.reason)
+    if found.source == "file":
+        return ReportDocument(path=final, kind="snapshot", report=report)
+    return ReportDocument(path=Path("snapshot stream"), kind="summary", report=report)
+
+
+def _prepare_output_dir(path: str) -> Path:
+    output_dir = Path(path).resolve()
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        for name in FINAL_FILES:
+            # An earlier run's files would otherwise pass for this one's.
+            (output_dir / name).unlink(missing_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot use --output-dir {output_dir}: {exc.strerror or exc}") from None
+    return output_dir
+
+
+async def _wait_for_file(path: Path, timeout: float) -> bool:
+    """Poll for ``path`` until ``timeout``: the aggregator writes the summary just
+    after its terminal frame, so the file may lag the frame by a moment."""
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(0.02)
+    return True
+
+
+async def _started(
+    publisher: EventPublisher, aggregator: _Aggregator, stop: asyncio.Event, problems: list[str]
+) -> bool:
+    """Wait for the aggregator's subscription to the events (or its death, or Ctrl-C)."""
+    subscribed = asyncio.ensure_future(publisher.wait_for_subscriber(_STARTUP_TIMEOUT_S))
+    await _first(subscribed, aggregator.wait(), stop.wait())
+    if stop.is_set():
+        problems.append("interrupted before the run started")
+        return False
+    if subscribed.done() and not subscribed.cancelled() and subscribed.result():
+        return True
+    rc = aggregator.returncode
+    problems.append(
+        f"the aggregator exited with code {rc} before subscribing"
+        if rc is not None
+        else f"the aggregator did not subscribe within {_STARTUP_TIMEOUT_S:g} s"
+    )
+    return False
+
+
+async def _linger(
+    args: argparse.Namespace, aggregator: _Aggregator, stop: asyncio.Event, console: Console
+) -> None:
+    """Let a lingering aggregator serve its final values (``--linger``) until it exits or Ctrl-C."""
+    linger = getattr(args, "linger", None) or 0.0
+    if aggregator.returncode is not None or linger <= 0 or stop.is_set():
+        return
+    console.print(
+        f"The aggregator keeps serving the final values for {linger:g} s; Ctrl-C to stop.",
+        highlight=False,
+    )
+    await _first(aggregator.wait(), stop.wait(), asyncio.sleep(linger + _EXIT_TIMEOUT_S))
+    aggregator.signal(signal.SIGINT)
+
+
+async def _demo(args: argparse.Namespace, load: SyntheticLoad) -> int:
+    output_dir = _prepare_output_dir(args.output_dir)
+    if args.run_id is None:
+        args.run_id = time.strftime("demo-%Y%m%d-%H%M%S")
+    stop = asyncio.Event()
+    install_stop_signals(stop)
+    console = Console()
+    tui = not args.no_tui and console.is_terminal
+    tmp = Path(tempfile.mkdtemp(prefix="bm-demo-"))
+    events_ep, snapshots_ep = f"ipc://{tmp}/events", f"ipc://{tmp}/snapshots"
+    cmd = aggregator_command(args, events=events_ep, snapshots=snapshots_ep, output_dir=output_dir)
+    # Under the live view the aggregator's log lines would tear the screen: they go to a file.
+    aggregator = _Aggregator(cmd, output_dir / "aggregator.log" if tui else None)
+    stats = SourceStats()
+    problems: list[str] = []
+    summary = output_dir / "result_summary.json"
+    publisher = EventPublisher(events_ep)
+    try:
+        log.debug("starting the aggregator: %s", " ".join(cmd))
+        await aggregator.start()
+        async with SnapshotSubscriber(snapshots_ep) as sub:
+            if await _started(publisher, aggregator, stop, problems):
+                view = LiveView(
+                    ViewContext(
+                        title="bench-metrics demo",
+                        source=f"{load.qps:g} QPS x {load.duration_s:g} s, seed {load.seed}",
+                        expected_samples=load.expected_samples,
+                        planned_duration_s=load.duration_s,
+                    )
+                )
+
+                def notes() -> list[str]:
+                    return [
+                        f"source sent: issued {stats.issued:,}  completed {stats.completed:,}  "
+                        f"failed {stats.failed:,}  events {stats.events_sent:,}"
+                    ]
+
+                finished = asyncio.Event()
+                display = asyncio.create_task(
+                    show_live(sub, view, finished=finished, tui=tui, console=console, notes=notes)
+                )
+                try:
+                    await _run_and_drain(
+                        load, publisher, aggregator, sub, stop, stats, problems, summary
+                    )
+                finally:
+                    finished.set()
+                    await display
+            interrupted = stop.is_set()
+            await _first(_wait_for_file(summary, _EXIT_TIMEOUT_S), aggregator.wait())
+            rc = aggregator.returncode
+            if rc not in (0, None) and not interrupted:
+                problems.append(f"the aggregator exited with code {rc}")
+            doc = await _final_document(output_dir, sub)
+        code = _finish(console, output_dir, doc, stats, interrupted, problems, aggregator)
+        await _linger(args, aggregator, stop, console)
+        await aggregator.stop(_EXIT_TIMEOUT_S)
+        return code
+    finally:
+        await aggregator.stop(0.1)
+        publisher.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+async def _run_and_drain(
+    load: SyntheticLoad,
+    publisher: EventPublisher,
+    aggregator: _Aggregator,
+    sub: SnapshotSubscriber,
+    stop: asyncio.Event,
+    stats: SourceStats,
+    problems: list[str],
+    summary: Path,
+) -> None:
+    """Drive the load; then let the aggregator finish (or interrupt it) and publish its end."""
+    # The source halts on Ctrl-C and when the aggregator dies; only the first is an interruption.
+    halt = asyncio.Event()
+    relay = asyncio.create_task(stop.wait())
+    relay.add_done_callback(lambda _: halt.set())
+    source = asyncio.create_task(drive(load, publisher.send_many, stop=halt, stats=stats))
+    died = asyncio.ensure_future(aggregator.wait())
+    await asyncio.wait({source, died}, return_when=asyncio.FIRST_COMPLETED)
+    if not source.done():
+        problems.append(f"the aggregator exited with code {aggregator.returncode} mid-run")
+        halt.set()
+    await source
+    died.cancel()
+    relay.cancel()
+    if aggregator.returncode is not None:
+        return
+    if stop.is_set():
+        log.debug("stopping: SIGINT to the aggregator for an INTERRUPTED report")
+        aggregator.signal(signal.SIGINT)
+    grace = _DRAIN_GRACE_S + load.duration_s
+    await _first(sub.wait_for_terminal(grace), aggregator.wait(), _wait_for_file(summary, grace))
+    if sub.terminal is None and aggregator.returncode is None and not summary.exists():
+        problems.append(f"no terminal snapshot within {grace:g} s of the last event")
+
+
+def _finish(
+    console: Console,
+    output_dir: Path,
+    doc: ReportDocument | None,
+    stats: SourceStats,
+    interrupted: bool,
+    problems: list[str],
+    aggregator: _Aggregator,
+) -> int:
+    console.print()
+    if doc is not None:
+        console.print(render_report(doc))
+        check = compare_counts(stats, doc.report)
+        style = "green" if check.matches else "bold red"
+        console.print(check.line, style=style, highlight=False, soft_wrap=True)
+        if not check.matches and not interrupted:
+            problems.append("the aggregator's counts differ from what the source sent")
+    else:
+        problems.append("no report: no final file and no snapshot from the aggregator")
+    missing = [name for name in FINAL_FILES if not (output_dir / name).exists()]
+    if missing and not interrupted:
+        problems.append(f"missing in {output_dir}: {', '.join(missing)}")
+    present = [str(output_dir / n) for n in FINAL_FILES if (output_dir / n).exists()]
+    if present:
+        console.print(f"Files: {', '.join(present)}", highlight=False, soft_wrap=True)
+    err = Console(stderr=True)
+    for problem in problems:
+        err.print(f"bench-metrics demo: {problem}", style="bold red", highlight=False)
+    if problems and aggregator.log_tail():
+        err.print(f"last lines of {aggregator.log_path}:\n{aggregator.log_tail()}", highlight=False)
+    if interrupted:
+        err.print("bench-metrics demo: interrupted", style="yellow")
+        return 130
+    return 1 if problems else 0
+
+
+def run(args: argparse.Namespace) -> int:
+    load = load_from_args(args)
+    if args.interval <= 0:
+        raise UsageError(f"--interval must be > 0, got {args.interval}")
+    return asyncio.run(_demo(args, load))
