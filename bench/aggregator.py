@@ -51,6 +51,7 @@ T = EventType
 EVENTS_PER_SAMPLE = 9
 BATCH = 1000
 TARGET = 0.4
+INTERVAL = 0.25
 
 
 def workload(n_events: int) -> list[EventRecord]:
@@ -147,7 +148,7 @@ async def aggregator(endpoint: str, n_expected: int, n_samples: int, workdir: Pa
         snapshots_endpoint=f"ipc://{workdir}/snapshots.sock",
         output_dir=workdir / "out",
         streaming=True,
-        interval_s=0.25,
+        interval_s=INTERVAL,
         handle_signals=False,
     )
     marks: dict[SessionState, float] = {}
@@ -203,6 +204,9 @@ def main() -> int:
     print(f"bare receive+decode loop (baseline): {b:>12,.0f} events/s (median)")
     print(f"aggregator service (lossless):       {o:>12,.0f} events/s (median)")
     print(f"median of the per-run ratios: {paired:.2f}")
+    # On a shared machine the fastest run of each is the least disturbed one.
+    print(f"best of {args.repeats}: bare {max(bare):,.0f}, aggregator {max(ours):,.0f} events/s")
+    print(f"  ratio of bests: {max(ours) / max(bare):.2f}")
     verdict = "meets" if ratio >= TARGET else "MISSES"
     print(f"ratio aggregator / bare: {ratio:.2f}  ({verdict} the target >= {TARGET})")
     return 0

@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import os
+import sys
+import termios
 import time
-from collections.abc import Callable, Sequence
-from typing import Protocol
+from collections.abc import Callable, Iterator, Sequence
+from typing import Protocol, TextIO
 
 from rich.console import Console
 from rich.live import Live
@@ -32,6 +36,49 @@ class SnapshotSource(Protocol):
 
     @property
     def dropped(self) -> int: ...
+
+
+@contextlib.contextmanager
+def _logging_to(stream: TextIO, instead_of: TextIO) -> Iterator[None]:
+    """Point the root logger's handlers that write to ``instead_of`` at ``stream`` for a while.
+
+    ``logging.basicConfig`` keeps the stderr it saw, so Live's stderr redirection
+    alone would let log lines tear through the view."""
+    moved = []
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.StreamHandler) and handler.stream is instead_of:
+            moved.append((handler, handler.setStream(stream)))
+    try:
+        yield
+    finally:
+        for handler, old in moved:
+            handler.setStream(old)
+
+
+@contextlib.contextmanager
+def _quiet_ctrl_c() -> Iterator[None]:
+    """Stop the terminal echoing ``^C``: the echo moves the cursor under the live
+    view, which then redraws one line too low and leaves a torn line behind."""
+    try:
+        fd = sys.stdin.fileno()
+        saved = termios.tcgetattr(fd) if os.isatty(fd) else None
+    except (OSError, ValueError, termios.error):
+        saved = None
+    if saved is None:
+        yield
+        return
+    quiet = list(saved)
+    quiet[3] = saved[3] & ~termios.ECHOCTL  # lflag
+    try:
+        termios.tcsetattr(fd, termios.TCSANOW, quiet)
+    except termios.error:
+        yield
+        return
+    try:
+        yield
+    finally:
+        with contextlib.suppress(termios.error):
+            termios.tcsetattr(fd, termios.TCSANOW, saved)
 
 
 def _no_notes() -> Sequence[str]:
@@ -57,9 +104,12 @@ async def show_live(
 ) -> None:
     """Show ``source`` through ``view`` until ``finished`` is set, then draw once more."""
     if tui:
-        with Live(
-            view.render(), console=console, auto_refresh=False, redirect_stderr=False
-        ) as live:
+        real_stderr = sys.stderr
+        with (
+            Live(view.render(), console=console, auto_refresh=False, redirect_stderr=True) as live,
+            _logging_to(sys.stderr, real_stderr),  # now Live's proxy: logs print above the view
+            _quiet_ctrl_c(),
+        ):
             while True:
                 done = finished.is_set()
                 view.update(source.latest)

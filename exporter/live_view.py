@@ -33,7 +33,7 @@ from exporter.view_format import (
     series_table,
     state_text,
 )
-from registry.snapshot import MetricsSnapshot, SeriesStat, percentile_key
+from registry.snapshot import MetricsSnapshot, SeriesStat, SessionState, percentile_key
 
 __all__ = [
     "LIVE_GRID",
@@ -139,9 +139,10 @@ def _progress(snap: MetricsSnapshot | None, ctx: ViewContext) -> RenderableType:
     terminal = snap is not None and snap.is_terminal
     label = Text(f"{format_count(done)}")
     if ctx.expected_samples:
-        # Poisson arrivals can overshoot the plan; a finished run is 100 % by definition.
+        # Poisson arrivals can overshoot the plan; a completed run is 100 % by definition.
         total = max(ctx.expected_samples, done)
-        frac = 1.0 if terminal else done / total
+        complete = snap is not None and snap.state is SessionState.COMPLETE
+        frac = 1.0 if complete else done / total
         bar = ProgressBar(total=1.0, completed=frac, complete_style="cyan", finished_style="green")
         label.append(f" / ~{format_count(ctx.expected_samples)} samples  ")
         label.append(f"{100.0 * frac:5.1f}%", style="bold")
@@ -241,7 +242,8 @@ def _other_counters(snap: MetricsSnapshot) -> Text | None:
     rest = [(n, v) for n, v in snap.counters.items() if not n.startswith(shown)]
     if not rest:
         return None
-    return Text("  ".join(f"{n}={format_value(n, v)}" for n, v in rest), style="dim")
+    listed = "  ".join(f"{n}={format_value(n, v)}" for n, v in rest)
+    return Text.assemble(("Other counters  ", "dim"), listed)
 
 
 def render_live(

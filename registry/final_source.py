@@ -92,8 +92,8 @@ async def load_final_snapshot(
 
     The stream is read through ``subscriber`` (already running) or, when only
     ``endpoint`` is given, a subscriber opened for up to ``timeout`` seconds.
-    When a terminal frame arrives the file is read again, because the
-    publisher writes it before sending the frame. Raises
+    The file is read again when a terminal frame arrives (the publisher
+    writes it before sending the frame) and when the wait times out. Raises
     :class:`FinalSnapshotUnavailable` when nothing is available.
     """
     try:
@@ -122,6 +122,10 @@ async def _from_stream(
         except FinalFileError as exc:
             file_reason = str(exc)
         return FinalSnapshotResult(terminal, "terminal_frame", file_reason)
+    try:  # the frame may have been missed while the file was written meanwhile
+        return FinalSnapshotResult(read_final_file(path), "file")
+    except FinalFileError as exc:
+        file_reason = str(exc)
     no_terminal = f"no terminal frame on {sub.endpoint} within {timeout:g} s"
     if sub.latest is not None:
         return FinalSnapshotResult(sub.latest, "latest_live", f"{file_reason}; {no_terminal}")

@@ -245,6 +245,38 @@ def test_report_falls_back_to_the_terminal_snapshot_when_the_file_fails(workdir:
     assert report["samples"]["tracked"]["completed"] == 3
 
 
+@pytest.mark.parametrize("n_events", [0, 7])
+def test_interrupt_at_any_point_writes_what_was_received(workdir: Path, n_events: int) -> None:
+    """``interrupt()`` (what the signal handlers call), before any event or mid-run."""
+    events_ep, snapshots_ep = endpoints(workdir)
+    out = workdir / "out"
+
+    async def main_() -> tuple[int, AggregatorService]:
+        service = AggregatorService(
+            events_endpoint=events_ep,
+            snapshots_endpoint=snapshots_ep,
+            output_dir=out,
+            streaming=True,
+            handle_signals=False,
+        )
+        with EventPublisher(events_ep) as pub:
+            task = asyncio.create_task(service.run())
+            assert await pub.wait_for_subscriber(WAIT_S)
+            pub.send_many(SCENARIO[:n_events])
+            assert await async_wait_until(lambda: service.events_applied == n_events, WAIT_S)
+            # From another thread, as a signal handler or a supervisor would.
+            await asyncio.to_thread(service.interrupt, signal.SIGINT)
+            return await asyncio.wait_for(task, WAIT_S), service
+
+    rc, service = asyncio.run(main_())
+    assert rc == 130
+    snap, report = read_final(out)
+    assert snap.state is SessionState.INTERRUPTED is service.session.state
+    assert snap.counters["total_samples_issued"] == (4 if n_events else 0)  # u0 A B C
+    assert snap.n_pending_tasks == (3 if n_events else 0)  # A B C in flight
+    assert report["complete"] is False and "interrupted" in report["incomplete_reason"]
+
+
 # -- through the real command line ------------------------------------------
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import subprocess
 from pathlib import Path
@@ -46,17 +47,22 @@ def check_nothing_lost(out: Path, expected: SourceStats, stdout: str) -> None:
         assert got["issued"] == got["completed"] + got["failed"] + got["in_flight"]
         assert got["in_flight"] == 0
     assert report["output_tokens"] == expected.output_tokens
-    assert "-> match" in stdout
+    assert "Counts match (sent/reported)" in stdout
     assert f"issued {expected.issued:,}/{expected.issued:,}" in stdout
-    assert f"({expected.events_sent:,} events sent)" in stdout
+    assert f"{expected.events_sent:,} events sent" in stdout
 
 
 def test_demo_runs_to_completion_with_both_files(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    args = ["--duration", "2", "--qps", "150", "--seed", "7", "--no-tui", "--output-dir", str(out)]
+    out.mkdir()
+    for name in demo.FINAL_FILES:
+        # An earlier run's files must not pass for this run's: the demo removes them first.
+        (out / name).write_text("{}")
+    args = ["--duration", "1.5", "--qps", "150", "--seed", "7", "--no-tui"]
+    args += ["--output-dir", str(out)]
     done = subprocess.run([*DEMO, *args], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
-    check_nothing_lost(out, expected_counts(qps=150, duration_s=2, seed=7), done.stdout)
+    check_nothing_lost(out, expected_counts(qps=150, duration_s=1.5, seed=7), done.stdout)
     # Plain progress lines, then the report and the files.
     assert "live" in done.stdout and "ttft p50" in done.stdout
     assert "result_summary.json — result summary" in done.stdout
@@ -100,20 +106,8 @@ def test_ctrl_c_interrupts_the_run_and_keeps_an_interrupted_report(tmp_path: Pat
     assert report["complete"] is False
     assert "the run was interrupted" in report["incomplete_reason"]
     assert "INTERRUPTED" in rest and "Why:" in rest
-    assert "Counts sent/reported" in rest
+    assert "(sent/reported): issued" in rest
     assert "interrupted" in err
-
-
-def test_demo_replaces_stale_results(tmp_path: Path) -> None:
-    """An earlier run's files must not pass for this run's when it fails to write its own."""
-    out = tmp_path / "out"
-    out.mkdir()
-    for name in demo.FINAL_FILES:
-        (out / name).write_text("{}")
-    args = ["--duration", "0.5", "--qps", "50", "--no-tui", "--output-dir", str(out)]
-    done = subprocess.run([*DEMO, *args], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert read_json(out / "final_snapshot.json")["state"] == "complete"
 
 
 @pytest.mark.parametrize(
@@ -175,11 +169,11 @@ def test_compare_counts_names_a_difference() -> None:
     stats = SourceStats(issued=10, completed=8, failed=1, events_sent=50)
     same = {"samples": {"all": {"issued": 10, "completed": 8, "failed": 1, "in_flight": 1}}}
     check = demo.compare_counts(stats, same)
-    assert check.matches and check.line.endswith("-> match")
+    assert check.matches and check.line.startswith("Counts match")
     lost = {"samples": {"all": {"issued": 10, "completed": 7, "failed": 1, "in_flight": 2}}}
     check = demo.compare_counts(stats, lost)
     assert not check.matches
-    assert "completed 8/7" in check.line and check.line.endswith("-> DIFFER")
+    assert "completed 8/7 ·" in check.line and check.line.startswith("Counts DIFFER")
     assert not demo.compare_counts(stats, {}).matches
 
 
@@ -218,3 +212,29 @@ def _children(pid: int) -> list[int]:
 
     wait_until(found, 10)
     return kids
+
+
+def test_aggregator_killed_mid_run_is_reported_not_hidden(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [*DEMO, "--duration", "60", "--qps", "100", "--no-tui", "--output-dir", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert "live" in proc.stdout.readline()
+        (aggregator,) = _children(proc.pid)
+        os.kill(aggregator, signal.SIGKILL)
+        rest, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 1, rest + err
+    assert "the aggregator exited with code -9 mid-run" in err
+    # No file was written; the report comes from the last live snapshot and says so.
+    assert not (out / "final_snapshot.json").exists()
+    assert "Source: latest_live" in rest and "incomplete" in rest
+    assert "missing in" in err

@@ -346,3 +346,34 @@ def test_subscriber_can_bind_and_iteration_ends_on_close(ipc_endpoint: str) -> N
             await sub.recv()
 
     asyncio.run(main())
+
+
+def test_a_busy_stream_does_not_starve_other_tasks(ipc_endpoint: str) -> None:
+    """Reading 5,000 queued items still lets the rest of the loop run."""
+
+    async def main() -> None:
+        with ZmqPublisher(_codec(), ipc_endpoint, xpub=True, lossless=True) as pub:
+            async with ZmqSubscriber(_codec(), ipc_endpoint, rcvhwm=0) as sub:
+                await _connected(pub, sub)
+                for i in range(5000):
+                    pub.send(str(i))
+                assert await asyncio.wait_for(sub.recv(), 5) == "0"  # the flood is arriving
+                turns = 0
+                stop = asyncio.Event()
+
+                async def other_task() -> None:
+                    nonlocal turns
+                    while not stop.is_set():
+                        turns += 1
+                        await asyncio.sleep(0)
+
+                other = asyncio.create_task(other_task())
+                await asyncio.sleep(0)
+                turns = 0
+                got = [await sub.recv() for _ in range(4999)]
+                stop.set()
+                await other
+                assert got[-1] == "4999"
+                assert turns >= 4999 // 64 // 2, turns
+
+    asyncio.run(main())

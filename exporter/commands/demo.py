@@ -229,15 +229,13 @@ def compare_counts(stats: SourceStats, report: Mapping[str, Any]) -> CountCheck:
         ("in flight", stats.in_flight, got.get("in_flight")),
     ]
     matches = all(sent == reported for _, sent, reported in pairs)
-    shown = "  ".join(
+    shown = " · ".join(
         f"{name} {sent:,}/{reported:,}" if isinstance(reported, int) else f"{name} {sent:,}/-"
         for name, sent, reported in pairs
     )
     verdict = "match" if matches else "DIFFER"
-    return CountCheck(
-        matches,
-        f"Counts sent/reported: {shown}  ({stats.events_sent:,} events sent) -> {verdict}",
-    )
+    line = f"Counts {verdict} (sent/reported): {shown} · {stats.events_sent:,} events sent"
+    return CountCheck(matches, line)
 
 
 class _Aggregator:
@@ -331,8 +329,8 @@ async def _final_document(output_dir: Path, sub: SnapshotSubscriber) -> ReportDo
     return ReportDocument(path=Path("snapshot stream"), kind="summary", report=report)
 
 
-async def _demo(args: argparse.Namespace, load: SyntheticLoad) -> int:
-    output_dir = Path(args.output_dir).resolve()
+def _prepare_output_dir(path: str) -> Path:
+    output_dir = Path(path).resolve()
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
         for name in FINAL_FILES:
@@ -340,11 +338,60 @@ async def _demo(args: argparse.Namespace, load: SyntheticLoad) -> int:
             (output_dir / name).unlink(missing_ok=True)
     except OSError as exc:
         raise UsageError(f"cannot use --output-dir {output_dir}: {exc.strerror or exc}") from None
+    return output_dir
+
+
+async def _wait_for_file(path: Path, timeout: float) -> bool:
+    """Poll for ``path`` until ``timeout``: the aggregator writes the summary just
+    after its terminal frame, so the file may lag the frame by a moment."""
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(0.02)
+    return True
+
+
+async def _started(
+    publisher: EventPublisher, aggregator: _Aggregator, stop: asyncio.Event, problems: list[str]
+) -> bool:
+    """Wait for the aggregator's subscription to the events (or its death, or Ctrl-C)."""
+    subscribed = asyncio.ensure_future(publisher.wait_for_subscriber(_STARTUP_TIMEOUT_S))
+    await _first(subscribed, aggregator.wait(), stop.wait())
+    if stop.is_set():
+        problems.append("interrupted before the run started")
+        return False
+    if subscribed.done() and not subscribed.cancelled() and subscribed.result():
+        return True
+    rc = aggregator.returncode
+    problems.append(
+        f"the aggregator exited with code {rc} before subscribing"
+        if rc is not None
+        else f"the aggregator did not subscribe within {_STARTUP_TIMEOUT_S:g} s"
+    )
+    return False
+
+
+async def _linger(
+    args: argparse.Namespace, aggregator: _Aggregator, stop: asyncio.Event, console: Console
+) -> None:
+    """Let a lingering aggregator serve its final values (``--linger``) until it exits or Ctrl-C."""
+    linger = getattr(args, "linger", None) or 0.0
+    if aggregator.returncode is not None or linger <= 0 or stop.is_set():
+        return
+    console.print(
+        f"The aggregator keeps serving the final values for {linger:g} s; Ctrl-C to stop.",
+        highlight=False,
+    )
+    await _first(aggregator.wait(), stop.wait(), asyncio.sleep(linger + _EXIT_TIMEOUT_S))
+    aggregator.signal(signal.SIGINT)
+
+
+async def _demo(args: argparse.Namespace, load: SyntheticLoad) -> int:
+    output_dir = _prepare_output_dir(args.output_dir)
     if args.run_id is None:
         args.run_id = time.strftime("demo-%Y%m%d-%H%M%S")
-
     stop = asyncio.Event()
-    finished = asyncio.Event()
     install_stop_signals(stop)
     console = Console()
     tui = not args.no_tui and console.is_terminal
@@ -355,23 +402,13 @@ async def _demo(args: argparse.Namespace, load: SyntheticLoad) -> int:
     aggregator = _Aggregator(cmd, output_dir / "aggregator.log" if tui else None)
     stats = SourceStats()
     problems: list[str] = []
+    summary = output_dir / "result_summary.json"
     publisher = EventPublisher(events_ep)
     try:
-        log.info("starting the aggregator: %s", " ".join(cmd))
+        log.debug("starting the aggregator: %s", " ".join(cmd))
         await aggregator.start()
         async with SnapshotSubscriber(snapshots_ep) as sub:
-            subscribed = asyncio.ensure_future(publisher.wait_for_subscriber(_STARTUP_TIMEOUT_S))
-            await _first(subscribed, aggregator.wait(), stop.wait())
-            if stop.is_set():
-                problems.append("interrupted before the run started")
-            elif not (subscribed.done() and not subscribed.cancelled() and subscribed.result()):
-                rc = aggregator.returncode
-                problems.append(
-                    f"the aggregator exited with code {rc} before subscribing"
-                    if rc is not None
-                    else f"the aggregator did not subscribe within {_STARTUP_TIMEOUT_S:g} s"
-                )
-            else:
+            if await _started(publisher, aggregator, stop, problems):
                 view = LiveView(
                     ViewContext(
                         title="bench-metrics demo",
@@ -387,24 +424,31 @@ async def _demo(args: argparse.Namespace, load: SyntheticLoad) -> int:
                         f"failed {stats.failed:,}  events {stats.events_sent:,}"
                     ]
 
+                finished = asyncio.Event()
                 display = asyncio.create_task(
                     show_live(sub, view, finished=finished, tui=tui, console=console, notes=notes)
                 )
                 try:
-                    await _run_and_drain(load, publisher, aggregator, sub, stop, stats, problems)
+                    await _run_and_drain(
+                        load, publisher, aggregator, sub, stop, stats, problems, summary
+                    )
                 finally:
                     finished.set()
                     await display
-            rc = await aggregator.stop(_EXIT_TIMEOUT_S)
-            if rc not in (0, None) and not stop.is_set():
+            interrupted = stop.is_set()
+            await _first(_wait_for_file(summary, _EXIT_TIMEOUT_S), aggregator.wait())
+            rc = aggregator.returncode
+            if rc not in (0, None) and not interrupted:
                 problems.append(f"the aggregator exited with code {rc}")
             doc = await _final_document(output_dir, sub)
+        code = _finish(console, output_dir, doc, stats, interrupted, problems, aggregator)
+        await _linger(args, aggregator, stop, console)
+        await aggregator.stop(_EXIT_TIMEOUT_S)
+        return code
     finally:
         await aggregator.stop(0.1)
         publisher.close()
         shutil.rmtree(tmp, ignore_errors=True)
-
-    return _finish(console, output_dir, doc, stats, stop.is_set(), problems, aggregator)
 
 
 async def _run_and_drain(
@@ -415,25 +459,30 @@ async def _run_and_drain(
     stop: asyncio.Event,
     stats: SourceStats,
     problems: list[str],
+    summary: Path,
 ) -> None:
     """Drive the load; then let the aggregator finish (or interrupt it) and publish its end."""
-    source = asyncio.create_task(drive(load, publisher.send_many, stop=stop, stats=stats))
+    # The source halts on Ctrl-C and when the aggregator dies; only the first is an interruption.
+    halt = asyncio.Event()
+    relay = asyncio.create_task(stop.wait())
+    relay.add_done_callback(lambda _: halt.set())
+    source = asyncio.create_task(drive(load, publisher.send_many, stop=halt, stats=stats))
     died = asyncio.ensure_future(aggregator.wait())
     await asyncio.wait({source, died}, return_when=asyncio.FIRST_COMPLETED)
     if not source.done():
         problems.append(f"the aggregator exited with code {aggregator.returncode} mid-run")
-        stop.set()
+        halt.set()
     await source
     died.cancel()
+    relay.cancel()
     if aggregator.returncode is not None:
         return
     if stop.is_set():
-        log.info("stopping: SIGINT to the aggregator for an INTERRUPTED report")
+        log.debug("stopping: SIGINT to the aggregator for an INTERRUPTED report")
         aggregator.signal(signal.SIGINT)
     grace = _DRAIN_GRACE_S + load.duration_s
-    terminal = asyncio.ensure_future(sub.wait_for_terminal(grace))
-    await _first(terminal, aggregator.wait())
-    if sub.terminal is None and aggregator.returncode is None:
+    await _first(sub.wait_for_terminal(grace), aggregator.wait(), _wait_for_file(summary, grace))
+    if sub.terminal is None and aggregator.returncode is None and not summary.exists():
         problems.append(f"no terminal snapshot within {grace:g} s of the last event")
 
 

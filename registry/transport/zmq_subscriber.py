@@ -21,6 +21,10 @@ longer than the queue holds, libzmq drops the *newest* messages until it
 reads again; streams that must not lose their last message need another
 path too (snapshots have the final file, SPEC §7).
 
+Fairness: a receive that finds a message already queued does not suspend, so
+the subscriber yields to the loop every 64 messages; a flood of events cannot
+starve the publisher's ticks on the same loop.
+
 This module never encodes, never sends, and never blocks the loop.
 """
 
@@ -54,6 +58,11 @@ T = TypeVar("T")
 
 #: Receive queue bound of a conflated (latest-wins) subscriber, in messages.
 CONFLATE_RCVHWM = 64
+# Messages taken off the socket between two yields to the event loop.
+_YIELD_EVERY = 64
+# Most messages one conflated recv drains, so a producer that keeps the queue
+# full cannot keep one call going forever.
+_MAX_DRAIN = 1024
 
 
 def _as_bytes(topic: bytes | str) -> bytes:
@@ -111,6 +120,7 @@ class ZmqSubscriber(Generic[T]):
         self._sock: zmq.asyncio.Socket | None = None
         self._closed = False
         self._pending: collections.deque[T] = collections.deque()
+        self._unyielded = 0
         #: multipart messages taken off the socket
         self.messages = 0
         #: items decoded and handed out (or queued to be)
@@ -219,6 +229,14 @@ class ZmqSubscriber(Generic[T]):
         return self._sock
 
     async def _recv_frames(self, sock: zmq.asyncio.Socket) -> list[bytes]:
+        # A receive that finds a message queued completes without suspending, so a
+        # busy stream would starve every other task on the loop (the publisher's
+        # ticks among them). Yield now and then, *before* receiving, so that a
+        # cancellation at this point loses no message.
+        self._unyielded += 1
+        if self._unyielded >= _YIELD_EVERY:
+            self._unyielded = 0
+            await asyncio.sleep(0)
         try:
             return await sock.recv_multipart()
         except asyncio.CancelledError:
@@ -244,8 +262,10 @@ class ZmqSubscriber(Generic[T]):
         while True:
             self._pending.extend(self._decode_message(await self._recv_frames(sock)))
             if self.conflate:
-                while int(sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
+                drained = 1
+                while drained < _MAX_DRAIN and int(sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
                     self._pending.extend(self._decode_message(await self._recv_frames(sock)))
+                    drained += 1
                 if self._pending:
                     newest = self._pending.pop()
                     self.superseded += len(self._pending)
