@@ -14,13 +14,11 @@ import logging
 import sys
 from collections.abc import Sequence
 
-__all__ = ["COMMANDS", "build_parser", "main"]
+from exporter.errors import UsageError
+
+__all__ = ["COMMANDS", "UsageError", "build_parser", "main"]
 
 COMMANDS: tuple[str, ...] = ("demo", "aggregate", "export", "watch", "report")
-
-
-class UsageError(Exception):
-    """Bad input from the command line: printed as one line, exit code 2."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,13 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"exporter.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"exporter.commands.{name}":
-                raise
-            continue  # a command whose module is not in this checkout (yet)
-        module.add_parser(sub)
+        importlib.import_module(f"exporter.commands.{name}").add_parser(sub)
     return parser
 
 

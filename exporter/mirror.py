@@ -35,8 +35,8 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry
 
-from exporter.cli import UsageError
 from exporter.collector import DEFAULT_STALE_AFTER, SnapshotCollector
+from exporter.errors import UsageError
 from exporter.http_server import MetricsServer, MetricsServerThread, bind_socket, parse_listen
 from exporter.pushgateway import DEFAULT_PUSH_JOB, push_final_async
 from exporter.web_config import WebConfig, WebConfigError, load_web_config

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from aggregator_scenario import SCENARIO, SCENARIO_COUNTERS
 
-from exporter.cli import UsageError
 from exporter.commands.aggregate import add_parser
+from exporter.errors import UsageError
 from exporter.mirror import ExporterOptions, exporter_options, mirror_service
 from exporter.web_config import WebConfig
 from registry import SessionState, snapshot_from_dict

@@ -22,7 +22,7 @@ import secrets
 from collections.abc import Sequence
 from pathlib import Path
 
-from exporter.cli import UsageError
+from exporter.errors import UsageError
 from exporter.mirror import add_exporter_arguments, exporter_options, mirror_service
 from registry.aggregator import AggregatorService
 from registry.aggregator.service import Hook, SnapshotListener

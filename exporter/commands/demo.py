@@ -32,8 +32,8 @@ from typing import Any
 
 from rich.console import Console
 
-from exporter.cli import UsageError
 from exporter.commands.watch import install_stop_signals
+from exporter.errors import UsageError
 from exporter.live_display import show_live
 from exporter.live_view import LiveView, ViewContext
 from exporter.mirror import (

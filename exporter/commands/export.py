@@ -19,7 +19,7 @@ import logging
 import signal
 
 from exporter.bridge import Bridge
-from exporter.cli import UsageError
+from exporter.errors import UsageError
 from exporter.mirror import (
     DEFAULT_LISTEN,
     PrometheusMirror,

@@ -11,7 +11,7 @@ import argparse
 
 from rich.console import Console
 
-from exporter.cli import UsageError
+from exporter.errors import UsageError
 from exporter.report_view import ReportFileError, load_report_file, render_report
 
 __all__ = ["add_parser", "run"]

@@ -17,7 +17,7 @@ import sys
 
 from rich.console import Console
 
-from exporter.cli import UsageError
+from exporter.errors import UsageError
 from exporter.live_display import show_live
 from exporter.live_view import LiveView, ViewContext
 from registry.subscriber import SnapshotSubscriber
