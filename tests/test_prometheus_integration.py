@@ -2,11 +2,9 @@
 returns the final counts and quantiles of the final snapshot, and a real Pushgateway
 holds the values pushed once at the end (SPEC §8).
 
-The producer is a real MetricsPublisher fed by a registry in a child process
-(``tests/publisher_child.py``) bridged by ``bench-metrics export``. To drive it with
-the demo instead, replace :func:`start_run` by ``bench-metrics demo --listen
-127.0.0.1:PORT --pushgateway URL --linger S`` and read ``final_snapshot.json`` from
-its ``--output-dir``.
+Two producers: a real ``bench-metrics demo`` run (synthetic traffic, its own
+aggregator process, the in-process mirror), and a MetricsPublisher in a child
+process (``tests/publisher_child.py``) bridged by ``bench-metrics export``.
 """
 
 from __future__ import annotations
@@ -23,6 +21,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from registry import MetricsSnapshot, snapshot_from_dict
+from tests.cli_process import bench_metrics
 from tests.exporter_support import Child, free_tcp_port, start_export, start_publisher
 from tests.helpers import wait_until
 
@@ -187,3 +186,53 @@ def test_prometheus_and_pushgateway_hold_the_final_values(
     finally:
         publisher.stop()
         export.stop()
+
+
+def test_prometheus_scraping_a_demo_run_every_second_holds_its_final_values(
+    tmp_path: Path, prometheus: str, pushgateway: str, exporter_port: int
+) -> None:
+    out = tmp_path / "out"
+    demo = Child(
+        [
+            *bench_metrics(), "demo", "--no-tui", "--duration", "4", "--qps", "100",
+            "--seed", "3", "--interval", "0.25", "--run-id", "demo-it",
+            "--listen", f"127.0.0.1:{exporter_port}", "--linger", "4",
+            "--pushgateway", pushgateway, "--output-dir", str(out),
+        ]
+    )  # fmt: skip
+    try:
+        assert demo.proc.wait(60) == 0, "\n".join(demo.err[-20:])
+        final = snapshot_from_dict(json.loads((out / "final_snapshot.json").read_text()))
+        assert final.state.value == "complete"
+        run = 'run_id="demo-it"'
+        # Prometheus scraped the live run, then the final snapshot during the linger
+        live = f'max_over_time(bench_session_state{{{run},bench_session_state="live"}}[5m])'
+        assert value_of(prometheus, live) == 1.0
+        complete = (
+            f'last_over_time(bench_session_state{{{run},bench_session_state="complete"}}[5m])'
+        )
+        assert value_of(prometheus, complete) == 1.0
+        for window, prefix in (("all", "total"), ("tracked", "tracked")):
+            completed = value_of(
+                prometheus,
+                f'last_over_time(bench_samples_completed_total{{{run},window="{window}"}}[5m])',
+            )
+            assert completed == final.counters[f"{prefix}_samples_completed"], window
+        latency = final.series["sample_latency_ns"]
+        for q, p in (("0.5", 50), ("0.9", 90), ("0.99", 99)):
+            got = value_of(
+                prometheus,
+                f'last_over_time(bench_sample_latency_quantiles_seconds{{{run},quantile="{q}"}}[5m])',
+            )
+            assert got == latency.percentile(p) / 1e9, q
+        # and the Pushgateway holds the same final values under job + run_id
+        with urllib.request.urlopen(pushgateway + "/metrics", timeout=5) as resp:
+            families = {f.name: f for f in text_string_to_metric_families(resp.read().decode())}
+        pushed = [
+            s
+            for s in families["bench_samples_completed"].samples
+            if s.labels.get("window") == "tracked" and s.labels.get("run_id") == "demo-it"
+        ]
+        assert [s.value for s in pushed] == [final.counters["tracked_samples_completed"]]
+    finally:
+        demo.stop()
