@@ -24,8 +24,13 @@ lint: $(STAMP)
 test: lint
 	$(PY) -m pytest -q tests
 
+# Every speed figure with its same-run baseline (several minutes on 2 cores).
 bench: $(STAMP)
 	$(PY) bench/registry.py
+	$(PY) bench/delivery.py
+	$(PY) bench/aggregator.py
+	$(PY) bench/exporter.py
+	$(PY) bench/synthetic_load.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
