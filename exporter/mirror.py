@@ -150,15 +150,21 @@ def add_exporter_arguments(
 
 
 def parse_label_args(items: Iterable[str]) -> dict[str, str]:
-    """``["k=v", …]`` → ``{k: v}`` (``UsageError`` for a malformed or repeated one)."""
+    """``["k=v", …]`` → ``{k: v}``; ``UsageError`` naming the first malformed or repeated one.
+
+    Keys must be Prometheus label names (letters, digits, ``_``; no leading digit),
+    since every label ends up on the exported samples.
+    """
     labels: dict[str, str] = {}
     for item in items:
         key, sep, value = item.partition("=")
         key = key.strip()
         if not sep or not key:
             raise UsageError(f"--label {item!r}: expected KEY=VALUE")
+        if not (key[0].isalpha() or key[0] == "_") or not key.replace("_", "a").isalnum():
+            raise UsageError(f"--label {item!r}: key must be letters, digits and _")
         if key in labels:
-            raise UsageError(f"--label {key!r} is given twice")
+            raise UsageError(f"--label {item!r}: key {key!r} given twice")
         labels[key] = value
     return labels
 

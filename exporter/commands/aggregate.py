@@ -23,12 +23,17 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from exporter.errors import UsageError
-from exporter.mirror import add_exporter_arguments, exporter_options, mirror_service
+from exporter.mirror import (
+    add_exporter_arguments,
+    exporter_options,
+    mirror_service,
+    parse_label_args,
+)
 from registry.aggregator import AggregatorService
 from registry.aggregator.service import Hook, SnapshotListener
 from registry.transport import check_endpoint
 
-__all__ = ["add_parser", "build_service", "parse_labels", "run"]
+__all__ = ["add_parser", "build_service", "run"]
 
 _EPILOG = """\
 exit status:
@@ -101,22 +106,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def parse_labels(items: Sequence[str]) -> dict[str, str]:
-    """``["k=v", ...]`` as a dict; :class:`UsageError` naming the first bad item."""
-    labels: dict[str, str] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise UsageError(f"--label {item!r}: expected KEY=VALUE")
-        if not (key[0].isalpha() or key[0] == "_") or not key.replace("_", "a").isalnum():
-            raise UsageError(f"--label {item!r}: key must be letters, digits and _")
-        if key in labels:
-            raise UsageError(f"--label {item!r}: key {key!r} given twice")
-        labels[key] = value
-    return labels
-
-
 def _default_run_id() -> str:
     now = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     return f"run-{now}-{secrets.token_hex(3)}"
@@ -155,7 +144,7 @@ def build_service(
         streaming=args.streaming,
         interval_s=args.interval,
         run_id=args.run_id or _default_run_id(),
-        labels=parse_labels(args.label),
+        labels=parse_label_args(args.label),
         listeners=listeners,
         on_start=on_start,
         on_stop=on_stop,
