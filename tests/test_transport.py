@@ -130,6 +130,24 @@ def test_items_and_batches_arrive_in_order(scheme: str, ipc_endpoint: str) -> No
     asyncio.run(main())
 
 
+def test_recv_batch_hands_out_each_message_as_one_list(ipc_endpoint: str) -> None:
+    async def main() -> None:
+        with ZmqPublisher(_codec(), ipc_endpoint, xpub=True, lossless=True, max_batch=4) as pub:
+            async with ZmqSubscriber(_codec(), ipc_endpoint, rcvhwm=0) as sub:
+                assert await pub.wait_for_subscriber(5.0)
+                pub.send("first")
+                pub.send_many(["a", "b", "!bad", "c", "d"])  # batches of 4 and 1
+                assert await asyncio.wait_for(sub.recv(), 5) == "first"
+                assert await asyncio.wait_for(sub.recv_batch(), 5) == ["a", "b", "c"]
+                assert await asyncio.wait_for(sub.recv_batch(), 5) == ["d"]
+                assert sub.dropped == 1
+            conflated = ZmqSubscriber(_codec(), ipc_endpoint, conflate=True)
+            with pytest.raises(RuntimeError, match="lossless"):
+                await conflated.recv_batch()
+
+    asyncio.run(main())
+
+
 def test_send_many_puts_a_batch_frame_on_the_wire(ipc_endpoint: str) -> None:
     ctx = zmq.Context.instance()
     with ZmqPublisher(_codec(), ipc_endpoint, xpub=True) as pub:

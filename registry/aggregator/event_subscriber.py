@@ -1,9 +1,12 @@
 """EventSubscriber: the aggregator's lossless, batch-at-a-time view of the event stream.
 
-A :class:`~registry.transport.ZmqSubscriber` that hands out *lists* of
-events: everything decoded from the next message (a SPEC §4 batch message
+A :class:`~registry.transport.ZmqSubscriber` read with ``recv_batch``: lists
+of events, everything decoded from the next message (a SPEC §4 batch message
 carries many). The aggregator applies each list in one call, so per-event
-cost is one dispatch, not one ``await``.
+cost is one dispatch, not one ``await``. One message at a time on purpose:
+merging queued messages into bigger lists measured slower, since thousands of
+live decoded events make the garbage collector work harder than the saved
+calls gain.
 
 It connects to the benchmark's bound endpoint with no receive high-water mark
 (nothing is dropped; a slow aggregator makes the queue grow). Malformed
@@ -24,18 +27,3 @@ class EventSubscriber(ZmqSubscriber[EventRecord]):
 
     def __init__(self, codec: MessageCodec[EventRecord], endpoint: str) -> None:
         super().__init__(codec, endpoint, rcvhwm=0)
-
-    async def recv_batch(self) -> list[EventRecord]:
-        """The events of the next message (a batch message gives many), in order.
-
-        One message at a time on purpose: merging queued messages into bigger
-        lists measured slower, since thousands of live decoded events make
-        the garbage collector work harder than the saved calls gain. May
-        return ``[]`` when every payload was malformed. Raises
-        :class:`EOFError` once the subscriber is closed.
-        """
-        if self._pending:
-            items = list(self._pending)
-            self._pending.clear()
-            return items
-        return self._decode_message(await self._recv_frames(self._socket()))
