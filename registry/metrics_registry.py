@@ -1,15 +1,22 @@
 """MetricsRegistry: the in-memory home of every counter and series (SPEC §3).
 
-Hot path: :meth:`MetricsRegistry.record` is one dict lookup and one list
+Hot path: :meth:`MetricsRegistry.record` is one dict lookup and one array
 append; :meth:`MetricsRegistry.increment` one dict lookup and an add. They
 never allocate beyond the append, never take a lock and never touch numpy.
-All folding happens in :meth:`MetricsRegistry.build_snapshot`, which may run
-on another thread than the recorders without losing or double counting a
-value (see :mod:`registry.series`).
+
+A snapshot is made in two steps. :meth:`MetricsRegistry.capture` is cheap: it
+copies the counters and detaches every series' pending values at one moment,
+so a capture taken between two updates of the recording thread is
+consistent (a series holds exactly the values its counters counted).
+:meth:`SnapshotCapture.build` does the numpy work and may run on another
+thread. Builds fold captures in capture order; a capture that is never built
+is folded by the next build, so no value is ever lost or counted twice.
+:meth:`MetricsRegistry.build_snapshot` does both at once.
 """
 
 from __future__ import annotations
 
+import collections
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -20,11 +27,10 @@ from registry.snapshot import (
     DEFAULT_PERCENTILES,
     CounterStat,
     MetricsSnapshot,
-    SeriesStat,
     SessionState,
 )
 
-__all__ = ["CounterInfo", "MetricsRegistry"]
+__all__ = ["CounterInfo", "MetricsRegistry", "SnapshotCapture"]
 
 
 class CounterInfo:
@@ -46,8 +52,11 @@ class MetricsRegistry:
         self._counters: dict[str, int | float] = {}
         self._series: dict[str, SeriesSampler] = {}
         self._appenders: dict[str, Callable[[Any], None]] = {}
-        self._snapshot_lock = threading.Lock()
+        self._capture_lock = threading.Lock()
+        self._fold_lock = threading.Lock()
         self._sequence = 0
+        # captures whose detached values are not folded yet, oldest first
+        self._unfolded: collections.deque[SnapshotCapture] = collections.deque()
 
     # -- registration ----------------------------------------------------------
 
@@ -138,23 +147,95 @@ class MetricsRegistry:
     def counter_value(self, name: str) -> int | float:
         return self._counters[name]
 
+    def capture(self, *, state: SessionState, n_pending_tasks: int) -> SnapshotCapture:
+        """Take the counters and detach the pending series values, at one moment.
+
+        Cheap (no numpy work beyond copying the pending buffers): call it on the
+        thread that records, between updates, for a consistent snapshot; then
+        :meth:`SnapshotCapture.build` anywhere.
+        """
+        state = SessionState(state)
+        with self._capture_lock:
+            self._sequence += 1
+            capture = SnapshotCapture(
+                self,
+                sequence=self._sequence,
+                timestamp_ns=time.monotonic_ns(),
+                state=state,
+                n_pending_tasks=int(n_pending_tasks),
+                counters=[CounterStat(name, value) for name, value in self._counters.items()],
+                batches=[(s, s.take_pending()) for s in self._series.values()],
+            )
+            self._unfolded.append(capture)
+        return capture
+
     def build_snapshot(self, *, state: SessionState, n_pending_tasks: int) -> MetricsSnapshot:
-        """Fold everything pending and return an immutable snapshot.
+        """Capture and build in one call: fold everything pending, return a snapshot.
 
         Terminal states (COMPLETE, INTERRUPTED) give exact percentiles and
         display histograms from the raw values; the others use the HDR.
         """
-        state = SessionState(state)
-        exact = state.is_terminal
-        with self._snapshot_lock:
-            self._sequence += 1
-            sequence = self._sequence
-            counters = [CounterStat(name, value) for name, value in self._counters.items()]
-            series: list[SeriesStat] = [s.stat(exact=exact) for s in self._series.values()]
+        return self.capture(state=state, n_pending_tasks=n_pending_tasks).build()
+
+    def _fold_through(self, sequence: int) -> None:
+        # caller holds _fold_lock; captures are appended in sequence order
+        while self._unfolded and self._unfolded[0].sequence <= sequence:
+            self._unfolded.popleft()._fold()
+
+
+class SnapshotCapture:
+    """Counters and detached series values taken by :meth:`MetricsRegistry.capture`."""
+
+    __slots__ = (
+        "_batches",
+        "_counters",
+        "_registry",
+        "n_pending_tasks",
+        "sequence",
+        "state",
+        "timestamp_ns",
+    )
+
+    def __init__(
+        self,
+        registry: MetricsRegistry,
+        *,
+        sequence: int,
+        timestamp_ns: int,
+        state: SessionState,
+        n_pending_tasks: int,
+        counters: list[CounterStat],
+        batches: list[tuple[SeriesSampler, list[Any]]],
+    ) -> None:
+        self._registry = registry
+        self.sequence = sequence
+        self.timestamp_ns = timestamp_ns
+        self.state = state
+        self.n_pending_tasks = n_pending_tasks
+        self._counters = counters
+        self._batches = batches
+
+    def _fold(self) -> None:
+        for sampler, batches in self._batches:
+            sampler.fold(batches)
+        self._batches = []
+
+    def build(self) -> MetricsSnapshot:
+        """Fold this capture (and any older unbuilt one) and describe every series.
+
+        Built in capture order, each snapshot's series hold exactly the values
+        recorded up to its capture. A capture built after a newer one shows the
+        newer values too: never fewer values than its counters counted.
+        """
+        registry = self._registry
+        exact = self.state.is_terminal
+        with registry._fold_lock:
+            registry._fold_through(self.sequence)
+            series = [s.stat(exact=exact) for s in registry._series.values()]
         return MetricsSnapshot(
-            counter=sequence,
-            timestamp_ns=time.monotonic_ns(),
-            state=state,
-            n_pending_tasks=int(n_pending_tasks),
-            metrics=[*counters, *series],
+            counter=self.sequence,
+            timestamp_ns=self.timestamp_ns,
+            state=self.state,
+            n_pending_tasks=self.n_pending_tasks,
+            metrics=[*self._counters, *series],
         )

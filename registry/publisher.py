@@ -8,13 +8,15 @@ terminal frame.
 
 Choices:
 
-* Building and encoding run in one dedicated worker thread, not on the event
+* Each snapshot is *captured* on the loop (``MetricsRegistry.capture``: the
+  counters and the detached pending values, cheap), between two updates of
+  whoever records on that loop, so its counters and series agree. Building
+  and encoding then run in one dedicated worker thread, not on the event
   loop: a snapshot over large series costs tens of milliseconds (sorting raw
   values for a terminal one costs more), and the benchmark's loop must keep
-  issuing requests meanwhile. The registry's ``build_snapshot`` is safe
-  against concurrent ``record`` calls. One worker means builds never overlap.
-  Sending and listener calls stay on the loop thread (sockets are not
-  thread-safe; listeners expect the loop).
+  issuing requests meanwhile. One worker means builds never overlap and run
+  in capture order. Sending and listener calls stay on the loop thread
+  (sockets are not thread-safe; listeners expect the loop).
 * The stream is telemetry: a small send high-water mark and non-blocking
   sends, so no subscriber (absent, slow or dead) can block or grow the
   publisher; it loses frames instead. The final file is what must not be lost.
@@ -37,7 +39,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from registry.atomic_file import write_json_atomic
-from registry.metrics_registry import MetricsRegistry
+from registry.metrics_registry import MetricsRegistry, SnapshotCapture
 from registry.snapshot import MetricsSnapshot, SessionState
 from registry.snapshot_codec import SnapshotCodec, snapshot_to_dict
 from registry.transport import ZmqPublisher
@@ -146,10 +148,8 @@ class MetricsPublisher:
                 next_at += ((now - next_at) // self.interval_s + 1) * self.interval_s
             await asyncio.sleep(next_at - now)
 
-    def _build_and_encode(
-        self, state: SessionState, n_pending: int
-    ) -> tuple[MetricsSnapshot, bytes]:
-        snap = self._build(state, n_pending)
+    def _build_and_encode(self, capture: SnapshotCapture) -> tuple[MetricsSnapshot, bytes]:
+        snap = capture.build()
         _, payload = self._codec.encode(snap)
         return snap, payload
 
@@ -166,10 +166,9 @@ class MetricsPublisher:
                         state.value,
                     )
                 return
+            capture = self._registry.capture(state=state, n_pending_tasks=int(n_pending))
             loop = asyncio.get_running_loop()
-            self._inflight = loop.run_in_executor(
-                self._executor, self._build_and_encode, state, int(n_pending)
-            )
+            self._inflight = loop.run_in_executor(self._executor, self._build_and_encode, capture)
             # Shielded: cancelling the tick must not orphan a build that
             # publish_final then races; it waits for the build instead.
             snap, payload = await asyncio.shield(self._inflight)
@@ -240,7 +239,8 @@ class MetricsPublisher:
     async def _publish_final(self, state: SessionState, n_pending: int) -> MetricsSnapshot:
         try:
             await self._stop_ticking()
-            snap = await self._run_blocking(self._build, state, n_pending)
+            capture = self._registry.capture(state=state, n_pending_tasks=n_pending)
+            snap = await self._run_blocking(capture.build)
         except BaseException:
             self._final_task = None  # nothing was published: a later call may retry
             raise
@@ -267,9 +267,6 @@ class MetricsPublisher:
             "sent" if self.final_frame_sent else "NOT sent",
         )
         return snap
-
-    def _build(self, state: SessionState, n_pending: int) -> MetricsSnapshot:
-        return self._registry.build_snapshot(state=state, n_pending_tasks=n_pending)
 
     def _write_final_file(self, snap: MetricsSnapshot) -> None:
         self.final_snapshot_path.parent.mkdir(parents=True, exist_ok=True)

@@ -6,10 +6,11 @@ The hot path is ``pending.append(value)`` on an ``array.array`` (``'q'`` or
 value with no Python object kept alive, and rejects a value of the wrong
 kind at the call site (``TypeError``) instead of losing it later.
 
-Everything else happens in :meth:`SeriesSampler.stat`, off the hot path: the
-pending prefix is copied (``pending[:n]``) and then removed (``del
+Everything else happens off the hot path: :meth:`SeriesSampler.take_pending`
+copies the pending prefix (``pending[:n]``) and then removes it (``del
 pending[:n]``), each one GIL-atomic step, so a value appended meanwhile stays
-for the next fold. The copy is never exposed as a buffer of ``pending``
+for the next fold; :meth:`SeriesSampler.fold` and :meth:`SeriesSampler.stat`
+do the numpy work, possibly on another thread. The copy is never exposed as a buffer of ``pending``
 itself, since an exported buffer would make a concurrent append fail.
 
 Guarantees: every recorded value is folded exactly once; raw values are kept
@@ -143,8 +144,8 @@ class SeriesSampler:
 
     # -- folding ---------------------------------------------------------------
 
-    def fold_pending(self) -> None:
-        """Move everything queued so far into rollups, HDR and raw store."""
+    def take_pending(self) -> list[npt.NDArray[Any]]:
+        """Detach everything queued so far, as arrays (cheap: a copy of the buffer)."""
         n = len(self.pending)
         batches: list[npt.NDArray[Any]] = []
         if n:
@@ -154,6 +155,14 @@ class SeriesSampler:
         if k:
             batches.extend(self.pending_arrays[:k])
             del self.pending_arrays[:k]
+        return batches
+
+    def fold_pending(self) -> None:
+        """Move everything queued so far into rollups, HDR and raw store."""
+        self.fold(self.take_pending())
+
+    def fold(self, batches: list[npt.NDArray[Any]]) -> None:
+        """Fold detached batches into rollups, HDR and raw store."""
         for batch in batches:
             if self._np_dtype is np.float64:
                 finite = np.isfinite(batch)
@@ -210,12 +219,11 @@ class SeriesSampler:
         return np.concatenate(self._raw)
 
     def stat(self, *, exact: bool) -> SeriesStat:
-        """Fold what is pending and describe the series.
+        """Describe what has been folded so far (call :meth:`fold` first).
 
         ``exact``: percentiles and display histogram from the raw values
         (terminal snapshots); otherwise from the HDR (live snapshots).
         """
-        self.fold_pending()
         r = self._rollup
         hdr_bytes = self._hdr.encode()
         if r.count == 0:

@@ -448,3 +448,36 @@ def test_help(capsys: pytest.CaptureFixture[str]) -> None:
     assert exc.value.code == 0
     out = capsys.readouterr().out
     assert "--events ENDPOINT" in out and "143" in out
+
+
+def test_every_live_snapshot_has_series_that_agree_with_its_counters(workdir: Path) -> None:
+    """Snapshots are captured on the aggregator's loop between two event batches, so
+    at every tick the per-sample series hold exactly the completed samples counted."""
+    from registry.events.synthetic import SyntheticLoad, drive
+
+    events_ep, snapshots_ep = endpoints(workdir)
+    seen: list[MetricsSnapshot] = []
+
+    async def main_() -> int:
+        service = AggregatorService(
+            events_endpoint=events_ep,
+            snapshots_endpoint=snapshots_ep,
+            output_dir=workdir / "out",
+            streaming=True,
+            interval_s=0.01,
+            listeners=[seen.append],
+            handle_signals=False,
+        )
+        with EventPublisher(events_ep) as pub:
+            task = asyncio.create_task(service.run())
+            assert await pub.wait_for_subscriber(WAIT_S)
+            await drive(SyntheticLoad(qps=400, duration_s=1.5, seed=5), pub.send_many)
+            return await asyncio.wait_for(task, WAIT_S)
+
+    assert asyncio.run(main_()) == 0
+    live = [s for s in seen if not s.is_terminal and s.counters["tracked_samples_completed"]]
+    assert len(live) >= 10
+    for snap in [*live, seen[-1]]:
+        completed = snap.counters["tracked_samples_completed"]
+        for name in ("ttft_ns", "sample_latency_ns", "isl", "osl"):
+            assert snap.series[name].count == completed, (snap.counter, name)

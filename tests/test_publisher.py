@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -235,11 +236,19 @@ class GatedRegistry(MetricsRegistry):
         self.gate = threading.Event()
         self.entered = threading.Event()
 
-    def build_snapshot(self, *, state: SessionState, n_pending_tasks: int) -> MetricsSnapshot:
-        if not SessionState(state).is_terminal:
-            self.entered.set()
-            self.gate.wait(10)
-        return super().build_snapshot(state=state, n_pending_tasks=n_pending_tasks)
+    def capture(self, *, state: SessionState, n_pending_tasks: int) -> Any:
+        capture = super().capture(state=state, n_pending_tasks=n_pending_tasks)
+        if SessionState(state).is_terminal:
+            return capture
+        registry = self
+
+        class GatedCapture:
+            def build(self) -> MetricsSnapshot:
+                registry.entered.set()
+                registry.gate.wait(10)
+                return capture.build()
+
+        return GatedCapture()
 
 
 def test_a_build_in_flight_is_never_sent_after_the_terminal(tmp_path: Path) -> None:
