@@ -242,3 +242,33 @@ def test_non_finite_floats_are_counted_and_kept_out_of_the_numbers(caplog) -> No
         stat = reg.build_snapshot(state=COMPLETE, n_pending_tasks=0).series["tpot"]
     assert (stat.count, stat.total, stat.max) == (2, 3.0, 2.0)
     assert sum(1 for r in caplog.records if "NaN" in r.getMessage()) == 1
+
+
+def test_a_capture_holds_exactly_what_was_recorded_before_it() -> None:
+    reg = make_registry()
+    reg.record_many("lat", [1, 2, 3])
+    reg.increment("issued", 3)
+    capture = reg.capture(state=LIVE, n_pending_tasks=0)
+    reg.record("lat", 100)  # after the capture: belongs to the next snapshot
+    reg.increment("issued")
+    snap = capture.build()
+    assert snap.counters["issued"] == 3
+    assert (snap.series["lat"].count, snap.series["lat"].total) == (3, 6)
+    later = reg.build_snapshot(state=LIVE, n_pending_tasks=0)
+    assert later.counter == snap.counter + 1
+    assert later.counters["issued"] == 4 and later.series["lat"].total == 106
+
+
+def test_captures_never_built_or_built_out_of_order_lose_and_double_count_nothing() -> None:
+    reg = make_registry()
+    reg.record_many("lat", [1, 2])
+    reg.capture(state=LIVE, n_pending_tasks=0)  # dropped: never built
+    reg.record("lat", 3)
+    older = reg.capture(state=LIVE, n_pending_tasks=0)
+    reg.record("lat", 4)
+    newer = reg.capture(state=LIVE, n_pending_tasks=0)
+    assert newer.build().series["lat"].total == 1 + 2 + 3 + 4
+    # built late, the older capture shows everything folded so far, never less
+    assert older.build().series["lat"].total == 1 + 2 + 3 + 4
+    final = reg.build_snapshot(state=COMPLETE, n_pending_tasks=0).series["lat"]
+    assert (final.count, final.total) == (4, 10)
