@@ -6,38 +6,15 @@ with known values so that a test can say exactly what a view must show.
 
 from __future__ import annotations
 
+from registry.aggregator import AggregatorMetrics
 from registry.metrics_registry import MetricsRegistry
 from registry.snapshot import MetricsSnapshot, SessionState
 
-COUNTERS = (
-    "total_samples_issued",
-    "total_samples_completed",
-    "total_samples_failed",
-    "tracked_samples_issued",
-    "tracked_samples_completed",
-    "tracked_samples_failed",
-    "tracked_finish_reason_stop",
-    "tracked_finish_reason_length",
-    "tracked_finish_reason_tool_calls",
-    "tracked_finish_reason_content_filter",
-    "tracked_finish_reason_function_call",
-    "tracked_finish_reason_other",
-    "tracked_output_tokens",
-)
-SETTABLE = ("tracked_duration_ns", "total_duration_ns")
-
 
 def aggregator_like_registry() -> MetricsRegistry:
+    """A registry with exactly the aggregator's counters and series (streaming mode)."""
     reg = MetricsRegistry()
-    for name in COUNTERS:
-        reg.register_counter(name)
-    for name in SETTABLE:
-        reg.register_counter(name, settable=True)
-    for name in ("ttft_ns", "sample_latency_ns", "chunk_delta_ns"):
-        reg.register_series(name, hdr_low=1_000, hdr_high=3_600_000_000_000)
-    reg.register_series("tpot_ns", hdr_low=1_000, hdr_high=3_600_000_000_000, dtype=float)
-    reg.register_series("isl", hdr_low=1, hdr_high=1_000_000)
-    reg.register_series("osl", hdr_low=1, hdr_high=1_000_000)
+    AggregatorMetrics(reg, streaming=True)
     return reg
 
 
