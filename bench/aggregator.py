@@ -99,7 +99,7 @@ def produce(endpoint: str, n_events: int) -> None:
     sys.stdout.flush()
     sock.recv()  # the subscription
     for topic, payload in frames:
-        sock.send_multipart((topic, payload))
+        sock.send(topic + payload)
     sock.close(linger=60_000)
     ctx.term()
 

@@ -151,26 +151,28 @@ def raw_frames() -> list[list[bytes]]:
     codec = EventCodec()
 
     def frame(e: EventRecord) -> list[bytes]:
-        return list(codec.encode(e))
+        return [b"".join(codec.encode(e))]
 
     unknown = {"event_type": "sample.teleported", "timestamp_ns": 5, "sample_uuid": "x"}
     return [
         frame(ev(T.SESSION_STARTED, 0)),
         frame(ev(T.SESSION_START_PERFORMANCE_TRACKING, 0)),
-        [pad_topic("sample.teleported"), msgspec.msgpack.encode(unknown)],  # unknown type
-        [pad_topic("sample.issued"), b"\xc1 not msgpack"],  # undecodable payload
-        [b"short-topic", frame(ev(T.SAMPLE_ISSUED, 1, "q"))[1]],  # topic not 40 bytes
-        [pad_topic("batch"), b"\x93\x01\x02"],  # batch that is not an array of payloads
-        [pad_topic("sample.issued")],  # one frame only
+        [pad_topic("sample.teleported") + msgspec.msgpack.encode(unknown)],  # unknown type
+        [pad_topic("sample.issued") + b"\xc1 not msgpack"],  # undecodable payload
+        [b"short-topic"],  # shorter than a topic
+        [pad_topic("batch") + b"\x93\x01\x02"],  # batch that is not an array of payloads
+        [pad_topic("sample.issued"), b"\x80"],  # two frames: not the wire format
         frame(ev(T.SAMPLE_ISSUED, 10, "a", input_tokens=3)),
-        list(
-            build_batch(
-                [
-                    codec.encode(ev(T.SAMPLE_COMPLETE, 30, "a", output_tokens=2))[1],
-                    b"\x01",  # a bare int inside a valid batch
-                ]
+        [
+            b"".join(
+                build_batch(
+                    [
+                        codec.encode(ev(T.SAMPLE_COMPLETE, 30, "a", output_tokens=2))[1],
+                        b"\x01",  # a bare int inside a valid batch
+                    ]
+                )
             )
-        ),
+        ],
         frame(ev(T.SESSION_ENDED, 40)),
     ]
 

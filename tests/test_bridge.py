@@ -146,7 +146,7 @@ def test_malformed_frames_are_counted_and_skipped() -> None:
                 _, good = SnapshotCodec().encode(spec_snapshot(n=5))
 
                 def delivered() -> bool:
-                    pub.send_multipart([SNAPSHOT_TOPIC, good])  # resent until the SUB is joined
+                    pub.send(SNAPSHOT_TOPIC + good)  # resent until the SUB is joined
                     return collector.snapshot is not None
 
                 assert await async_wait_until(delivered, 10, interval=0.02)
@@ -155,15 +155,16 @@ def test_malformed_frames_are_counted_and_skipped() -> None:
                     b"not msgpack",
                     msgspec.msgpack.encode([1, 2, "x", 4, []]),
                 ):
-                    pub.send_multipart([SNAPSHOT_TOPIC, junk])
-                pub.send_multipart([b"short", b"x"])
+                    pub.send(SNAPSHOT_TOPIC + junk)
+                pub.send(b"short")
+                pub.send_multipart([SNAPSHOT_TOPIC, good])  # two frames: not the wire format
 
                 def errors() -> float:
                     fams = parse_strict(openmetrics_exposition(collector))
                     return fams["bench_exporter_decode_errors"].samples[0].value
 
-                assert await async_wait_until(lambda: errors() == 4, 10)
-                assert collector.snapshot is not None and collector.health()["decode_errors"] == 4
+                assert await async_wait_until(lambda: errors() == 5, 10)
+                assert collector.snapshot is not None and collector.health()["decode_errors"] == 5
         finally:
             pub.close()
 
@@ -187,7 +188,7 @@ def test_frames_without_hdr_are_served_as_summaries() -> None:
             async with Bridge(endpoint, collector):
 
                 def delivered() -> bool:
-                    pub.send_multipart([SNAPSHOT_TOPIC, payload])
+                    pub.send(SNAPSHOT_TOPIC + payload)
                     return collector.snapshot is not None
 
                 assert await async_wait_until(delivered, 10, interval=0.02)

@@ -98,8 +98,8 @@ def test_any_producer_speaking_the_wire_format_works(ipc_endpoint: str) -> None:
                 assert await asyncio.to_thread(poller.poll, 5000), "no subscription seen"
                 assert pub.recv()[:1] == b"\x01"
                 for m in raw_maps:
-                    pub.send_multipart(
-                        [pad_topic(m["event_type"]), msgspec.msgpack.encode(m)]  # type: ignore[arg-type]
+                    pub.send(
+                        pad_topic(m["event_type"]) + msgspec.msgpack.encode(m)  # type: ignore[arg-type]
                     )
                 return await drain(sub, 2)
         finally:

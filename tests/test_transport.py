@@ -24,6 +24,7 @@ from registry.transport import (
     split_message,
     strip_topic,
 )
+from registry.transport.framing import join_frame
 from tests.helpers import async_wait_until
 
 TEXT_TOPIC = pad_topic("txt")
@@ -67,14 +68,18 @@ def test_topics_pad_to_40_bytes_and_strip_back() -> None:
         pad_topic("x" * 41)
 
 
-def test_split_message_checks_frame_count_and_topic_length() -> None:
-    assert split_message([TEXT_TOPIC, b"p"]) == (TEXT_TOPIC, b"p")
-    with pytest.raises(FramingError, match="expected 2 frames"):
-        split_message([TEXT_TOPIC])
-    with pytest.raises(FramingError, match="expected 2 frames"):
+def test_split_message_takes_one_frame_topic_first() -> None:
+    assert split_message([TEXT_TOPIC + b"p"]) == (TEXT_TOPIC, b"p")
+    assert split_message([TEXT_TOPIC]) == (TEXT_TOPIC, b"")
+    assert join_frame(TEXT_TOPIC, b"p") == TEXT_TOPIC + b"p"
+    with pytest.raises(FramingError, match="2-frame message"):
+        split_message([TEXT_TOPIC, b"p"])  # the old two-frame layout is not the wire format
+    with pytest.raises(FramingError, match="3-frame message"):
         split_message([TEXT_TOPIC, b"a", b"b"])
-    with pytest.raises(FramingError, match="3 bytes"):
-        split_message([b"txt", b"p"])
+    with pytest.raises(FramingError, match="3 bytes, shorter"):
+        split_message([b"txt"])
+    with pytest.raises(ValueError, match="40 bytes"):
+        join_frame(b"txt", b"p")
 
 
 def test_batch_round_trip_and_rejects() -> None:
@@ -158,9 +163,10 @@ def test_send_many_puts_a_batch_frame_on_the_wire(ipc_endpoint: str) -> None:
         try:
             assert asyncio.run(pub.wait_for_subscriber(5.0))
             pub.send_many(["a", "b", "c"])
-            topic, payload = raw.recv_multipart()
-            assert topic == BATCH_TOPIC
-            assert split_batch(payload) == [b"a", b"b", b"c"]
+            frames = raw.recv_multipart()
+            assert len(frames) == 1  # one frame: topic immediately followed by the payload
+            assert frames[0][:TOPIC_LEN] == BATCH_TOPIC
+            assert split_batch(frames[0][TOPIC_LEN:]) == [b"a", b"b", b"c"]
         finally:
             raw.close(linger=0)
 
@@ -181,18 +187,18 @@ def test_malformed_messages_are_counted_and_skipped(ipc_endpoint: str) -> None:
                 assert await loop.run_in_executor(None, raw.poll, 5000)
                 raw.recv()
                 bad: list[list[bytes]] = [
-                    [TEXT_TOPIC],  # one frame
+                    [TEXT_TOPIC, b"x"],  # two frames: topic and payload apart
                     [TEXT_TOPIC, b"x", b"y"],  # three frames
-                    [b"txt", b"x"],  # topic not padded
-                    [pad_topic("other"), b"x"],  # unexpected topic
-                    [BATCH_TOPIC, b"\xc1"],  # batch payload not msgpack
-                    [TEXT_TOPIC, b"\xff\xfe"],  # not UTF-8
-                    [TEXT_TOPIC, b"!nope"],  # codec refuses
+                    [b"txt"],  # shorter than a topic
+                    [pad_topic("other") + b"x"],  # unexpected topic
+                    [BATCH_TOPIC + b"\xc1"],  # batch payload not msgpack
+                    [TEXT_TOPIC + b"\xff\xfe"],  # not UTF-8
+                    [TEXT_TOPIC + b"!nope"],  # codec refuses
                 ]
                 for frames in bad:
                     raw.send_multipart(frames)
-                raw.send_multipart(list(build_batch([b"ok-1", b"\xff", b"ok-2"])))
-                raw.send_multipart([TEXT_TOPIC, b"fine"])
+                raw.send(b"".join(build_batch([b"ok-1", b"\xff", b"ok-2"])))
+                raw.send(TEXT_TOPIC + b"fine")
                 got = [await asyncio.wait_for(sub.recv(), 5) for _ in range(3)]
                 assert got == ["ok-1", "ok-2", "fine"]
                 assert sub.dropped == len(bad) + 1
@@ -348,12 +354,12 @@ def test_subscriber_can_bind_and_iteration_ends_on_close(ipc_endpoint: str) -> N
             # PUB drops until the subscription arrives: resend until the first one lands
             async def first_seen() -> None:
                 while not got:
-                    raw.send_multipart([TEXT_TOPIC, b"hello"])
+                    raw.send(TEXT_TOPIC + b"hello")
                     await asyncio.sleep(0.01)
 
             await asyncio.wait_for(first_seen(), 5)
-            raw.send_multipart([pad_topic("zzz"), b"filtered by prefix"])
-            raw.send_multipart(list(build_batch([b"in-batch"])))  # batch topic auto-subscribed
+            raw.send(pad_topic("zzz") + b"filtered by prefix")
+            raw.send(b"".join(build_batch([b"in-batch"])))  # batch topic auto-subscribed
             assert await async_wait_until(lambda: "in-batch" in got)
             assert all(g in ("hello", "in-batch") for g in got)
         finally:

@@ -1,7 +1,7 @@
 """Generic ZeroMQ transport: codec protocol, framing, publisher and subscriber.
 
-Items of any type travel as a 40-byte topic frame and a payload frame, with
-the batch rule of SPEC §4. The transport knows nothing about snapshots or
+Items of any type travel as one frame (a 40-byte topic, then the payload),
+with the batch rule of SPEC §4. The transport knows nothing about snapshots or
 events; a :class:`MessageCodec` supplies that.
 """
 
@@ -12,6 +12,7 @@ from registry.transport.framing import (
     TOPIC_LEN,
     FramingError,
     build_batch,
+    join_frame,
     pad_topic,
     split_batch,
     split_message,
@@ -29,6 +30,7 @@ __all__ = [
     "ZmqSubscriber",
     "build_batch",
     "check_endpoint",
+    "join_frame",
     "pad_topic",
     "split_batch",
     "split_message",

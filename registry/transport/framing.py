@@ -1,10 +1,14 @@
-"""Frame layout shared by every stream (SPEC §4, §5): topic frames and batches.
+"""Message layout shared by every stream (SPEC §4, §5): one frame, topic first, batches.
 
-A message is two ZeroMQ frames: a 40-byte NUL-padded topic and a payload. A
-publisher may batch several payloads into one message whose topic is
-``batch`` (NUL-padded) and whose payload is a msgpack array of binary
-payloads. This module builds and checks that outer layer only; it never
-decodes an item payload and never touches a socket.
+A message is ONE ZeroMQ frame: a 40-byte NUL-padded topic immediately
+followed by the payload, as mlcommons/endpoints sends it. A publisher may pack
+several payloads into one message whose topic is ``batch`` (NUL-padded) and
+whose payload is a msgpack array of binary payloads. A message of two or more
+frames is not this format and is rejected (the subscriber counts it as
+malformed).
+
+This module builds and checks that outer layer only; it never decodes an item
+payload and never touches a socket.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ __all__ = [
     "TOPIC_LEN",
     "FramingError",
     "build_batch",
+    "join_frame",
     "pad_topic",
     "split_batch",
     "split_message",
@@ -42,18 +47,27 @@ def strip_topic(topic: bytes) -> bytes:
     return topic.rstrip(b"\0")
 
 
-def split_message(frames: Sequence[bytes]) -> tuple[bytes, bytes]:
-    """``(topic, payload)`` of a received multipart message, checked.
-
-    Raises :class:`FramingError` unless there are exactly two frames and the
-    first is exactly 40 bytes.
-    """
-    if len(frames) != 2:
-        raise FramingError(f"expected 2 frames (topic, payload), got {len(frames)}")
-    topic, payload = frames
+def join_frame(topic: bytes, payload: bytes) -> bytes:
+    """The single frame carrying ``payload`` under ``topic`` (exactly 40 bytes)."""
     if len(topic) != TOPIC_LEN:
-        raise FramingError(f"topic frame has {len(topic)} bytes, expected {TOPIC_LEN}")
-    return bytes(topic), payload
+        raise ValueError(f"topic must be {TOPIC_LEN} bytes, got {len(topic)}")
+    return topic + payload
+
+
+def split_message(frames: Sequence[bytes]) -> tuple[bytes, bytes]:
+    """``(topic, payload)`` of a received message, checked.
+
+    Raises :class:`FramingError` unless the message is exactly one frame of
+    at least 40 bytes (the topic; the payload may be empty).
+    """
+    if len(frames) != 1:
+        raise FramingError(
+            f"expected 1 frame (40-byte topic + payload), got a {len(frames)}-frame message"
+        )
+    frame = frames[0]
+    if len(frame) < TOPIC_LEN:
+        raise FramingError(f"frame has {len(frame)} bytes, shorter than the {TOPIC_LEN}-byte topic")
+    return bytes(frame[:TOPIC_LEN]), bytes(frame[TOPIC_LEN:])
 
 
 def build_batch(payloads: Sequence[bytes]) -> tuple[bytes, bytes]:
@@ -61,7 +75,7 @@ def build_batch(payloads: Sequence[bytes]) -> tuple[bytes, bytes]:
     return BATCH_TOPIC, _batch_encoder.encode(list(payloads))
 
 
-def split_batch(payload: bytes) -> list[bytes]:
+def split_batch(payload: bytes | memoryview) -> list[bytes]:
     """The item payloads of a batch message (:class:`FramingError` if it is not one)."""
     try:
         return _batch_decoder.decode(payload)

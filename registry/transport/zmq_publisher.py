@@ -35,7 +35,7 @@ import zmq
 
 from registry.transport.codec import MessageCodec
 from registry.transport.endpoint import check_endpoint
-from registry.transport.framing import TOPIC_LEN, build_batch
+from registry.transport.framing import TOPIC_LEN, build_batch, join_frame
 
 __all__ = ["ZmqPublisher"]
 
@@ -120,7 +120,7 @@ class ZmqPublisher(Generic[T]):
         return self._sock
 
     def send_frame(self, topic: bytes, payload: bytes, n_items: int = 1) -> bool:
-        """Send one already-encoded message; ``False`` when it was dropped.
+        """Send one already-encoded message as one frame; ``False`` when it was dropped.
 
         Raises :class:`zmq.ZMQError` when the socket is closed or broken.
         """
@@ -128,7 +128,7 @@ class ZmqPublisher(Generic[T]):
             raise ValueError(f"topic must be {TOPIC_LEN} bytes, got {len(topic)}")
         sock = self._socket()
         try:
-            sock.send_multipart((topic, payload), flags=self._send_flags, copy=False)
+            sock.send(join_frame(topic, payload), flags=self._send_flags, copy=False)
         except zmq.Again:
             self.dropped += n_items
             return False

@@ -6,13 +6,14 @@ Design: a *pull* API. ``await sub.recv()`` returns the next item and
 belongs: for a lossless stream (``rcvhwm=0``) unread items wait in libzmq's
 queue, for a telemetry stream the high-water mark bounds that queue.
 
-Nothing received can stop the loop: a message with the wrong frame count, a
-topic that is not 40 bytes or not expected, a broken batch, or a payload the
+Nothing received can stop the loop: a message of more than one frame, one
+shorter than its 40-byte topic, a topic that is not expected, a broken batch, or a payload the
 codec cannot decode (and whose ``on_decode_error`` returns ``None``) is
 counted in ``dropped`` and skipped; ``last_error`` says why.
 
-Conflation (latest wins). ``ZMQ_CONFLATE`` keeps one *frame*, so it would
-tear our two-frame messages apart; it cannot be used. Instead ``conflate=True``
+Conflation (latest wins). ``ZMQ_CONFLATE`` keeps one *frame* and would
+silently keep the last frame of a foreign multi-frame message, hiding that it
+was malformed, so it is not used. Instead ``conflate=True``
 bounds the receive queue (``rcvhwm``, default 64 messages) and makes
 :meth:`ZmqSubscriber.recv` drain every message already queued, decode each
 (so malformed ones are still counted), and return only the newest item; the
@@ -121,7 +122,7 @@ class ZmqSubscriber(Generic[T]):
         self._closed = False
         self._pending: collections.deque[T] = collections.deque()
         self._unyielded = 0
-        #: multipart messages taken off the socket
+        #: messages taken off the socket
         self.messages = 0
         #: items decoded and handed out (or queued to be)
         self.received = 0
