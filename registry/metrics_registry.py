@@ -84,6 +84,7 @@ class MetricsRegistry:
         n_histogram_buckets: int = 30,
         percentiles: Sequence[float] = DEFAULT_PERCENTILES,
         dtype: type = int,
+        tail_latency: bool = False,
     ) -> None:
         """A series of int or float values (bounds and grid checked, ``ValueError`` if bad)."""
         self._check_new(name)

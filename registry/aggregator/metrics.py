@@ -1,42 +1,47 @@
 """The metric computations of SPEC §6: from event records to counters and series.
 
 :class:`AggregatorMetrics` registers the aggregator's counters and series on a
-:class:`~registry.MetricsRegistry` and turns each :class:`EventRecord` into
-registry updates through a dispatch table keyed by event type.
+:class:`~registry.MetricsRegistry`, in mlcommons/endpoints' order, and turns
+each :class:`EventRecord` into registry updates by upstream's rules, so the
+same events give the same numbers (the fixture tests compare field by field):
 
-Rules (SPEC §6), and the choices where the SPEC is silent:
+- ``sample.issued`` while tracking is on opens a row (a duplicate issue of a
+  sample with a row reuses it and counts again); ``sample.complete`` closes
+  it. Sample events for a uuid without a row move only the ``total_``
+  counters.
+- Series, tracked rows only, recorded at the event that ends the interval,
+  failed and still-running samples included: ``isl`` at issue,
+  ``ttft_ns`` at the first receive, ``chunk_delta_ns`` at every receive after
+  the first, ``sample_latency_ns``, ``osl`` and ``tpot_ns`` at completion.
+- ``total_samples_failed`` counts every error event; ``tracked_samples_failed``
+  those whose sample has a row (the error precedes the ``sample.complete``).
+  ``total_samples_completed`` counts failed completions too.
+- Finish reasons: tracked completions with a ``finish_reason`` string; the
+  five known ones by name, any other string as ``other``, none when absent.
+- ``tracked_duration_ns``: Σ over tracking windows of (latest completion of a
+  sample issued in it, or the window start) − window start. ``legacy_loadgen_
+  window_duration_ns``: first tracked issue → completion of the latest-issued
+  tracked sample that completed. ``total_duration_ns``: ``session.started`` →
+  the latest event (by timestamp), ``session.ended`` included. All three are
+  kept current at every batch (upstream refreshes the first two only at
+  ``stop_performance_tracking`` and the end; the final values are equal).
+- Token counts: the producer's ``input_tokens``/``output_tokens`` (our
+  extension) take precedence; else ISL is the number of ``token_ids`` (read
+  from the msgpack array header, no list built). Text prompts and outputs need
+  a tokenizer; without one they are skipped, as upstream skips them.
+  ``n_pending_tasks`` counts tokenizations not yet recorded.
+- Events after ``session.ended`` are ignored, the rest of its batch included.
 
-- A sample is *tracked* when it is issued while performance tracking is on.
-  Only tracked samples get a row (their timestamps, kept while they are in
-  flight); only successful tracked samples put values into the series. Every
-  in-flight sample, tracked or not, is remembered by uuid with a failed flag,
-  so the ``total_`` counters obey issued = completed + failed + in flight too.
-- A sample *fails* when an error event for it arrives while it is in flight;
-  it is counted failed at once, and its later ``sample.complete`` closes it
-  without recording anything. An error arriving *after* the completion finds
-  no sample in flight: the sample stays a success and the error is counted in
-  ``events_unmatched``. A second error for a failed sample changes nothing.
-- Per-sample values wait in the row until the completion says the sample
-  succeeded: TTFT, the chunk deltas and the input length (taken from
-  ``sample.issued``) are recorded only then, so every series counts the same
-  samples (``isl.count == osl.count == tracked_samples_completed``).
-- ``tracked_duration_ns``: per tracking window, from its start to the latest
-  completion (successful or failed) of a sample issued in it, summed over
-  windows. ``total_duration_ns``: first event received → the latest event
-  received (its timestamp, never moving backwards).
-- A successful tracked completion without a known ``finish_reason`` counts
-  as ``other``.
-- Diagnostic counters besides the SPEC's: ``events_malformed`` (undecodable
-  payloads, unknown event types, sample events without a uuid, events a
-  handler could not process), ``events_unmatched`` (sample and error events
-  for no sample in flight, duplicate issues, chunks out of order) and
-  ``session_errors`` (error events that name no sample). One warning is
-  logged per kind of problem, not per event.
+Ours in addition: ``tracked_output_tokens`` and the data-quality counters
+``events_malformed`` (undecodable payloads, unknown event types, broken
+frames, sample events without a uuid), ``events_unmatched`` (sample events
+for no sample in flight, duplicate issues), ``events_out_of_order`` (a
+receive or completion whose timestamp precedes its sample's previous one;
+rejected so no negative latency is recorded) and ``session_errors`` (error
+events naming no sample). One warning is logged per kind, not per event.
 
-The hot path keeps counts in plain attributes and buffers chunk arrival
-times; :meth:`AggregatorMetrics.handle_many` folds them into the registry once
-per batch (chunk deltas are taken there with numpy). This module never touches
-sockets, files or the event loop.
+The hot path keeps counts in plain attributes and folds them into the registry
+once per batch. This module never touches sockets, files or the event loop.
 """
 
 from __future__ import annotations
@@ -46,10 +51,11 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgspec
-import numpy as np
 
+from registry.aggregator.rows import UNSET, SampleTable
 from registry.aggregator.session import SessionMachine
 from registry.events import EventCodec, EventRecord, EventType
+from registry.events.data import PromptData
 from registry.metrics_registry import MetricsRegistry
 
 __all__ = [
@@ -57,7 +63,9 @@ __all__ = [
     "DIAGNOSTIC_COUNTERS",
     "FINISH_REASONS",
     "NS_SERIES_BOUNDS",
+    "SETTABLE_COUNTERS",
     "STREAMING_SERIES",
+    "TAIL_LATENCY_SERIES",
     "TOKEN_SERIES_BOUNDS",
     "AggregatorEventCodec",
     "AggregatorMetrics",
@@ -75,7 +83,7 @@ FINISH_REASONS: tuple[str, ...] = (
     "other",
 )
 
-#: The SPEC §6 counters in registration order; the last two are settable.
+#: Upstream's counters, in upstream's registration order.
 COUNTERS: tuple[str, ...] = (
     "total_samples_issued",
     "total_samples_completed",
@@ -84,33 +92,38 @@ COUNTERS: tuple[str, ...] = (
     "tracked_samples_completed",
     "tracked_samples_failed",
     *(f"tracked_finish_reason_{r}" for r in FINISH_REASONS),
-    "tracked_output_tokens",
     "tracked_duration_ns",
+    "legacy_loadgen_window_duration_ns",
     "total_duration_ns",
 )
-SETTABLE_COUNTERS: frozenset[str] = frozenset({"tracked_duration_ns", "total_duration_ns"})
-#: Data-quality counters of this aggregator (monotonic).
-DIAGNOSTIC_COUNTERS: tuple[str, ...] = ("events_malformed", "events_unmatched", "session_errors")
+SETTABLE_COUNTERS: frozenset[str] = frozenset(
+    {"tracked_duration_ns", "legacy_loadgen_window_duration_ns", "total_duration_ns"}
+)
+#: Ours, after upstream's (monotonic): output tokens and data-quality counts.
+DIAGNOSTIC_COUNTERS: tuple[str, ...] = (
+    "tracked_output_tokens",
+    "events_malformed",
+    "events_unmatched",
+    "events_out_of_order",
+    "session_errors",
+)
 
 NS_SERIES_BOUNDS: dict[str, int] = {"hdr_low": 1, "hdr_high": 3_600_000_000_000, "sig_figs": 3}
 TOKEN_SERIES_BOUNDS: dict[str, int] = {"hdr_low": 1, "hdr_high": 10_000_000, "sig_figs": 3}
 #: Series that exist only in streaming mode.
 STREAMING_SERIES: frozenset[str] = frozenset({"ttft_ns", "chunk_delta_ns", "tpot_ns"})
+#: Series that get MLPerf early-stopping estimates in terminal snapshots.
+TAIL_LATENCY_SERIES: frozenset[str] = frozenset({"sample_latency_ns", "ttft_ns", "tpot_ns"})
 
-# (name, dtype, bounds) in SPEC §6 order.
+# (name, dtype, bounds) in upstream's registration order.
 _SERIES: tuple[tuple[str, type, dict[str, int]], ...] = (
-    ("ttft_ns", int, NS_SERIES_BOUNDS),
     ("sample_latency_ns", int, NS_SERIES_BOUNDS),
-    ("chunk_delta_ns", int, NS_SERIES_BOUNDS),
-    ("tpot_ns", float, NS_SERIES_BOUNDS),
     ("isl", int, TOKEN_SERIES_BOUNDS),
     ("osl", int, TOKEN_SERIES_BOUNDS),
+    ("ttft_ns", int, NS_SERIES_BOUNDS),
+    ("chunk_delta_ns", int, NS_SERIES_BOUNDS),
+    ("tpot_ns", float, NS_SERIES_BOUNDS),
 )
-
-# Row layout: a list, because it is created and mutated on the hot path.
-# _CHUNKS is None until recv_first, then the list of chunk arrival times
-# (recv_first first); the ingest loop appends to it inline (index 3).
-_ISSUED, _WINDOW, _ISL, _CHUNKS, _FAILED = range(5)
 
 _MAX_WARNED_KINDS = 64
 
@@ -135,6 +148,8 @@ class AggregatorMetrics:
         *,
         streaming: bool,
         session: SessionMachine | None = None,
+        sig_figs: int = 3,
+        n_histogram_buckets: int = 30,
     ) -> None:
         self.registry = registry
         self.streaming = streaming
@@ -149,18 +164,26 @@ class AggregatorMetrics:
                     name,
                     hdr_low=bounds["hdr_low"],
                     hdr_high=bounds["hdr_high"],
-                    sig_figs=bounds["sig_figs"],
+                    sig_figs=sig_figs,
+                    n_histogram_buckets=n_histogram_buckets,
                     dtype=dtype,
+                    tail_latency=name in TAIL_LATENCY_SERIES,
                 )
 
-        self._rows: dict[str, list[Any]] = {}
-        self._untracked: dict[str, bool] = {}  # uuid -> failed, for untracked samples in flight
-        self._n_failed_open = 0  # tracked rows that failed and await their completion
+        self.rows = SampleTable()
+        # Untracked samples in flight, only so that events for unknown samples can be
+        # told from those of warm-up samples (events_unmatched).
+        self._untracked: set[str] = set()
         self._tracking = False
-        self._window = -1
-        self._window_last: list[int] = []  # per tracking window: latest completion (or start)
-        self._first_ts: int | None = None
-        self._last_ts: int | None = None
+        self._blocks_start: list[int] = []
+        self._blocks_last: list[int] = []  # per window: latest completion (or start)
+        self._session_start: int | None = None
+        self._ended = False
+        #: a ``session.interrupted`` marker was received (newer upstream sessions)
+        self.interrupted_marker = False
+        self._legacy_start: int | None = None
+        self._legacy_max_issued = -1
+        self._legacy_end: int | None = None
 
         # Local counts, folded into the registry once per batch (see _flush).
         self._n_issued = 0
@@ -172,29 +195,33 @@ class AggregatorMetrics:
         self._n_output_tokens = 0
         self._n_malformed = 0
         self._n_unmatched = 0
+        self._n_out_of_order = 0
         self._n_session_errors = 0
         self._tracked_duration = 0
+        self._total_duration = 0
         self._finish = dict.fromkeys(FINISH_REASONS, 0)
         self._flushed: dict[str, int] = {}
-        # Chunk times of successful samples, flat, and where each sample starts:
-        # the deltas are taken with numpy once per batch.
-        self._chunk_times: list[int] = []
-        self._chunk_starts: list[int] = []
         self._warned: set[str] = set()
 
         record = registry.record
         self._record = record
+        series = registry.series_names
+        self._has_ttft = "ttft_ns" in series
         noop: Handler = self._ignore
         self._dispatch: dict[EventType, Handler] = {
             EventType.SESSION_STARTED: self._on_started,
+            EventType.SESSION_ENDED: self._on_ended,
+            EventType.SESSION_STOP_LOADGEN: noop,
             EventType.SESSION_START_PERFORMANCE_TRACKING: self._on_start_tracking,
             EventType.SESSION_STOP_PERFORMANCE_TRACKING: self._on_stop_tracking,
-            EventType.SESSION_ENDED: self._on_ended,
+            EventType.SESSION_INTERRUPTED: self._on_interrupted,
             EventType.SAMPLE_ISSUED: self._on_issued,
-            EventType.SAMPLE_RECV_FIRST: self._on_recv_first if streaming else noop,
-            EventType.SAMPLE_RECV_NON_FIRST: self._on_recv_non_first if streaming else noop,
+            EventType.SAMPLE_RECV_FIRST: self._on_recv_first,
+            EventType.SAMPLE_RECV_NON_FIRST: self._on_recv_non_first,
             EventType.SAMPLE_COMPLETE: self._on_complete,
             EventType.ERROR_GENERIC: self._on_error,
+            EventType.ERROR_LOADGEN: self._on_error,
+            EventType.ERROR_SESSION: self._on_error,
             EventType.ERROR_CLIENT: self._on_error,
         }
 
@@ -202,48 +229,57 @@ class AggregatorMetrics:
 
     @property
     def n_pending_tasks(self) -> int:
-        """Tracked samples in flight that have not failed (their metrics are missing)."""
-        return len(self._rows) - self._n_failed_open
+        """Tokenizations not yet recorded (0 without a tokenizer)."""
+        return 0
 
     @property
     def n_in_flight(self) -> int:
-        """All samples in flight (tracked or not, failed or not)."""
-        return len(self._rows) + len(self._untracked)
+        """Tracked samples issued and not completed yet."""
+        return len(self.rows)
 
     @property
     def tracking(self) -> bool:
         return self._tracking
 
+    @property
+    def ended(self) -> bool:
+        """``session.ended`` was applied: later events are ignored."""
+        return self._ended
+
     # -- ingest ----------------------------------------------------------------
 
     def handle_many(self, records: Sequence[EventRecord]) -> None:
         """Apply a batch of events in order, then fold the counts into the registry."""
-        if not records:
+        if not records or self._ended:
             return
-        if self._first_ts is None:
-            self._first_ts = records[0].timestamp_ns
         dispatch = self._dispatch
-        rows_get = self._rows.get
-        # Chunks are most events of a streaming run: their common case (a
-        # tracked sample past its first chunk) is handled inline, saving a call.
-        chunk = EventType.SAMPLE_RECV_NON_FIRST if self.streaming else None
+        index_get = self.rows.index.get
+        last_recv = self.rows.last_recv
+        chunk = EventType.SAMPLE_RECV_NON_FIRST if self._has_ttft else None
+        record = self._record
         for rec in records:
             try:
                 kind = rec.event_type
+                ts = rec.timestamp_ns
+                start = self._session_start
+                if start is not None and ts - start > self._total_duration:
+                    self._total_duration = ts - start
+                # Chunks are most events of a streaming run: their common case (a
+                # tracked sample past its first receive, in order) is handled inline.
                 if kind is chunk:
-                    row = rows_get(rec.sample_uuid)
-                    if row is not None and row[3] is not None:
-                        row[3].append(rec.timestamp_ns)
-                        continue
+                    slot = index_get(rec.sample_uuid)
+                    if slot is not None:
+                        prev = last_recv[slot]
+                        if prev != UNSET and ts >= prev:
+                            record("chunk_delta_ns", ts - prev)
+                            last_recv[slot] = ts
+                            continue
                 dispatch[kind](rec)
+                if self._ended:
+                    break
             except Exception as exc:  # bad input must never stop the service
                 self.count_malformed(f"event a handler could not process ({type(exc).__name__})")
                 logger.debug("event %r failed: %s", rec, exc)
-        # "Latest event": the last one received; never let the duration shrink
-        # when producers' clocks interleave.
-        last = records[-1].timestamp_ns
-        if self._last_ts is None or last > self._last_ts:
-            self._last_ts = last
         self._flush()
 
     def handle(self, record: EventRecord) -> None:
@@ -256,6 +292,10 @@ class AggregatorMetrics:
         self._warn_once(kind, "skipping malformed event: %s (counted in events_malformed)")
         self._flush()
 
+    def refresh_durations(self) -> None:
+        """Fold the counts now (the final snapshot must see every duration)."""
+        self._flush()
+
     # -- internals -------------------------------------------------------------
 
     def _warn_once(self, kind: str, fmt: str) -> None:
@@ -265,21 +305,26 @@ class AggregatorMetrics:
             self._warned.add(kind)
             logger.warning(fmt + "; further ones are not logged", kind)
 
-    def _unmatched(self, rec: EventRecord, why: str) -> None:
-        if not rec.sample_uuid:
-            self._n_malformed += 1
-            self._warn_once(
-                f"{rec.event_type.value} without sample_uuid",
-                "skipping malformed event: %s (counted in events_malformed)",
-            )
-            return
-        self._n_unmatched += 1
+    def _no_uuid(self, rec: EventRecord) -> None:
+        self._n_malformed += 1
         self._warn_once(
-            f"{rec.event_type.value} {why}", "ignoring %s (counted in events_unmatched)"
+            f"{rec.event_type.value} without sample_uuid",
+            "skipping malformed event: %s (counted in events_malformed)",
+        )
+
+    def _unmatched(self, rec: EventRecord, why: str) -> None:
+        self._n_unmatched += 1
+        self._warn_once(f"{rec.event_type.value} {why}", "ignoring %s (counted in events_unmatched)")
+
+    def _out_of_order(self, rec: EventRecord) -> None:
+        self._n_out_of_order += 1
+        self._warn_once(
+            f"{rec.event_type.value} timestamped before its sample's previous event",
+            "rejecting %s (counted in events_out_of_order)",
         )
 
     def _flush(self) -> None:
-        """Fold the local counts and buffered chunk deltas into the registry."""
+        """Fold the local counts into the registry."""
         reg = self.registry
         flushed = self._flushed
         for name, value in (
@@ -292,6 +337,7 @@ class AggregatorMetrics:
             ("tracked_output_tokens", self._n_output_tokens),
             ("events_malformed", self._n_malformed),
             ("events_unmatched", self._n_unmatched),
+            ("events_out_of_order", self._n_out_of_order),
             ("session_errors", self._n_session_errors),
         ):
             delta = value - flushed.get(name, 0)
@@ -305,15 +351,11 @@ class AggregatorMetrics:
                 reg.increment(name, delta)
                 flushed[name] = value
         reg.set_counter("tracked_duration_ns", self._tracked_duration)
-        if self._first_ts is not None and self._last_ts is not None:
-            reg.set_counter("total_duration_ns", self._last_ts - self._first_ts)
-        if self._chunk_times:
-            times = np.asarray(self._chunk_times, dtype=np.int64)
-            starts = np.asarray(self._chunk_starts, dtype=np.int64)
-            self._chunk_times, self._chunk_starts = [], []
-            keep = np.ones(times.size - 1, dtype=bool)
-            keep[starts[1:] - 1] = False  # no delta across two samples
-            reg.record_many("chunk_delta_ns", np.diff(times)[keep])
+        reg.set_counter("total_duration_ns", self._total_duration)
+        legacy = 0
+        if self._legacy_start is not None and self._legacy_end is not None:
+            legacy = max(0, self._legacy_end - self._legacy_start)
+        reg.set_counter("legacy_loadgen_window_duration_ns", legacy)
 
     # -- handlers (one per event type) ----------------------------------------
 
@@ -321,126 +363,168 @@ class AggregatorMetrics:
         return None
 
     def _on_started(self, rec: EventRecord) -> None:
-        self.session.start()
+        if self.session.start():
+            self._session_start = rec.timestamp_ns
 
     def _on_ended(self, rec: EventRecord) -> None:
+        self._ended = True
         self.session.end()
+
+    def _on_interrupted(self, rec: EventRecord) -> None:
+        self.interrupted_marker = True
+        logger.warning("session.interrupted received: the final snapshot will be INTERRUPTED")
 
     def _on_start_tracking(self, rec: EventRecord) -> None:
         if self._tracking:
             self._warn_once("start_performance_tracking while tracking", "ignoring %s")
             return
         self._tracking = True
-        self._window += 1
-        self._window_last.append(rec.timestamp_ns)
+        self._blocks_start.append(rec.timestamp_ns)
+        self._blocks_last.append(rec.timestamp_ns)
 
     def _on_stop_tracking(self, rec: EventRecord) -> None:
-        if not self._tracking:
-            self._warn_once("stop_performance_tracking while not tracking", "ignoring %s")
-            return
         self._tracking = False
 
     def _on_issued(self, rec: EventRecord) -> None:
         uuid = rec.sample_uuid
-        if not uuid or uuid in self._rows or uuid in self._untracked:
-            self._unmatched(rec, "for a sample already in flight")
+        if not uuid:
+            self._no_uuid(rec)
             return
         self._n_issued += 1
-        if self._tracking:
-            self._n_tracked_issued += 1
-            self._rows[uuid] = [rec.timestamp_ns, self._window, rec.input_tokens, None, False]
+        if not self._tracking:
+            if uuid in self.rows:
+                # Upstream counts a re-issue of a sample that still has a row as tracked.
+                self._n_tracked_issued += 1
+                self._unmatched(rec, "for a sample already in flight")
+                return
+            if uuid in self._untracked:
+                self._unmatched(rec, "for a sample already in flight")
+            self._untracked.add(uuid)
+            return
+        rows = self.rows
+        slot = rows.index.get(uuid)
+        if slot is None:
+            slot = rows.open(uuid, rec.timestamp_ns, len(self._blocks_start) - 1)
+            if self._legacy_start is None:
+                self._legacy_start = rec.timestamp_ns
         else:
-            self._untracked[uuid] = False
+            # Upstream reuses the row of a repeated issue (a retry) and counts it again.
+            self._unmatched(rec, "for a sample already in flight (row reused)")
+            rows.issued[slot] = rec.timestamp_ns
+        self._n_tracked_issued += 1
+        isl = self._input_tokens(rec)
+        if isl is not None:
+            self._record("isl", isl)
+
+    def _input_tokens(self, rec: EventRecord) -> int | None:
+        n = rec.input_tokens
+        if n is not msgspec.UNSET:
+            return n  # type: ignore[return-value]
+        data = rec.data
+        if isinstance(data, PromptData):
+            return data.n_token_ids
+        return None
 
     def _on_recv_first(self, rec: EventRecord) -> None:
-        row = self._rows.get(rec.sample_uuid)
-        if row is None:
-            if rec.sample_uuid not in self._untracked:
-                self._unmatched(rec, "for no sample in flight")
+        uuid = rec.sample_uuid
+        rows = self.rows
+        slot = rows.index.get(uuid)
+        if slot is None:
+            self._no_row(rec)
             return
-        if row[_CHUNKS] is not None:
-            self._unmatched(rec, "repeated for the same sample")
+        ts = rec.timestamp_ns
+        prev = rows.last_recv[slot]
+        if ts < rows.issued[slot] or (prev != UNSET and ts < prev):
+            self._out_of_order(rec)
             return
-        row[_CHUNKS] = [rec.timestamp_ns]
+        if self._has_ttft:
+            self._record("ttft_ns", ts - rows.issued[slot])
+            if prev != UNSET:  # a repeated first receive: upstream takes its gap too
+                self._record("chunk_delta_ns", ts - prev)
+        rows.recv_first[slot] = ts
+        rows.last_recv[slot] = ts
 
     def _on_recv_non_first(self, rec: EventRecord) -> None:
         # The common case is inlined in handle_many; this is the rest.
-        row = self._rows.get(rec.sample_uuid)
-        if row is None:
-            if rec.sample_uuid not in self._untracked:
-                self._unmatched(rec, "for no sample in flight")
+        uuid = rec.sample_uuid
+        rows = self.rows
+        slot = rows.index.get(uuid)
+        if slot is None:
+            self._no_row(rec)
             return
-        chunks = row[_CHUNKS]
-        if chunks is None:
-            self._unmatched(rec, "before the sample's recv_first")
+        ts = rec.timestamp_ns
+        prev = rows.last_recv[slot]
+        if ts < rows.issued[slot] or (prev != UNSET and ts < prev):
+            self._out_of_order(rec)
             return
-        chunks.append(rec.timestamp_ns)
+        if prev != UNSET and self._has_ttft:
+            self._record("chunk_delta_ns", ts - prev)
+        rows.last_recv[slot] = ts
+
+    def _no_row(self, rec: EventRecord) -> None:
+        uuid = rec.sample_uuid
+        if not uuid:
+            self._no_uuid(rec)
+        elif uuid not in self._untracked:
+            self._unmatched(rec, "for no sample in flight")
 
     def _on_complete(self, rec: EventRecord) -> None:
         uuid = rec.sample_uuid
-        row = self._rows.pop(uuid, None)
-        if row is None:
-            failed = self._untracked.pop(uuid, None)
-            if failed is None:
+        if not uuid:
+            self._no_uuid(rec)
+            return
+        rows = self.rows
+        slot = rows.index.get(uuid)
+        if slot is None:
+            self._n_completed += 1
+            if uuid in self._untracked:
+                self._untracked.discard(uuid)
+            else:
                 self._unmatched(rec, "for no sample in flight")
-            elif not failed:
-                self._n_completed += 1
             return
         ts = rec.timestamp_ns
-        window_last = self._window_last
-        w = row[_WINDOW]
-        if ts > window_last[w]:
-            self._tracked_duration += ts - window_last[w]
-            window_last[w] = ts
-        if row[_FAILED]:
-            self._n_failed_open -= 1
+        issued = rows.issued[slot]
+        last = rows.last_recv[slot]
+        if ts < issued or (last != UNSET and ts < last):
+            self._out_of_order(rec)
             return
+        rows.close(uuid)
         self._n_completed += 1
         self._n_tracked_completed += 1
-        issued = row[_ISSUED]
         record = self._record
         record("sample_latency_ns", ts - issued)
-        if row[_ISL] is not None:
-            record("isl", row[_ISL])
         out = rec.output_tokens
-        if out is not None:
+        if out is not msgspec.UNSET:
             record("osl", out)
-            self._n_output_tokens += out
-        if self.streaming:
-            chunks = row[_CHUNKS]
-            if chunks is not None:
-                first = chunks[0]
-                record("ttft_ns", first - issued)
-                if len(chunks) > 1:
-                    self._chunk_starts.append(len(self._chunk_times))
-                    self._chunk_times.extend(chunks)
-                if out is not None and out > 1:
-                    record("tpot_ns", (ts - first) / (out - 1))
+            self._n_output_tokens += out  # type: ignore[operator]
+            first = rows.recv_first[slot]
+            if self._has_ttft and first != UNSET and out > 1:  # type: ignore[operator]
+                record("tpot_ns", (ts - first) / (out - 1))  # type: ignore[operator]
         reason = rec.finish_reason
-        if reason in self._finish:
-            self._finish[reason] += 1
-        else:
-            self._finish["other"] += 1
+        if isinstance(reason, str):
+            key = reason if reason in self._finish else "other"
+            self._finish[key] += 1
+        w = rows.block[slot]
+        if 0 <= w < len(self._blocks_last) and ts > self._blocks_last[w]:
+            self._tracked_duration += ts - self._blocks_last[w]
+            self._blocks_last[w] = ts
+        if issued > self._legacy_max_issued:
+            self._legacy_max_issued = issued
+            self._legacy_end = ts
 
     def _on_error(self, rec: EventRecord) -> None:
+        self._n_failed += 1
         uuid = rec.sample_uuid
         if not uuid:
             self._n_session_errors += 1
             return
-        row = self._rows.get(uuid)
-        if row is not None:
-            if not row[_FAILED]:
-                row[_FAILED] = True
-                self._n_failed_open += 1
-                self._n_failed += 1
-                self._n_tracked_failed += 1
-            return
-        failed = self._untracked.get(uuid)
-        if failed is None:
+        rows = self.rows
+        slot = rows.index.get(uuid)
+        if slot is not None:
+            self._n_tracked_failed += 1
+            rows.failed[slot] = 1
+        elif uuid not in self._untracked:
             self._unmatched(rec, "for no sample in flight (after its completion, or unknown)")
-        elif not failed:
-            self._untracked[uuid] = True
-            self._n_failed += 1
 
 
 class AggregatorEventCodec(EventCodec):
@@ -466,7 +550,7 @@ _KNOWN_TYPES = frozenset(t.value for t in EventType)
 def classify_bad_payload(payload: bytes | memoryview) -> str:
     """A short kind for an undecodable event payload (for one log line per kind)."""
     try:
-        obj = msgspec.msgpack.decode(payload)
+        obj: Any = msgspec.msgpack.decode(payload)
     except (msgspec.DecodeError, ValueError, TypeError):
         return "payload is not msgpack"
     if not isinstance(obj, dict):

@@ -206,7 +206,8 @@ class AggregatorService:
             subscriber.close()
             self._finishing = True
         try:
-            await self._finish(publisher, interrupted=failed or self.signal is not None)
+            interrupted = failed or self.signal is not None or self.metrics.interrupted_marker
+            await self._finish(publisher, interrupted=interrupted)
             for hook in self._on_stop:
                 try:
                     await hook()
@@ -217,8 +218,8 @@ class AggregatorService:
             self._remove_signal_handlers(loop, installed)
         if failed:
             return EXIT_INTERNAL_ERROR
-        if self.session.state is SessionState.INTERRUPTED:
-            return 128 + (self.signal or signal.SIGTERM)
+        if self.session.state is SessionState.INTERRUPTED and self.signal is not None:
+            return 128 + self.signal
         return 0
 
     async def _ingest(self, subscriber: EventSubscriber) -> None:
@@ -244,6 +245,7 @@ class AggregatorService:
             await asyncio.sleep(0)
 
     async def _finish(self, publisher: MetricsPublisher, *, interrupted: bool) -> None:
+        self.metrics.refresh_durations()
         pending = self.metrics.n_pending_tasks
         if interrupted:
             self.session.interrupt()

@@ -1,8 +1,15 @@
 """The event record a benchmark emits, one per session or sample happening (SPEC §5).
 
-Plain data: no behaviour beyond classifying its own type. On the wire it is a
-msgpack *map* (fields by name, optional ones omitted when unset), so any
-producer in any language that writes the same keys is understood.
+This is mlcommons/endpoints' ``EventRecord``: on the wire a msgpack *map*
+with the keys ``event_type`` (``"category.value"``), ``timestamp_ns``,
+``sample_uuid``, ``conversation_id``, ``turn`` and ``data`` always written,
+``finish_reason`` and ``worker_id`` only when set, in that order, so a record
+we encode is byte for byte what upstream's encoder writes for the same
+values. Our extension keys ``input_tokens`` / ``output_tokens`` (token counts
+the producer already knows) follow, only when set; upstream ignores them.
+Unknown keys are ignored; absent keys take their defaults.
+
+Plain data: no behaviour beyond classifying its own type.
 """
 
 from __future__ import annotations
@@ -11,21 +18,29 @@ import enum
 
 import msgspec
 
-__all__ = ["EventRecord", "EventType"]
+from registry.events.data import ErrorData, PromptData, TextModelOutput
+
+__all__ = ["EventData", "EventRecord", "EventType"]
 
 
 class EventType(enum.StrEnum):
     """Every event type of SPEC §5 (the wire value is the string)."""
 
     SESSION_STARTED = "session.started"
+    SESSION_ENDED = "session.ended"
+    SESSION_STOP_LOADGEN = "session.stop_loadgen"
     SESSION_START_PERFORMANCE_TRACKING = "session.start_performance_tracking"
     SESSION_STOP_PERFORMANCE_TRACKING = "session.stop_performance_tracking"
-    SESSION_ENDED = "session.ended"
+    #: Sent just before ``session.ended`` by newer upstream sessions that stopped
+    #: early; the final snapshot is then marked interrupted.
+    SESSION_INTERRUPTED = "session.interrupted"
     SAMPLE_ISSUED = "sample.issued"
     SAMPLE_RECV_FIRST = "sample.recv_first"
     SAMPLE_RECV_NON_FIRST = "sample.recv_non_first"
     SAMPLE_COMPLETE = "sample.complete"
     ERROR_GENERIC = "error.generic"
+    ERROR_LOADGEN = "error.loadgen"
+    ERROR_SESSION = "error.session"
     ERROR_CLIENT = "error.client"
 
     @property
@@ -41,15 +56,22 @@ class EventType(enum.StrEnum):
         return self.value.startswith("error.")
 
 
-class EventRecord(msgspec.Struct, frozen=True, omit_defaults=True):
-    """One event. ``sample_uuid`` is ``""`` for session events (and for errors
-    that belong to no sample); the optional fields are ``None`` when absent."""
+#: The ``data`` variants (tagged arrays on the wire).
+EventData = PromptData | TextModelOutput | ErrorData
+
+
+class EventRecord(msgspec.Struct, frozen=True, gc=False):
+    """One event. ``sample_uuid`` is ``""`` for session events (and for errors that
+    belong to no sample); unset optional fields are :data:`msgspec.UNSET` (or
+    ``None`` for ``turn`` and ``data``) and are then left off the wire."""
 
     event_type: EventType
     timestamp_ns: int
     sample_uuid: str = ""
-    worker_id: int | None = None
-    finish_reason: str | None = None
-    input_tokens: int | None = None
-    output_tokens: int | None = None
-    error: str | None = None
+    conversation_id: str = ""
+    turn: int | None = None
+    data: EventData | None = None
+    finish_reason: str | msgspec.UnsetType | None = msgspec.UNSET
+    worker_id: int | msgspec.UnsetType = msgspec.UNSET
+    input_tokens: int | msgspec.UnsetType = msgspec.UNSET
+    output_tokens: int | msgspec.UnsetType = msgspec.UNSET

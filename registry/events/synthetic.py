@@ -21,10 +21,10 @@ import heapq
 import math
 import random
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+from registry.events.data import ErrorData, PromptData, TextModelOutput
 from registry.events.record import EventRecord, EventType
 
 __all__ = [
@@ -44,13 +44,16 @@ DEFAULT_FINISH_REASONS: tuple[tuple[str, float], ...] = (
     ("content_filter", 0.01),
 )
 
-#: What a failing synthetic request reports in its ``error.client`` event.
-DEFAULT_ERRORS: tuple[str, ...] = (
-    "HTTP 503 Service Unavailable",
-    "HTTP 429 Too Many Requests",
-    "connection reset by peer",
-    "read timeout",
+#: What a failing synthetic request reports in its ``error.client`` event:
+#: ``(error_type, error_message)``.
+DEFAULT_ERRORS: tuple[tuple[str, str], ...] = (
+    ("HTTPError", "503 Service Unavailable"),
+    ("HTTPError", "429 Too Many Requests"),
+    ("ClientConnectionResetError", "connection reset by peer"),
+    ("TimeoutError", "read timeout"),
 )
+# Words a synthetic response is made of (one per token).
+_WORDS = ("the", "model", "answer", "is", "token", "stream", "of", "text", "and", "reply")
 
 _NS_PER_S = 1_000_000_000
 _NS_PER_MS = 1_000_000
@@ -68,6 +71,13 @@ class SyntheticLoad:
     ``error_rate`` of requests fail at a uniformly random point of their
     response with an ``error.client`` event, then ``sample.complete``.
     Requests issued before ``warmup_s`` are untracked.
+
+    The records are shaped as mlcommons/endpoints sends them: the prompt as
+    ``PromptData`` token ids, the response as ``TextModelOutput`` holding every
+    streamed chunk (one word per token), the error as ``ErrorData`` before a
+    ``sample.complete`` without data or finish reason. The completion also
+    carries our ``output_tokens`` extension, so output lengths and TPOT are
+    known without a tokenizer.
     """
 
     qps: float = 200.0
@@ -147,6 +157,8 @@ class _EventStream:
         self.cum_weights = [sum(weights[: i + 1]) / total for i in range(len(weights))]
         self.heap: list[tuple[int, int, EventRecord]] = []
         self.seq = 0  # heap tie-break: equal timestamps keep push order
+        self.prompts: dict[int, PromptData] = {}
+        self.chunk_texts: dict[tuple[bool, int], str] = {}
 
     def push(self, t: int, rec: EventRecord) -> None:
         heapq.heappush(self.heap, (t, self.seq, rec))
@@ -168,10 +180,27 @@ class _EventStream:
     def session(self, t: int, kind: EventType) -> EventRecord:
         return EventRecord(kind, self.t0 + t)
 
+    def prompt(self, isl: int) -> PromptData:
+        data = self.prompts.get(isl)
+        if data is None:
+            # Encoded once per length: a prompt is hundreds of ids, and encoding them
+            # for every request would cost more than the rest of the request.
+            ids = [(7919 * i + 13) % 128_000 for i in range(isl)]
+            data = self.prompts[isl] = PromptData.build(token_ids=ids)
+        return data
+
+    def chunk_text(self, first: bool, n: int) -> str:
+        key = (first, n)
+        text = self.chunk_texts.get(key)
+        if text is None:
+            words = [_WORDS[i % len(_WORDS)] for i in range(n)]
+            text = self.chunk_texts[key] = ("" if first else " ") + " ".join(words)
+        return text
+
     def request(self, index: int, t_issue: int) -> None:
         """Push every event of request ``index`` issued at offset ``t_issue``."""
         load, rng, t0 = self.load, self.rng, self.t0
-        uid = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+        uid = f"{rng.getrandbits(128):032x}"
         worker = index % load.n_workers
         isl = self.length(load.isl_median, load.isl_sigma, load.isl_max)
         osl = self.length(load.osl_median, load.osl_sigma, load.osl_max)
@@ -197,7 +226,11 @@ class _EventStream:
         self.push(
             t_issue,
             EventRecord(
-                EventType.SAMPLE_ISSUED, t0 + t_issue, uid, worker_id=worker, input_tokens=isl
+                EventType.SAMPLE_ISSUED,
+                t0 + t_issue,
+                uid,
+                data=self.prompt(isl),
+                worker_id=worker,
             ),
         )
         if fails:
@@ -207,10 +240,16 @@ class _EventStream:
                     break
                 kind = EventType.SAMPLE_RECV_FIRST if i == 0 else EventType.SAMPLE_RECV_NON_FIRST
                 self.push(tc, EventRecord(kind, t0 + tc, uid, worker_id=worker))
-            error = DEFAULT_ERRORS[rng.randrange(len(DEFAULT_ERRORS))]
+            error_type, message = DEFAULT_ERRORS[rng.randrange(len(DEFAULT_ERRORS))]
             self.push(
                 t_err,
-                EventRecord(EventType.ERROR_CLIENT, t0 + t_err, uid, worker_id=worker, error=error),
+                EventRecord(
+                    EventType.ERROR_CLIENT,
+                    t0 + t_err,
+                    uid,
+                    data=ErrorData(error_type, message),
+                    worker_id=worker,
+                ),
             )
             self.push(
                 t_err, EventRecord(EventType.SAMPLE_COMPLETE, t0 + t_err, uid, worker_id=worker)
@@ -219,14 +258,21 @@ class _EventStream:
         for i, (tc, _) in enumerate(chunks):
             kind = EventType.SAMPLE_RECV_FIRST if i == 0 else EventType.SAMPLE_RECV_NON_FIRST
             self.push(tc, EventRecord(kind, t0 + tc, uid, worker_id=worker))
+        if chunks:
+            output: str | tuple[str, ...] = tuple(
+                self.chunk_text(i == 0, n) for i, (_, n) in enumerate(chunks)
+            )
+        else:
+            output = self.chunk_text(True, osl)
         self.push(
             t_done,
             EventRecord(
                 EventType.SAMPLE_COMPLETE,
                 t0 + t_done,
                 uid,
-                worker_id=worker,
+                data=TextModelOutput.build(output=output),
                 finish_reason=self.finish_reason(),
+                worker_id=worker,
                 output_tokens=osl,
             ),
         )
@@ -261,11 +307,11 @@ class _EventStream:
 
 @dataclass
 class SourceStats:
-    """What a source has sent, counted from the events themselves.
-
-    ``completed`` counts successful completions only; a request whose error
-    event was sent counts as ``failed`` (its later ``sample.complete`` closes
-    it without counting twice). ``in_flight`` = issued - completed - failed.
+    """What a source has sent, counted from the events themselves, by the rules the
+    aggregator counts them (SPEC §6): ``completed`` counts every ``sample.complete``
+    (failed ones included), ``failed`` every error event, ``output_tokens`` the
+    ``output_tokens`` of the completions that carry them. ``in_flight`` =
+    issued - completed.
     """
 
     issued: int = 0
@@ -273,11 +319,10 @@ class SourceStats:
     failed: int = 0
     events_sent: int = 0
     output_tokens: int = 0
-    _failed_uuids: set[str] = field(default_factory=set, repr=False)
 
     @property
     def in_flight(self) -> int:
-        return self.issued - self.completed - self.failed
+        return self.issued - self.completed
 
     def observe(self, rec: EventRecord) -> None:
         """Count one sent event."""
@@ -286,13 +331,10 @@ class SourceStats:
         if kind is EventType.SAMPLE_ISSUED:
             self.issued += 1
         elif kind is EventType.SAMPLE_COMPLETE:
-            if rec.sample_uuid in self._failed_uuids:
-                self._failed_uuids.discard(rec.sample_uuid)
-            else:
-                self.completed += 1
-                self.output_tokens += rec.output_tokens or 0
-        elif kind.is_error and rec.sample_uuid and rec.sample_uuid not in self._failed_uuids:
-            self._failed_uuids.add(rec.sample_uuid)
+            self.completed += 1
+            if isinstance(rec.output_tokens, int):
+                self.output_tokens += rec.output_tokens
+        elif kind.is_error:
             self.failed += 1
 
 
