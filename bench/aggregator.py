@@ -42,6 +42,7 @@ import zmq.asyncio
 # could shadow a package: put the repository root there instead.
 sys.path[0] = str(Path(__file__).resolve().parents[1])
 
+from exporter.parent_watch import arm_from_environment, child_env  # noqa: E402
 from registry import SessionState  # noqa: E402
 from registry.aggregator import AggregatorService  # noqa: E402
 from registry.events import EventCodec, EventRecord, EventType  # noqa: E402
@@ -90,6 +91,7 @@ def frames_of(events: list[EventRecord]) -> list[tuple[bytes, bytes]]:
 
 def produce(endpoint: str, n_events: int) -> None:
     """Child process: bind, wait for a subscriber, send every frame, flush."""
+    arm_from_environment()  # a killed bench must not leave its producer bound
     frames = frames_of(workload(n_events))
     ctx = zmq.Context()
     sock = ctx.socket(zmq.XPUB)
@@ -109,6 +111,7 @@ def start_producer(endpoint: str, n_events: int) -> subprocess.Popen[str]:
         [sys.executable, __file__, "--produce", endpoint, "--events", str(n_events)],
         stdout=subprocess.PIPE,
         text=True,
+        env=child_env(),
     )
     assert proc.stdout is not None
     if proc.stdout.readline().strip() != "ready":

@@ -55,6 +55,7 @@ from prometheus_client.openmetrics.exposition import (  # noqa: E402
 
 from exporter.collector import SnapshotCollector  # noqa: E402
 from exporter.mirror import ExporterOptions, mirror_service  # noqa: E402
+from exporter.parent_watch import arm_from_environment, child_env  # noqa: E402
 from exporter.web_config import WebConfig  # noqa: E402
 from registry import MetricsRegistry, SessionState  # noqa: E402
 from registry.aggregator import AggregatorMetrics, AggregatorService, SessionMachine  # noqa: E402
@@ -151,6 +152,7 @@ def load_aggregator_bench() -> ModuleType:
 
 def scrape_loop(url: str) -> int:
     """Child process: GET ``url`` 10 times a second until killed; print the count on exit."""
+    arm_from_environment()  # a killed bench must not leave its scraper polling
     headers = {
         "Accept": "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5",
         "Accept-Encoding": "gzip",
@@ -219,6 +221,7 @@ def one_ingest_run(agg: ModuleType, n_events: int, scraped: bool) -> tuple[float
                 [sys.executable, __file__, "--scrape", mirror.url + "/metrics"],
                 stdout=subprocess.PIPE,
                 text=True,
+                env=child_env(),
             )
             assert scraper.stdout is not None and scraper.stdout.readline().strip() == "ready"
         gc.collect()

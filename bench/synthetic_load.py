@@ -31,6 +31,7 @@ from pathlib import Path
 sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from exporter.commands.demo import aggregator_command  # noqa: E402
+from exporter.parent_watch import child_env  # noqa: E402
 from registry.events.publisher import EventPublisher  # noqa: E402
 from registry.events.synthetic import SourceStats, SyntheticLoad, drive  # noqa: E402
 from registry.subscriber import SnapshotSubscriber  # noqa: E402
@@ -58,7 +59,7 @@ async def pipeline_once(tmp: Path) -> tuple[float, float, SourceStats]:
     args = argparse.Namespace(log_level="WARNING", streaming=True, interval=0.5, run_id="bench")
     cmd = aggregator_command(args, events=events, snapshots=snaps, output_dir=tmp / "out")
     publisher = EventPublisher(events)
-    proc = await asyncio.create_subprocess_exec(*cmd, stdin=subprocess.DEVNULL)
+    proc = await asyncio.create_subprocess_exec(*cmd, stdin=subprocess.DEVNULL, env=child_env())
     try:
         async with SnapshotSubscriber(snaps) as sub:
             if not await publisher.wait_for_subscriber(30):
@@ -86,7 +87,7 @@ def demo_once(tmp: Path, want: SourceStats) -> tuple[float, bool, int]:
     cmd += ["--duration", f"{LOAD.duration_s:g}", "--seed", str(LOAD.seed), "--no-tui"]
     cmd += ["--output-dir", str(out)]
     t0 = time.perf_counter()
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=child_env())
     wall = time.perf_counter() - t0
     report = json.loads((out / "result_summary.json").read_text())
     got = report["samples"]["all"]

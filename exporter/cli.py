@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from exporter.errors import UsageError
+from exporter.parent_watch import arm_from_environment
 
 __all__ = ["COMMANDS", "UsageError", "build_parser", "main"]
 
@@ -47,6 +48,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # Started by one of our processes (demo, a bench script): end when it dies (issue 15).
+    arm_from_environment()
     try:
         return int(args.run(args) or 0)
     except UsageError as exc:

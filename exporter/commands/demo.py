@@ -9,8 +9,10 @@ the aggregator counted.
 
 Ctrl-C (or SIGTERM) stops the source and sends SIGINT to the aggregator so it
 writes INTERRUPTED files; the demo then prints what it got and exits 130.
-The demo never computes a metric itself and never writes the final files:
-the aggregator does.
+If the demo itself dies without a chance to do that (SIGKILL, OOM), the
+aggregator gets SIGTERM from :mod:`exporter.parent_watch` and writes the same
+INTERRUPTED files. The demo never computes a metric itself and never writes
+the final files: the aggregator does.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from exporter.mirror import (
     check_listen_free,
     exporter_options,
 )
+from exporter.parent_watch import child_env
 from exporter.report_view import (
     ReportDocument,
     ReportFileError,
@@ -240,7 +243,8 @@ def compare_counts(stats: SourceStats, report: Mapping[str, Any]) -> CountCheck:
 
 class _Aggregator:
     """The aggregator child process: started in its own session, so the terminal's
-    Ctrl-C reaches only the demo, which decides when and how to stop it."""
+    Ctrl-C reaches only the demo, which decides when and how to stop it; armed to
+    get SIGTERM if the demo dies first."""
 
     def __init__(self, cmd: list[str], log_path: Path | None) -> None:
         self.cmd = cmd
@@ -258,6 +262,8 @@ class _Aggregator:
                 stdout=stderr if stderr is not None else None,
                 stderr=stderr,
                 start_new_session=True,
+                # Its own session escapes a group kill: a parent-death SIGTERM ends it instead.
+                env=child_env(),
             )
         finally:
             if stderr is not None:
