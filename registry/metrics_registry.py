@@ -109,6 +109,13 @@ class MetricsRegistry:
         """Append one value to series ``name`` (``KeyError`` if unknown)."""
         self._appenders[name](value)
 
+    def appender(self, name: str) -> Callable[[Any], None]:
+        """The bound ``record`` of series ``name``: one call per value, no lookup.
+
+        For hot loops that record into one series; ``KeyError`` if unknown.
+        """
+        return self._appenders[name]
+
     def record_many(self, name: str, values: Any) -> None:
         """Append a batch (any sequence or numpy array) to series ``name``."""
         self._series[name].add_many(values)

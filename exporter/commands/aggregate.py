@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import math
 import os
 import secrets
 from collections.abc import Sequence
@@ -31,6 +32,8 @@ from exporter.mirror import (
 )
 from registry.aggregator import AggregatorService
 from registry.aggregator.service import Hook, SnapshotListener
+from registry.mlperf.early_stopping import EarlyStoppingSpec
+from registry.percentiles import PercentileMethod
 from registry.transport import check_endpoint
 
 __all__ = ["add_parser", "build_service", "run"]
@@ -38,6 +41,7 @@ __all__ = ["add_parser", "build_service", "run"]
 _EPILOG = """\
 exit status:
   0         session.ended received; final_snapshot.json and result_summary.json written
+            (state interrupted when the session sent session.interrupted first)
   130, 143  interrupted by SIGINT / SIGTERM; INTERRUPTED final files written
   1         internal error; INTERRUPTED final files written
   2         bad command line
@@ -59,19 +63,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--events",
-        required=True,
         metavar="ENDPOINT",
         help="the benchmark's event endpoint to connect to (ipc://PATH or tcp://HOST:PORT)",
     )
     p.add_argument(
         "--snapshots",
-        required=True,
         metavar="ENDPOINT",
         help="endpoint to bind for the snapshot stream (ipc://PATH or tcp://HOST:PORT)",
     )
     p.add_argument(
         "--output-dir",
-        required=True,
         type=Path,
         metavar="DIR",
         help="where final_snapshot.json and result_summary.json are written (created if needed)",
@@ -89,6 +90,43 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="seconds between live snapshots (default: %(default)s)",
     )
     p.add_argument(
+        "--percentile-method",
+        choices=[m.value for m in PercentileMethod],
+        default=PercentileMethod.NEAREST_RANK.value,
+        help=(
+            "how the final (exact) percentiles pick a value: nearest-rank (default), "
+            "numpy-lower (mlcommons/endpoints' exact path) or loadgen (MLPerf LoadGen)"
+        ),
+    )
+    p.add_argument(
+        "--no-early-stopping",
+        dest="early_stopping",
+        action="store_false",
+        help="leave out the MLPerf early-stopping estimates of the tail-latency series",
+    )
+    p.add_argument(
+        "--hdr-sig-figs",
+        type=int,
+        default=3,
+        metavar="N",
+        help="significant figures of the live HDR histograms, 1..5 (default: %(default)s)",
+    )
+    p.add_argument(
+        "--n-histogram-buckets",
+        type=int,
+        default=30,
+        metavar="N",
+        help="buckets of each series' display histogram (default: %(default)s)",
+    )
+    p.add_argument(
+        "--ignore-sigint",
+        action="store_true",
+        help=(
+            "ignore SIGINT (for a benchmark that starts the aggregator in its own process "
+            "group, as mlcommons/endpoints does: its session.ended decides the end)"
+        ),
+    )
+    p.add_argument(
         "--run-id",
         default=None,
         metavar="ID",
@@ -103,7 +141,48 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     # The Prometheus mirror is off unless --listen or --pushgateway is given.
     add_exporter_arguments(p, listen_default=None, linger_default=30.0, with_labels=False)
+    add_upstream_arguments(p)
     p.set_defaults(run=run)
+
+
+def add_upstream_arguments(p: argparse.ArgumentParser) -> None:
+    """mlcommons/endpoints' aggregator flags, so its launcher can start ours unchanged."""
+    g = p.add_argument_group(
+        "mlcommons/endpoints compatibility",
+        "The command line of upstream's metrics aggregator. --socket-dir with --socket-name "
+        "and --metrics-socket stand for --events ipc://DIR/NAME and --snapshots "
+        "ipc://DIR/METRICS; upstream's defaults then apply (numpy-lower percentiles, early "
+        "stopping only with --early-stopping, SIGINT ignored).",
+    )
+    g.add_argument("--socket-dir", type=Path, metavar="DIR", help="directory of the IPC sockets")
+    g.add_argument("--socket-name", metavar="NAME", help="the event socket's name in DIR")
+    g.add_argument("--metrics-socket", metavar="NAME", help="the snapshot socket's name in DIR")
+    g.add_argument("--metrics-output-dir", type=Path, metavar="DIR", help="= --output-dir")
+    g.add_argument("--publish-interval", type=float, metavar="S", help="= --interval")
+    g.add_argument(
+        "--early-stopping",
+        dest="upstream_early_stopping",
+        action="store_true",
+        help="compute early-stopping estimates (our default; upstream's is off)",
+    )
+    g.add_argument(
+        "--es-confidence",
+        type=float,
+        default=0.99,
+        metavar="C",
+        help="early-stopping confidence (default: %(default)s)",
+    )
+    g.add_argument(
+        "--es-tolerance",
+        type=float,
+        default=0.0,
+        metavar="D",
+        help="early-stopping tolerance (default: %(default)s)",
+    )
+    # Upstream's flag for one target percentile; its estimates follow the grid anyway.
+    g.add_argument("--es-percentile", type=float, help=argparse.SUPPRESS)
+    g.add_argument("--readiness-path", metavar="NAME", help="PUSH socket in DIR to say ready on")
+    g.add_argument("--readiness-id", type=int, default=0, metavar="N", help="identity to send")
 
 
 def _default_run_id() -> str:
@@ -119,6 +198,14 @@ def build_service(
     on_stop: Sequence[Hook] = (),
 ) -> AggregatorService:
     """The service the arguments describe (:class:`UsageError` for bad input)."""
+    apply_upstream_arguments(args)
+    for flag, value in (
+        ("--events", args.events),
+        ("--snapshots", args.snapshots),
+        ("--output-dir", args.output_dir),
+    ):
+        if value is None:
+            raise UsageError(f"{flag} is required (or mlcommons/endpoints' --socket-dir form)")
     for flag, endpoint in (("--events", args.events), ("--snapshots", args.snapshots)):
         try:
             check_endpoint(endpoint)
@@ -126,8 +213,18 @@ def build_service(
             raise UsageError(f"{flag}: {exc}") from None
     if args.events == args.snapshots:
         raise UsageError("--events and --snapshots must be different endpoints")
-    if not args.interval > 0:
-        raise UsageError(f"--interval must be > 0 seconds, got {args.interval}")
+    if not (math.isfinite(args.interval) and args.interval > 0):
+        raise UsageError(f"--interval must be a finite number of seconds > 0, got {args.interval}")
+    if not (math.isfinite(args.es_confidence) and 0 < args.es_confidence < 1):
+        raise UsageError(f"--es-confidence must be in (0, 1), got {args.es_confidence}")
+    if not (math.isfinite(args.es_tolerance) and 0 <= args.es_tolerance < 1):
+        raise UsageError(f"--es-tolerance must be in [0, 1), got {args.es_tolerance}")
+    if not 1 <= args.hdr_sig_figs <= 5:
+        raise UsageError(f"--hdr-sig-figs must be in 1..5, got {args.hdr_sig_figs}")
+    if not 1 <= args.n_histogram_buckets <= 10_000:
+        raise UsageError(
+            f"--n-histogram-buckets must be in 1..10000, got {args.n_histogram_buckets}"
+        )
     out: Path = args.output_dir
     if out.exists() and not out.is_dir():
         raise UsageError(f"--output-dir {out}: exists and is not a directory")
@@ -145,10 +242,54 @@ def build_service(
         interval_s=args.interval,
         run_id=args.run_id or _default_run_id(),
         labels=parse_label_args(args.label),
+        percentile_method=args.percentile_method,
+        early_stopping=(
+            EarlyStoppingSpec(confidence=args.es_confidence, tolerance=args.es_tolerance)
+            if args.early_stopping
+            else None
+        ),
+        sig_figs=args.hdr_sig_figs,
+        n_histogram_buckets=args.n_histogram_buckets,
+        ignore_sigint=args.ignore_sigint,
+        readiness=args.readiness,
+        ready_marker=args.ready_marker,
         listeners=listeners,
         on_start=on_start,
         on_stop=on_stop,
     )
+
+
+def apply_upstream_arguments(args: argparse.Namespace) -> None:
+    """Turn mlcommons/endpoints' flags into ours (in place), with upstream's defaults."""
+    args.readiness = None
+    args.ready_marker = False
+    upstream = args.socket_dir is not None or args.socket_name or args.metrics_socket
+    if args.metrics_output_dir is not None:
+        if args.output_dir is not None:
+            raise UsageError("give --output-dir or --metrics-output-dir, not both")
+        args.output_dir = args.metrics_output_dir
+    if args.publish_interval is not None:
+        args.interval = args.publish_interval
+    if not upstream:
+        if args.readiness_path:
+            raise UsageError("--readiness-path needs --socket-dir")
+        return
+    if args.socket_dir is None or not args.socket_name or not args.metrics_socket:
+        raise UsageError("--socket-dir, --socket-name and --metrics-socket go together")
+    if args.events is not None or args.snapshots is not None:
+        raise UsageError("give --events/--snapshots or upstream's --socket-dir form, not both")
+    if not args.socket_dir.is_dir():
+        raise UsageError(f"--socket-dir {args.socket_dir}: not a directory")
+    args.events = f"ipc://{args.socket_dir}/{args.socket_name}"
+    args.snapshots = f"ipc://{args.socket_dir}/{args.metrics_socket}"
+    # Upstream's defaults, so the same command gives the same numbers as upstream's.
+    if args.percentile_method == PercentileMethod.NEAREST_RANK.value:
+        args.percentile_method = PercentileMethod.NUMPY_LOWER.value
+    args.early_stopping = args.early_stopping and args.upstream_early_stopping
+    args.ignore_sigint = True
+    args.ready_marker = True
+    if args.readiness_path:
+        args.readiness = (f"ipc://{args.socket_dir}/{args.readiness_path}", args.readiness_id)
 
 
 def run(args: argparse.Namespace) -> int:

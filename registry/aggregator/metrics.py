@@ -207,6 +207,9 @@ class AggregatorMetrics:
         self._record = record
         series = registry.series_names
         self._has_ttft = "ttft_ns" in series
+        self._append_gap: Callable[[int], None] = (
+            registry.appender("chunk_delta_ns") if self._has_ttft else self._ignore_value
+        )
         noop: Handler = self._ignore
         self._dispatch: dict[EventType, Handler] = {
             EventType.SESSION_STARTED: self._on_started,
@@ -256,30 +259,43 @@ class AggregatorMetrics:
         index_get = self.rows.index.get
         last_recv = self.rows.last_recv
         chunk = EventType.SAMPLE_RECV_NON_FIRST if self._has_ttft else None
-        record = self._record
+        append_gap = self._append_gap
+        # Until session.started is seen, each record checks for it; after that the
+        # latest timestamp of the batch is kept in a local (the hot loop's common case).
+        before_start = self._session_start is None
+        latest = -(2**63)
         for rec in records:
             try:
-                kind = rec.event_type
                 ts = rec.timestamp_ns
-                start = self._session_start
-                if start is not None and ts - start > self._total_duration:
-                    self._total_duration = ts - start
+                if before_start:
+                    start = self._session_start
+                    if start is not None and ts - start > self._total_duration:
+                        self._total_duration = ts - start
+                elif ts > latest:
+                    latest = ts
+                kind = rec.event_type
                 # Chunks are most events of a streaming run: their common case (a
                 # tracked sample past its first receive, in order) is handled inline.
                 if kind is chunk:
                     slot = index_get(rec.sample_uuid)
                     if slot is not None:
                         prev = last_recv[slot]
-                        if prev != UNSET and ts >= prev:
-                            record("chunk_delta_ns", ts - prev)
+                        if ts >= prev:  # never true while unset (UNSET is the maximum)
+                            append_gap(ts - prev)
                             last_recv[slot] = ts
                             continue
                 dispatch[kind](rec)
                 if self._ended:
                     break
+                if before_start and self._session_start is not None:
+                    before_start = False
+                    latest = self._session_start + self._total_duration
             except Exception as exc:  # bad input must never stop the service
                 self.count_malformed(f"event a handler could not process ({type(exc).__name__})")
                 logger.debug("event %r failed: %s", rec, exc)
+        start = self._session_start
+        if start is not None and latest - start > self._total_duration:
+            self._total_duration = latest - start
         self._flush()
 
     def handle(self, record: EventRecord) -> None:
@@ -360,6 +376,9 @@ class AggregatorMetrics:
     # -- handlers (one per event type) ----------------------------------------
 
     def _ignore(self, rec: EventRecord) -> None:
+        return None
+
+    def _ignore_value(self, value: int) -> None:
         return None
 
     def _on_started(self, rec: EventRecord) -> None:

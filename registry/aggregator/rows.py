@@ -8,8 +8,9 @@ uuid string and its dict entry plus 8 bytes per column, instead of a Python
 list and an int object per timestamp (a busy run keeps tens of thousands of
 samples in flight, and a timestamp as a Python int is 32 bytes).
 
-Reading a column returns a Python int; :data:`UNSET` (the int64 minimum)
-marks a timestamp not seen yet. This module holds state only: it never
+Reading a column returns a Python int; :data:`UNSET` (the int64 maximum)
+marks a timestamp not seen yet, so "a later event than the last one seen"
+is one comparison that an unset column always fails. This module holds state only: it never
 decides a metric and never records into a registry.
 """
 
@@ -20,7 +21,7 @@ import array
 __all__ = ["UNSET", "SampleTable"]
 
 #: A timestamp column value meaning "not seen yet".
-UNSET = -(2**63)
+UNSET = 2**63 - 1
 
 _GROW = 1024
 

@@ -38,11 +38,17 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import msgspec
+import zmq
+import zmq.asyncio
+
 from registry.aggregator.event_subscriber import EventSubscriber
 from registry.aggregator.metrics import AggregatorEventCodec, AggregatorMetrics
 from registry.aggregator.session import SessionMachine
 from registry.final_source import read_final_file
 from registry.metrics_registry import MetricsRegistry
+from registry.mlperf.early_stopping import EarlyStoppingSpec
+from registry.percentiles import PercentileMethod
 from registry.publisher import MetricsPublisher
 from registry.report import build_report, write_report
 from registry.snapshot import MetricsSnapshot, SessionState
@@ -80,6 +86,13 @@ class AggregatorService:
         interval_s: float = 0.25,
         run_id: str | None = None,
         labels: Mapping[str, str] | None = None,
+        percentile_method: PercentileMethod | str = PercentileMethod.NEAREST_RANK,
+        early_stopping: EarlyStoppingSpec | None = EarlyStoppingSpec(),  # noqa: B008 (frozen)
+        sig_figs: int = 3,
+        n_histogram_buckets: int = 30,
+        ignore_sigint: bool = False,
+        readiness: tuple[str, int] | None = None,
+        ready_marker: bool = False,
         listeners: Sequence[SnapshotListener] = (),
         on_start: Sequence[Hook] = (),
         on_stop: Sequence[Hook] = (),
@@ -96,9 +109,20 @@ class AggregatorService:
         self.run_id = run_id
         self.labels = dict(labels or {})
         self.handle_signals = handle_signals
-        self.registry = MetricsRegistry()
+        self.ignore_sigint = ignore_sigint
+        self.readiness = readiness
+        self.ready_marker = ready_marker
+        self.registry = MetricsRegistry(
+            percentile_method=percentile_method, early_stopping=early_stopping
+        )
         self.session = SessionMachine()
-        self.metrics = AggregatorMetrics(self.registry, streaming=streaming, session=self.session)
+        self.metrics = AggregatorMetrics(
+            self.registry,
+            streaming=streaming,
+            session=self.session,
+            sig_figs=sig_figs,
+            n_histogram_buckets=n_histogram_buckets,
+        )
         self._listeners = list(listeners)
         self._on_start = list(on_start)
         self._on_stop = list(on_stop)
@@ -185,6 +209,7 @@ class AggregatorService:
                 await hook()
             subscriber.open()
             publisher.start(self._runtime_state)
+            await self._announce_ready()
             logger.info(
                 "aggregating events from %s; snapshots on %s; final files in %s",
                 self.events_endpoint,
@@ -275,6 +300,26 @@ class AggregatorService:
             logger.exception("could not write the report %s", self.report_path)
         return report
 
+    async def _announce_ready(self) -> None:
+        """mlcommons/endpoints' launcher protocol: a ``.ready`` marker in the output
+        directory once signals are handled, and the readiness id PUSHed to its socket."""
+        if self.ready_marker:
+            (self.output_dir / ".ready").touch()
+        if self.readiness is None:
+            return
+        endpoint, identity = self.readiness
+        ctx = zmq.asyncio.Context.instance()
+        sock = ctx.socket(zmq.PUSH)
+        sock.setsockopt(zmq.LINGER, 5000)
+        try:
+            sock.connect(endpoint)
+            await asyncio.wait_for(sock.send(msgspec.msgpack.encode(identity)), 5.0)
+            logger.info("readiness %d sent to %s", identity, endpoint)
+        except (zmq.ZMQError, TimeoutError) as exc:
+            logger.warning("could not send readiness to %s: %s", endpoint, exc)
+        finally:
+            sock.close()
+
     # -- signals ---------------------------------------------------------------
 
     def _install_signal_handlers(self, loop: asyncio.AbstractEventLoop) -> list[int]:
@@ -285,9 +330,15 @@ class AggregatorService:
             return []
         installed: list[int] = []
         for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, self._on_signal, signum)
+            if signum == signal.SIGINT and self.ignore_sigint:
+                loop.add_signal_handler(signum, self._on_ignored_sigint)
+            else:
+                loop.add_signal_handler(signum, self._on_signal, signum)
             installed.append(signum)
         return installed
+
+    def _on_ignored_sigint(self) -> None:
+        logger.info("SIGINT ignored (--ignore-sigint): the session's session.ended decides")
 
     @staticmethod
     def _remove_signal_handlers(loop: asyncio.AbstractEventLoop, installed: list[int]) -> None:
