@@ -503,3 +503,55 @@ def test_every_recorded_upstream_record_decodes_and_re_encodes_byte_for_byte() -
         "error.generic": 11,
         "sample.complete": 404,
     }
+
+
+def test_upstreams_launcher_command_line_runs_ours_unchanged(workdir: Path) -> None:
+    """``python -m exporter.upstream`` with the arguments upstream's launcher passes: the
+    readiness id arrives on its PULL socket, the ``.ready`` marker appears, and the output
+    equals upstream's own (its defaults: numpy-lower, early stopping when asked)."""
+    import sys
+
+    socket_dir = workdir / "socks"
+    socket_dir.mkdir()
+    out = workdir / "metrics"
+    pull = zmq.Context.instance().socket(zmq.PULL)
+    pull.bind(f"ipc://{socket_dir}/ready")
+    cmd = [
+        sys.executable,
+        "-m",
+        "exporter.upstream",
+        "--socket-dir",
+        str(socket_dir),
+        "--socket-name",
+        "ev_pub",
+        "--metrics-socket",
+        "met_pub",
+        "--metrics-output-dir",
+        str(out),
+        "--publish-interval",
+        "0.25",
+        "--drain-timeout",
+        "0",
+        "--streaming",
+        "--early-stopping",
+        "--readiness-path",
+        "ready",
+        "--readiness-id",
+        "7",
+    ]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    try:
+        assert pull.poll(int(WAIT_S * 1000)), "no readiness signal"
+        assert msgspec.msgpack.decode(pull.recv()) == 7
+        assert (out / ".ready").exists()
+        replay_events(f"ipc://{socket_dir}/ev_pub", read_frames(SESSION_A_FRAMES), proc)
+        _, err = proc.communicate(timeout=WAIT_S)
+    finally:
+        pull.close(linger=0)
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    ours = json.loads((out / "final_snapshot.json").read_text())
+    theirs = load_json(SESSION_A_UPSTREAM_NOTOK / "final_snapshot.json")
+    assert diff_final_snapshots(ours, theirs) == []
