@@ -158,8 +158,8 @@ def _incomplete_reason(
     if snap.n_pending_tasks:
         n = snap.n_pending_tasks
         why.append(
-            f"{n} tracked sample{'s were' if n != 1 else ' was'} still in flight when the "
-            f"session ended; {'their' if n != 1 else 'its'} metrics are missing"
+            f"{n} tokenization{'s' if n != 1 else ''} had not finished when the final "
+            f"snapshot was taken: {'their' if n != 1 else 'its'} isl/osl/tpot values are missing"
         )
     complete = not why
     if not complete and source != "file":

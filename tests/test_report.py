@@ -83,11 +83,14 @@ def test_complete_report_numbers() -> None:
 
 
 def test_pending_tasks_make_it_incomplete() -> None:
-    r = build_report(scenario_snapshot(), source="file")
+    r = build_report(scenario_snapshot(pending=1), source="file")
     validate(r)
     assert r["state"] == "complete" and r["n_pending_tasks"] == 1
     assert r["complete"] is False
-    assert "1 tracked sample was still in flight" in r["incomplete_reason"]
+    assert "1 tokenization had not finished" in r["incomplete_reason"]
+    r = build_report(scenario_snapshot(pending=7), source="file")
+    assert r["complete"] is False
+    assert "7 tokenizations had not finished" in r["incomplete_reason"]
 
 
 def test_interrupted_from_latest_live_says_why() -> None:

@@ -5,13 +5,19 @@ It connects to the benchmark's event endpoint, applies every event to
 snapshots through a :class:`~registry.publisher.MetricsPublisher` bound on the
 snapshot endpoint. The run ends in one of two ways:
 
-- ``session.ended`` → DRAINING: the service stops reading, the publisher
-  writes the COMPLETE ``final_snapshot.json`` and sends the terminal frame,
-  the state becomes COMPLETE, ``result_summary.json`` is written beside it,
-  and :meth:`AggregatorService.run` returns 0.
+- ``session.ended`` → DRAINING: the service stops reading, the tokenizer's
+  backlog (if a tokenizer is configured) is counted within ``drain_timeout_s``
+  (``None``: no limit; live snapshots meanwhile show it shrinking in
+  ``n_pending_tasks``), then the publisher writes the COMPLETE
+  ``final_snapshot.json`` and sends the terminal frame, the state becomes
+  COMPLETE, ``result_summary.json`` is written beside it, and
+  :meth:`AggregatorService.run` returns 0. Tokenizations the budget did not
+  cover stay in the final ``n_pending_tasks`` (the report then says the run
+  is not complete, and why).
 - SIGTERM or SIGINT (or :meth:`AggregatorService.interrupt`) at any moment
   before that: the service stops reading at once and writes an INTERRUPTED
-  final snapshot holding everything applied so far, then the report, and
+  final snapshot holding everything applied so far (a tokenization backlog is
+  not drained: it stays in ``n_pending_tasks``), then the report, and
   returns ``128 + signal number`` (130 for SIGINT, 143 for SIGTERM), as a
   shell reports a process killed by that signal, so scripts can tell an
   interrupted run from a complete one. A signal that arrives once the final
@@ -52,6 +58,7 @@ from registry.percentiles import PercentileMethod
 from registry.publisher import MetricsPublisher
 from registry.report import build_report, write_report
 from registry.snapshot import MetricsSnapshot, SessionState
+from registry.tokens import TokenCounter
 
 __all__ = [
     "FINAL_SNAPSHOT_NAME",
@@ -93,6 +100,9 @@ class AggregatorService:
         ignore_sigint: bool = False,
         readiness: tuple[str, int] | None = None,
         ready_marker: bool = False,
+        tokenizer: TokenCounter | None = None,
+        tokenizer_workers: int = 2,
+        drain_timeout_s: float | None = None,
         listeners: Sequence[SnapshotListener] = (),
         on_start: Sequence[Hook] = (),
         on_stop: Sequence[Hook] = (),
@@ -100,6 +110,10 @@ class AggregatorService:
     ) -> None:
         if not interval_s > 0:
             raise ValueError(f"interval_s must be > 0, got {interval_s!r}")
+        if drain_timeout_s is not None and not drain_timeout_s >= 0:
+            raise ValueError(f"drain_timeout_s must be >= 0 or None, got {drain_timeout_s!r}")
+        #: seconds the end-of-run tokenization may take (``None``: no limit)
+        self.drain_timeout_s = drain_timeout_s or None
         self.events_endpoint = events_endpoint
         self.snapshots_endpoint = snapshots_endpoint
         self.output_dir = Path(output_dir)
@@ -122,6 +136,8 @@ class AggregatorService:
             session=self.session,
             sig_figs=sig_figs,
             n_histogram_buckets=n_histogram_buckets,
+            tokens=tokenizer,
+            tokenizer_workers=tokenizer_workers,
         )
         self._listeners = list(listeners)
         self._on_start = list(on_start)
@@ -208,6 +224,8 @@ class AggregatorService:
             for hook in self._on_start:
                 await hook()
             subscriber.open()
+            if self.metrics.tokenizer is not None:
+                self.metrics.tokenizer.start(loop)
             publisher.start(self._runtime_state)
             await self._announce_ready()
             logger.info(
@@ -224,6 +242,8 @@ class AggregatorService:
                 ingest.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await ingest
+            if self.signal is None:
+                await self._drain_tokenizer()
         except Exception:
             logger.exception("the aggregator's ingest failed; writing INTERRUPTED final files")
             failed = True
@@ -269,7 +289,38 @@ class AggregatorService:
             # ticks and signal handlers run even under a continuous stream.
             await asyncio.sleep(0)
 
+    async def _drain_tokenizer(self) -> None:
+        """After ``session.ended``: count the tokenization backlog within the budget.
+
+        A signal meanwhile stops the drain at once (the run is then interrupted).
+        """
+        pool = self.metrics.tokenizer
+        if pool is None or pool.pending == 0:
+            return
+        budget = self.drain_timeout_s
+        logger.info(
+            "session ended: draining %d tokenizations (%s)",
+            pool.pending,
+            "no time limit" if budget is None else f"budget {budget:g} s",
+        )
+        assert self._stop is not None
+        drain = asyncio.create_task(pool.drain(budget), name="aggregator-token-drain")
+        stop = asyncio.create_task(self._stop.wait(), name="aggregator-stop")
+        try:
+            await asyncio.wait({drain, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (drain, stop):
+                task.cancel()
+            await asyncio.gather(drain, stop, return_exceptions=True)
+        if self.signal is not None:
+            logger.warning("drain stopped by a signal: %d tokenizations left", pool.pending)
+
     async def _finish(self, publisher: MetricsPublisher, *, interrupted: bool) -> None:
+        pool = self.metrics.tokenizer
+        if pool is not None:
+            # Freeze the backlog: a batch finishing from here on must not be recorded
+            # after n_pending_tasks was read for the final snapshot.
+            pool.close()
         self.metrics.refresh_durations()
         pending = self.metrics.n_pending_tasks
         if interrupted:
