@@ -68,19 +68,25 @@ def make_word_tokenizer(
     directory: Path,
     *,
     chat_template: str | None = CHAT_TEMPLATE,
-    fail_longer_than: int | None = None,
+    unknown_words_fail: bool = False,
 ) -> Path:
-    """A word-level tokenizer in ``directory``. ``fail_longer_than=N``: encoding a text of
-    more than N words raises (a truncation rule that needs a second sequence), so a real
-    tokenizer fails on some inputs and not on others."""
+    """A word-level tokenizer in ``directory``, its vocabulary trained on :data:`SENTENCES`.
+
+    ``unknown_words_fail=True``: the vocabulary lacks its ``[UNK]`` token, so the real
+    library raises on any text with a word outside the vocabulary and counts the others:
+    a tokenizer that fails on some inputs only.
+    """
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
     tok = Tokenizer(models.WordLevel(unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     trainer = trainers.WordLevelTrainer(special_tokens=[*SPECIALS, *EXTRA_WORDS])
     tok.train_from_iterator(SENTENCES, trainer)
-    if fail_longer_than is not None:
-        tok.enable_truncation(max_length=fail_longer_than, strategy="only_second")
+    if unknown_words_fail:
+        vocab = {w: i for w, i in tok.get_vocab().items() if w != "[UNK]"}
+        strict = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
+        strict.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+        tok = strict
     return _save(tok, directory, chat_template=chat_template)
 
 

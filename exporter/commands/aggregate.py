@@ -19,7 +19,9 @@ import asyncio
 import datetime as dt
 import math
 import os
+import logging
 import secrets
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -369,10 +371,18 @@ def run(args: argparse.Namespace) -> int:
     service = build_service(args)
     mirror = mirror_service(service, options)
     try:
-        return asyncio.run(service.run())
+        rc = asyncio.run(service.run())
     except OSError as exc:
         # Raised before any event is read: the snapshot endpoint cannot be bound.
         raise UsageError(str(exc)) from None
     finally:
         if mirror is not None:
             mirror.close()
+    if service.tokenizer_stuck:
+        # The final files are on disk; finalising the interpreter with a thread inside
+        # the tokenizer's native code would abort the process instead of exiting rc.
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(rc)
+    return rc

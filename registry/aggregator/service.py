@@ -78,6 +78,8 @@ Hook = Callable[[], Awaitable[Any]]
 
 #: Exit code when the ingest loop itself failed (a bug, not bad input).
 EXIT_INTERNAL_ERROR = 1
+#: How long the tokenizer's threads get to finish the input they count, after the end.
+TOKENIZER_JOIN_S = 5.0
 
 
 class AggregatorService:
@@ -156,6 +158,9 @@ class AggregatorService:
         self.bound_snapshots_endpoint: str | None = None
         self._publisher: MetricsPublisher | None = None
         self._codec = AggregatorEventCodec(self.metrics)
+        #: a tokenizer thread was still in the tokenizer when run() returned: the
+        #: process must end with os._exit (finalising would abort in native code)
+        self.tokenizer_stuck = False
 
     # -- seams -----------------------------------------------------------------
 
@@ -261,6 +266,7 @@ class AggregatorService:
         finally:
             await publisher.aclose()
             self._remove_signal_handlers(loop, installed)
+            await self._stop_tokenizer()
         if failed:
             return EXIT_INTERNAL_ERROR
         if self.session.state is SessionState.INTERRUPTED and self.signal is not None:
@@ -314,6 +320,19 @@ class AggregatorService:
             await asyncio.gather(drain, stop, return_exceptions=True)
         if self.signal is not None:
             logger.warning("drain stopped by a signal: %d tokenizations left", pool.pending)
+
+    async def _stop_tokenizer(self) -> None:
+        pool = self.metrics.tokenizer
+        if pool is None:
+            return
+        pool.close()
+        if not await asyncio.to_thread(pool.join, TOKENIZER_JOIN_S):
+            self.tokenizer_stuck = True
+            logger.warning(
+                "a tokenizer thread is still busy %g s after the end; the process must end "
+                "with os._exit",
+                TOKENIZER_JOIN_S,
+            )
 
     async def _finish(self, publisher: MetricsPublisher, *, interrupted: bool) -> None:
         pool = self.metrics.tokenizer

@@ -3,7 +3,8 @@
 - Plain text: the fast (Rust) backend's batch encode without special tokens,
   one call per batch (the library spreads a batch over its own threads and
   releases the GIL meanwhile); a tokenizer without a fast backend encodes
-  text by text.
+  text by text. Truncation and padding a ``tokenizer.json`` may configure are
+  switched off: a count is of the whole text.
 - A chat prompt: ``apply_chat_template(messages, tools=…, chat_template=…,
   tool_choice=…, **chat_template_kwargs, tokenize=True,
   add_generation_prompt=True)``; its length is the ISL.
@@ -24,7 +25,7 @@ or a registry.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from registry.tokens.rules import (
@@ -35,12 +36,16 @@ from registry.tokens.rules import (
     template_tool_calls,
 )
 
-__all__ = ["TokenCounter"]
+__all__ = ["Stopped", "TokenCounter"]
 
 log = logging.getLogger(__name__)
 
 _USER_PREFIX: dict[str, str] = {"role": "user", "content": ""}
 _EMPTY_ASSISTANT: dict[str, str] = {"role": "assistant", "content": ""}
+
+
+class Stopped(Exception):
+    """An input left uncounted because its pool was closing."""
 
 
 def _token_len(encoded: Any) -> int:
@@ -59,6 +64,13 @@ class TokenCounter:
         backend = getattr(tokenizer, "backend_tokenizer", None)
         self._encode_batch: Any = None
         if backend is not None:
+            # A count is of the whole text: a tokenizer.json may ship truncation or padding
+            # (and transformers switches them off on its first template call anyway, which
+            # would make counts depend on call order).
+            if getattr(backend, "truncation", None):
+                backend.no_truncation()
+            if getattr(backend, "padding", None):
+                backend.no_padding()
             self._encode_batch = getattr(backend, "encode_batch_fast", None) or getattr(
                 backend, "encode_batch", None
             )
@@ -144,11 +156,15 @@ class TokenCounter:
 
     # -- a mixed batch -----------------------------------------------------------
 
-    def count_many(self, items: Sequence[TokenInput]) -> list[int | Exception]:
+    def count_many(
+        self, items: Sequence[TokenInput], should_stop: Callable[[], bool] | None = None
+    ) -> list[int | Exception]:
         """One count per input, in order, or the exception that input raised.
 
         Plain texts go to the backend as one batch; if that batch raises, each
-        text is retried alone so only the failing ones are lost.
+        text is retried alone so only the failing ones are lost. Chat inputs
+        are rendered one by one; once ``should_stop()`` is true the rest get
+        :class:`Stopped` instead (a closing pool must not be held up).
         """
         out: list[int | Exception] = [0] * len(items)
         text_at: list[int] = []
@@ -157,6 +173,9 @@ class TokenCounter:
             if isinstance(item, PlainText):
                 text_at.append(i)
                 texts.append(item.text)
+                continue
+            if should_stop is not None and should_stop():
+                out[i] = Stopped("the tokenizer pool closed before this input was counted")
                 continue
             try:
                 out[i] = self.count(item)

@@ -32,6 +32,7 @@ TOKENIZER_FILES: tuple[str, ...] = (
     "vocab.txt",
 )
 EXTRA_HINT = "install the optional extra: pip install 'bench-metrics[tokenizer]'"
+_EXTRA_MODULES = frozenset({"transformers", "tokenizers", "jinja2"})
 
 # Set before transformers / huggingface_hub are imported: they read them once.
 _OFFLINE_ENV = {
@@ -94,7 +95,11 @@ def load_tokenizer(path: str | os.PathLike[str]) -> Any:
             str(p), local_files_only=True, trust_remote_code=False
         )
     except ImportError as exc:
-        raise TokenizerUnavailable(f"{p}: {_one_line(exc)}: {EXTRA_HINT}") from None
+        # A module of the extra missing (jinja2, tokenizers) is ours to name; any other
+        # (sentencepiece, protobuf for a slow tokenizer) is the tokenizer's own need.
+        if getattr(exc, "name", None) in _EXTRA_MODULES:
+            raise TokenizerUnavailable(f"{p}: {_one_line(exc)}: {EXTRA_HINT}") from None
+        raise TokenizerUnavailable(f"{p}: not a usable tokenizer: {_one_line(exc)}") from None
     except Exception as exc:
         raise TokenizerUnavailable(f"{p}: not a usable tokenizer: {_one_line(exc)}") from None
     if not callable(getattr(tokenizer, "encode", None)):

@@ -22,10 +22,13 @@ Choices:
   (which cannot be stopped) holds a worker after a drain gives up.
 * ``workers=0`` is upstream's "no tokenization while the run goes": jobs
   wait until :meth:`drain`, which then uses one thread.
-* Worker threads are daemons: a tokenizer stuck on one input after the
-  drain's deadline can never keep the process from exiting. Results that
-  arrive after :meth:`close` are dropped, never recorded after the final
-  snapshot.
+* Worker threads are daemons, so a tokenizer stuck on one input can never
+  keep the process from exiting; but the interpreter aborts a daemon thread
+  caught in the tokenizer's native code while it finalises, so the owner
+  :meth:`join` s them after :meth:`close` (a closing batch skips its
+  remaining chat inputs, so that is quick) and ends the process with
+  ``os._exit`` if one is still stuck. Results that arrive after
+  :meth:`close` are dropped, never recorded after the final snapshot.
 
 Never runs tokenization on the event loop, never raises out of a worker, and
 never loses a job silently: every submitted job is either delivered or still
@@ -91,7 +94,11 @@ class TokenJob:
 OnCounts = Callable[[TokenJob, Count, Count], None]
 
 
-def count_jobs(counter: TokenCounter, jobs: Sequence[TokenJob]) -> list[tuple[Count, Count]]:
+def count_jobs(
+    counter: TokenCounter,
+    jobs: Sequence[TokenJob],
+    should_stop: Callable[[], bool] | None = None,
+) -> list[tuple[Count, Count]]:
     """``(first, second)`` per job: a prompt's ``(isl, None)``, an output's ``(osl, tpot_n)``.
 
     Runs in a worker thread. Every plain text of the batch goes to the
@@ -130,7 +137,7 @@ def count_jobs(counter: TokenCounter, jobs: Sequence[TokenJob]) -> list[tuple[Co
             plan.append((first, second))
         except Exception as exc:
             plan.append((exc, exc if job.after_first_chunk else None))
-    counts = counter.count_many(inputs) if inputs else []
+    counts = counter.count_many(inputs, should_stop) if inputs else []
 
     def value(p: int | Exception | None) -> Count:
         return counts[p] if isinstance(p, int) else p
@@ -185,6 +192,9 @@ class TokenizerPool:
 
     @property
     def closed(self) -> bool:
+        return self._closed
+
+    def _is_closed(self) -> bool:
         return self._closed
 
     # -- the loop side -----------------------------------------------------------
@@ -285,12 +295,25 @@ class TokenizerPool:
         return self._pending
 
     def close(self) -> None:
-        """Stop: later results are dropped and the threads end after their current batch."""
+        """Stop: later results are dropped; each thread ends after the input it is counting
+        (a batch in progress skips the rest of its chat inputs)."""
         if self._closed:
             return
         self._closed = True
         for _ in self._threads:
             self._work.put(None)
+
+    def join(self, timeout: float) -> bool:
+        """After :meth:`close`: wait up to ``timeout`` s for the threads; whether all ended.
+
+        A process must not finalise while a worker is inside the tokenizer's native
+        code (the interpreter would abort it there): exit only once this is true, or
+        with ``os._exit``.
+        """
+        deadline = time.monotonic() + timeout
+        for t in self._threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+        return not any(t.is_alive() for t in self._threads)
 
     # -- the worker side ---------------------------------------------------------
 
@@ -301,7 +324,7 @@ class TokenizerPool:
             if batch is None:
                 return
             try:
-                results = count_jobs(counter, batch)
+                results = count_jobs(counter, batch, self._is_closed)
             except Exception as exc:  # a bug, or a tokenizer that broke the whole batch
                 self.batch_failures += 1
                 results = [(exc, exc if j.after_first_chunk else None) for j in batch]
