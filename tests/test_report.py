@@ -102,7 +102,7 @@ def test_interrupted_from_latest_live_says_why() -> None:
     validate(r)
     assert r["complete"] is False
     why = r["incomplete_reason"]
-    assert "interrupted" in why and "3 tracked samples were still in flight" in why
+    assert "interrupted" in why and "3 tokenizations had not finished" in why
     assert "terminal frame" in why and "final_snapshot.json is missing" in why
 
     live = build_report(scenario_snapshot(SessionState.LIVE, pending=0), source="latest_live")
