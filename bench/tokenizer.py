@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import itertools
 import json
 import os
 import random
@@ -100,7 +101,7 @@ def cut(tok: Any, text: str, n_tokens: int) -> list[str]:
     enc = tok.encode(text, add_special_tokens=False)
     assert len(enc.ids) >= n_tokens, "generated text too short"
     starts = [start for start, _ in enc.offsets[:n_tokens]] + [enc.offsets[n_tokens - 1][1]]
-    return [text[a:b] for a, b in zip(starts, starts[1:], strict=False)]
+    return [text[a:b] for a, b in itertools.pairwise(starts)]
 
 
 # -- the events ---------------------------------------------------------------------
@@ -248,9 +249,7 @@ def main() -> int:
             plain_stalls.append(worst_plain)
 
     ours, base = statistics.median(ours_t), statistics.median(base_t)
-    print(
-        f"texts: {len(texts):,} ({n_tokens:,} tokens: {n_tokens / args.samples:,.0f} per sample)"
-    )
+    print(f"texts: {len(texts):,} ({n_tokens:,} tokens: {n_tokens / args.samples:,.0f} per sample)")
     print(
         f"1. tokens/s through the aggregator  {n_tokens / ours:14,.0f}   "
         f"encode_batch_fast alone {n_tokens / base:14,.0f}   "
