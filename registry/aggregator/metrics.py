@@ -19,8 +19,8 @@ same events give the same numbers (the fixture tests compare field by field):
 - Finish reasons: tracked completions with a ``finish_reason`` string; the
   five known ones by name, any other string as ``other``, none when absent.
 - ``tracked_duration_ns``: Σ over tracking windows of (latest completion of a
-  sample issued in it, or the window start) − window start. ``legacy_loadgen_
-  window_duration_ns``: first tracked issue → completion of the latest-issued
+  sample issued in it, or the window start) - window start.
+  ``legacy_loadgen_window_duration_ns``: first tracked issue → completion of the latest-issued
   tracked sample that completed. ``total_duration_ns``: ``session.started`` →
   the latest event (by timestamp), ``session.ended`` included. All three are
   kept current at every batch (upstream refreshes the first two only at
@@ -330,7 +330,9 @@ class AggregatorMetrics:
 
     def _unmatched(self, rec: EventRecord, why: str) -> None:
         self._n_unmatched += 1
-        self._warn_once(f"{rec.event_type.value} {why}", "ignoring %s (counted in events_unmatched)")
+        self._warn_once(
+            f"{rec.event_type.value} {why}", "ignoring %s (counted in events_unmatched)"
+        )
 
     def _out_of_order(self, rec: EventRecord) -> None:
         self._n_out_of_order += 1
