@@ -20,9 +20,9 @@ same events give the same numbers (the fixture tests compare field by field):
   five known ones by name, any other string as ``other``, none when absent.
 - ``tracked_duration_ns``: Σ over tracking windows of (latest completion of a
   sample issued in it, or the window start) - window start.
-  ``legacy_loadgen_window_duration_ns``: first tracked issue → completion of the latest-issued
-  tracked sample that completed. ``total_duration_ns``: ``session.started`` →
-  the latest event (by timestamp), ``session.ended`` included. All three are
+  ``legacy_loadgen_window_duration_ns``: first tracked issue → completion of
+  the latest-issued tracked sample that completed. ``total_duration_ns``:
+  ``session.started`` → the latest event (by timestamp), ``session.ended`` included. All three are
   kept current at every batch (upstream refreshes the first two only at
   ``stop_performance_tracking`` and the end; the final values are equal).
 - Token counts: the producer's ``input_tokens``/``output_tokens`` (our
