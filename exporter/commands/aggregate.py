@@ -17,9 +17,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import logging
 import math
 import os
-import logging
 import secrets
 import sys
 from collections.abc import Sequence
@@ -33,6 +33,7 @@ from exporter.mirror import (
     parse_label_args,
 )
 from registry.aggregator import AggregatorService
+from registry.aggregator.event_subscriber import DEFAULT_MAX_FRAME_BYTES
 from registry.aggregator.service import Hook, SnapshotListener
 from registry.mlperf.early_stopping import EarlyStoppingSpec
 from registry.percentiles import PercentileMethod
@@ -120,6 +121,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default=30,
         metavar="N",
         help="buckets of each series' display histogram (default: %(default)s)",
+    )
+    p.add_argument(
+        "--max-frame-bytes",
+        type=int,
+        default=DEFAULT_MAX_FRAME_BYTES,
+        metavar="N",
+        help=(
+            "larger event messages are counted as malformed and skipped undecoded "
+            "(default: %(default)s = 64 MiB)"
+        ),
     )
     p.add_argument(
         "--ignore-sigint",
@@ -288,6 +299,8 @@ def build_service(
         raise UsageError(f"--es-confidence must be in (0, 1), got {args.es_confidence}")
     if not (math.isfinite(args.es_tolerance) and 0 <= args.es_tolerance < 1):
         raise UsageError(f"--es-tolerance must be in [0, 1), got {args.es_tolerance}")
+    if args.max_frame_bytes < 1024:
+        raise UsageError(f"--max-frame-bytes must be >= 1024, got {args.max_frame_bytes}")
     if not 1 <= args.hdr_sig_figs <= 5:
         raise UsageError(f"--hdr-sig-figs must be in 1..5, got {args.hdr_sig_figs}")
     if not 1 <= args.n_histogram_buckets <= 10_000:
@@ -327,6 +340,7 @@ def build_service(
         tokenizer=tokens,
         tokenizer_workers=args.tokenizer_workers,
         drain_timeout_s=args.drain_timeout or None,
+        max_frame_bytes=args.max_frame_bytes,
         listeners=listeners,
         on_start=on_start,
         on_stop=on_stop,

@@ -48,7 +48,7 @@ import msgspec
 import zmq
 import zmq.asyncio
 
-from registry.aggregator.event_subscriber import EventSubscriber
+from registry.aggregator.event_subscriber import DEFAULT_MAX_FRAME_BYTES, EventSubscriber
 from registry.aggregator.metrics import AggregatorEventCodec, AggregatorMetrics
 from registry.aggregator.session import SessionMachine
 from registry.final_source import read_final_file
@@ -105,6 +105,7 @@ class AggregatorService:
         tokenizer: TokenCounter | None = None,
         tokenizer_workers: int = 2,
         drain_timeout_s: float | None = None,
+        max_frame_bytes: int | None = DEFAULT_MAX_FRAME_BYTES,
         listeners: Sequence[SnapshotListener] = (),
         on_start: Sequence[Hook] = (),
         on_stop: Sequence[Hook] = (),
@@ -128,6 +129,7 @@ class AggregatorService:
         self.ignore_sigint = ignore_sigint
         self.readiness = readiness
         self.ready_marker = ready_marker
+        self.max_frame_bytes = max_frame_bytes
         self.registry = MetricsRegistry(
             percentile_method=percentile_method, early_stopping=early_stopping
         )
@@ -221,7 +223,9 @@ class AggregatorService:
         self.bound_snapshots_endpoint = publisher.endpoint
         for fn in self._listeners:
             publisher.add_listener(fn)
-        subscriber = EventSubscriber(self._codec, self.events_endpoint)
+        subscriber = EventSubscriber(
+            self._codec, self.events_endpoint, max_message_bytes=self.max_frame_bytes
+        )
         installed = self._install_signal_handlers(loop)
         ingest: asyncio.Task[None] | None = None
         failed = False
