@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import msgspec
 import pytest
 from aggregator_scenario import ev
@@ -28,6 +29,7 @@ from registry import MetricsSnapshot, SessionState, SnapshotSubscriber
 from registry.events import EventPublisher, EventRecord, EventType
 from registry.events.data import PromptData, TextModelOutput
 from registry.events.synthetic import SyntheticLoad
+from registry.schemas import FINAL_SNAPSHOT_SCHEMA_PATH, load_schema
 from tests.cli_process import bench_metrics
 from tests.helpers import async_wait_until
 
@@ -226,6 +228,16 @@ def test_a_drain_timeout_leaves_pending_tasks_and_an_honest_report(
     assert report["complete"] is False and report["n_pending_tasks"] == pending
     assert f"{pending} tokenizations had not finished" in report["incomplete_reason"]
     assert "tokenizations had not finished" in err  # the drain says so in the log too
+    # the run block says which tokenizer counted, how, and with what budget
+    jsonschema.validate(snap, load_schema(FINAL_SNAPSHOT_SCHEMA_PATH))
+    assert snap["run"]["tokenizer"] == {
+        "name": str(slow_tokenizer.resolve()),
+        "class": snap["run"]["tokenizer"]["class"],
+        "fast_backend": True,
+        "chat_template": True,
+        "workers": 0,
+        "drain_timeout_s": 0.1,
+    }
 
 
 def test_sigterm_during_the_drain_writes_interrupted_files_at_once(

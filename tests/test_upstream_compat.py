@@ -234,6 +234,7 @@ def test_session_a_token_counts_equal_upstreams_with_its_tokenizer(
     assert c["tracked_output_tokens"] == mine["osl"]["total"] == 45_890
     assert c["tokenization_errors"] == 0 and c["events_malformed"] == 0
     assert "Traceback" not in err
+    assert ours["run"]["tokenizer"]["name"] == str(TOKENIZER_DIR.resolve())
     # upstream's report: TPS over the legacy LoadGen window, each series' extremes and mean
     # (std_dev and percentiles follow the registry's rules: the full comparison above)
     summary = load_json(SESSION_A_UPSTREAM / "result_summary.json")

@@ -220,7 +220,7 @@ def load_token_counter(path: Path | None) -> TokenCounter | None:
     if path is None:
         return None
     try:
-        return TokenCounter(load_tokenizer(path), name=path.name)
+        return TokenCounter(load_tokenizer(path), name=str(path.resolve()))
     except TokenizerUnavailable as exc:
         raise UsageError(f"--tokenizer {exc}") from None
 

@@ -218,6 +218,7 @@ class AggregatorService:
             endpoint=self.snapshots_endpoint,
             final_snapshot_path=self.final_snapshot_path,
             interval_s=self.interval_s,
+            run_info=self._run_info,
         )
         self._publisher = publisher
         self.bound_snapshots_endpoint = publisher.endpoint
@@ -298,6 +299,18 @@ class AggregatorService:
             # A ready socket completes the receive without suspending: yield so
             # ticks and signal handlers run even under a continuous stream.
             await asyncio.sleep(0)
+
+    def _run_info(self) -> dict[str, Any]:
+        """The aggregator's part of the final file's run block."""
+        pool = self.metrics.tokenizer
+        tokenizer: dict[str, Any] | None = None
+        if pool is not None:
+            tokenizer = {
+                **pool.counter.describe(),
+                "workers": pool.workers,
+                "drain_timeout_s": self.drain_timeout_s,
+            }
+        return {"tokenizer": tokenizer}
 
     async def _drain_tokenizer(self) -> None:
         """After ``session.ended``: count the tokenization backlog within the budget.

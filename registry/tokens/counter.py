@@ -97,6 +97,15 @@ class TokenCounter:
     def has_fast_backend(self) -> bool:
         return self._encode_batch is not None
 
+    def describe(self) -> dict[str, Any]:
+        """What the final file's run block says about the tokenizer."""
+        return {
+            "name": self.name,
+            "class": type(self.tokenizer).__name__,
+            "fast_backend": self.has_fast_backend,
+            "chat_template": self.template_error is None,
+        }
+
     def _template(self, messages: list[dict[str, Any]], **kwargs: Any) -> int:
         encoded = self.tokenizer.apply_chat_template(
             messages, tokenize=True, return_dict=False, **kwargs
