@@ -226,6 +226,8 @@ def main() -> int:
         backend = tokenizer.backend_tokenizer
         payloads, texts = make_samples(raw, vocab, rng, args.samples)
         plain = strip_text(payloads)
+        gc.collect()
+        gc.freeze()  # as `bench-metrics aggregate` does once it has loaded everything
         print(
             f"setup {time.perf_counter() - t0:.1f} s: {args.samples:,} samples, "
             f"{len(payloads):,} records, {os.cpu_count()} cores, workers {args.workers}"
