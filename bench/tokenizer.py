@@ -47,6 +47,7 @@ sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from registry import MetricsRegistry  # noqa: E402
 from registry.aggregator import AggregatorMetrics  # noqa: E402
+from registry.aggregator.service import APPLY_SLICE  # noqa: E402
 from registry.events import EventCodec, EventRecord, EventType  # noqa: E402
 from registry.events.data import PromptData, TextModelOutput  # noqa: E402
 from registry.tokens import TokenCounter, load_tokenizer  # noqa: E402
@@ -189,8 +190,13 @@ async def pipeline(
     t0 = time.perf_counter()
     decode = codec.decode
     for i in range(0, len(payloads), BATCH):
-        agg.handle_many([decode(p) for p in payloads[i : i + BATCH]])
-        await asyncio.sleep(0)  # as the service yields between received batches
+        # as the service applies a received message: decoded whole, applied in slices
+        batch = [decode(p) for p in payloads[i : i + BATCH]]
+        for j in range(0, len(batch), APPLY_SLICE):
+            if j:
+                await asyncio.sleep(0)
+            agg.handle_many(batch[j : j + APPLY_SLICE])
+        await asyncio.sleep(0)
     if pool is not None:
         await pool.drain(None)
     elapsed = time.perf_counter() - t0

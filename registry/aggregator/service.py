@@ -80,6 +80,9 @@ Hook = Callable[[], Awaitable[Any]]
 EXIT_INTERNAL_ERROR = 1
 #: How long the tokenizer's threads get to finish the input they count, after the end.
 TOKENIZER_JOIN_S = 5.0
+#: Records applied per loop step: a 1,000-record message (upstream's batch) is applied in
+#: four steps, so no step holds the loop for long (a snapshot between two is consistent).
+APPLY_SLICE = 256
 
 
 class AggregatorService:
@@ -286,7 +289,12 @@ class AggregatorService:
         framing_counted = 0
         while session.state.rank < draining:
             batch = await subscriber.recv_batch()
-            handle_many(batch)
+            for i in range(0, len(batch), APPLY_SLICE):
+                if i:
+                    # Between slices of a big message: the loop stays responsive (ticks,
+                    # signals, the tokenizer's deliveries) while a message is applied.
+                    await asyncio.sleep(0)
+                handle_many(batch[i : i + APPLY_SLICE] if len(batch) > APPLY_SLICE else batch)
             self.events_applied += len(batch)
             # The subscriber drops broken frames (wrong frame count, topic, batch)
             # before any payload reaches the codec: count those as malformed too.
