@@ -442,7 +442,7 @@ class AggregatorMetrics:
     def _input_tokens(self, rec: EventRecord) -> int | None:
         n = rec.input_tokens
         if n is not msgspec.UNSET:
-            return n  # type: ignore[return-value]
+            return n
         data = rec.data
         if isinstance(data, PromptData):
             return data.n_token_ids
@@ -519,10 +519,10 @@ class AggregatorMetrics:
         out = rec.output_tokens
         if out is not msgspec.UNSET:
             record("osl", out)
-            self._n_output_tokens += out  # type: ignore[operator]
+            self._n_output_tokens += out
             first = rows.recv_first[slot]
-            if self._has_ttft and first != UNSET and out > 1:  # type: ignore[operator]
-                record("tpot_ns", (ts - first) / (out - 1))  # type: ignore[operator]
+            if self._has_ttft and first != UNSET and out > 1:
+                record("tpot_ns", (ts - first) / (out - 1))
         reason = rec.finish_reason
         if isinstance(reason, str):
             key = reason if reason in self._finish else "other"
