@@ -123,11 +123,11 @@ def test_kill_9_at_30_random_moments_never_leaves_a_partial_file(tmp_path: Path)
         assert helper.stdout.readline().strip() == "ready"
         for attempt in range(30):
             writer = int(ask(f"go {generation or 0}"))
-            # The random moment of death: anywhere in the first few writes. Until one
-            # write has landed, the last attempts wait for it (a loaded machine can
-            # make a 2 MB write plus fsync take longer than the random window).
-            if generation is None and attempt >= 25:
-                assert wait_until(target.exists, timeout=30), f"no write landed (seed {seed})"
+            if attempt == 0:
+                # One complete write first, however slow fsync is on a busy disk
+                # (it can take longer than the random window below).
+                assert wait_until(target.exists, 60), f"the first write never landed (seed {seed})"
+            # The random moment of death: anywhere in the first few writes.
             time.sleep(rng.uniform(0.0, 0.25))
             os.kill(writer, signal.SIGKILL)
             assert ask("reap") == f"signal {int(signal.SIGKILL)}", f"seed {seed}"
