@@ -329,7 +329,7 @@ async def _final_document(output_dir: Path, sub: SnapshotSubscriber) -> ReportDo
     except FinalSnapshotUnavailable as exc:
         log.error("no final snapshot: %s", exc)
         return None
-    report = build_report(found.snapshot, source=found.source, reason=found.reason)
+    report = build_report(found.snapshot, source=found.source, reason=found.reason, run=found.run)
     if found.source == "file":
         return ReportDocument(path=final, kind="snapshot", report=report)
     return ReportDocument(path=Path("snapshot stream"), kind="summary", report=report)
