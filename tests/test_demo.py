@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from exporter.cli import main
+from exporter.cli import build_parser, main
 from exporter.commands import demo
 from registry.events.synthetic import SourceStats, SyntheticLoad
 from tests.cli_process import bench_metrics
@@ -164,6 +164,13 @@ def test_aggregator_command_is_built_in_one_place(monkeypatch: pytest.MonkeyPatc
     args.run_id = None
     cmd = demo.aggregator_command(args, events="e", snapshots="s", output_dir=Path("/o"))
     assert "--streaming" not in cmd and "--run-id" not in cmd
+    args.percentile_method, args.no_early_stopping = "loadgen", True
+    cmd = demo.aggregator_command(args, events="e", snapshots="s", output_dir=Path("/o"))
+    assert cmd[cmd.index("--percentile-method") + 1] == "loadgen"
+    assert "--no-early-stopping" in cmd
+    # and the aggregator's own parser accepts what the demo passes
+    parsed = build_parser().parse_args(cmd[cmd.index("aggregate") :])
+    assert parsed.percentile_method == "loadgen" and parsed.early_stopping is False
 
 
 def test_compare_counts_names_a_difference() -> None:

@@ -147,3 +147,18 @@ def test_narrow_terminal_drops_columns_instead_of_cutting_numbers(
     assert "…" not in text
     assert all(len(line) <= 80 for line in text.splitlines())
     assert "990 ms" in cells(text, "TTFT")
+
+
+def test_upstreams_own_files_render(capsys: pytest.CaptureFixture[str]) -> None:
+    """mlcommons/endpoints' final_snapshot.json and its own result_summary.json."""
+    from upstream_fixtures import SESSION_A_UPSTREAM
+
+    snap_text = report_text(capsys, SESSION_A_UPSTREAM / "final_snapshot.json")
+    assert cells(snap_text, "tracked") == ["400", "391", "9", "9"]
+    assert "LoadGen QPS 58.0" in snap_text  # (391 - 1) / 6.72 s, upstream's own qps
+    summary_text = report_text(capsys, SESSION_A_UPSTREAM / "result_summary.json")
+    assert cells(summary_text, "tracked") == ["400", "391", "9", "9"]
+    assert "LoadGen QPS 58.0" in summary_text and "LoadGen tokens/s 6,826" in summary_text
+    # same series rows from either file (counts come from upstream's histogram counts)
+    for row in ("TTFT", "TPOT", "Request latency", "Input tokens", "Output tokens"):
+        assert cells(summary_text, row) == cells(snap_text, row), row

@@ -54,6 +54,7 @@ from exporter.report_view import (
 from registry.events.publisher import EventPublisher
 from registry.events.synthetic import SourceStats, SyntheticLoad, drive
 from registry.final_source import FinalSnapshotUnavailable, load_final_snapshot
+from registry.percentiles import PercentileMethod
 from registry.report import build_report
 from registry.subscriber import SnapshotSubscriber
 
@@ -80,6 +81,8 @@ FINAL_FILES = ("final_snapshot.json", "result_summary.json")
 AGGREGATOR_PASSTHROUGH: list[tuple[str, str]] = [
     ("interval", "--interval"),
     ("run_id", "--run-id"),
+    ("percentile_method", "--percentile-method"),
+    ("no_early_stopping", "--no-early-stopping"),
     # the Prometheus mirror runs inside the aggregator process
     ("listen", "--listen"),
     ("web_config", "--web-config"),
@@ -157,6 +160,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--run-id", default=None, metavar="ID", help="run id (default: demo-<date>-<time>)"
+    )
+    parser.add_argument(
+        "--percentile-method",
+        choices=[m.value for m in PercentileMethod],
+        default=None,
+        help="the aggregator's exact percentile method (default: nearest-rank)",
+    )
+    parser.add_argument(
+        "--no-early-stopping",
+        action="store_true",
+        help="leave out the MLPerf early-stopping estimates",
     )
     # The demo exits after printing its report: no linger unless asked for.
     add_exporter_arguments(
