@@ -51,7 +51,7 @@ import zmq.asyncio
 from registry.aggregator.event_subscriber import DEFAULT_MAX_FRAME_BYTES, EventSubscriber
 from registry.aggregator.metrics import AggregatorEventCodec, AggregatorMetrics
 from registry.aggregator.session import SessionMachine
-from registry.final_source import read_final_file
+from registry.final_source import read_final_document
 from registry.metrics_registry import MetricsRegistry
 from registry.mlperf.early_stopping import EarlyStoppingSpec
 from registry.percentiles import PercentileMethod
@@ -221,7 +221,7 @@ class AggregatorService:
             endpoint=self.snapshots_endpoint,
             final_snapshot_path=self.final_snapshot_path,
             interval_s=self.interval_s,
-            run_info=self._run_info,
+            run_info=self.run_info,
         )
         self._publisher = publisher
         self.bound_snapshots_endpoint = publisher.endpoint
@@ -308,17 +308,16 @@ class AggregatorService:
             # ticks and signal handlers run even under a continuous stream.
             await asyncio.sleep(0)
 
-    def _run_info(self) -> dict[str, Any]:
-        """The aggregator's part of the final file's run block."""
+    def _tokenizer_info(self) -> dict[str, Any] | None:
+        """The run block's ``tokenizer``: which one counted, how (``None`` without one)."""
         pool = self.metrics.tokenizer
-        tokenizer: dict[str, Any] | None = None
-        if pool is not None:
-            tokenizer = {
-                **pool.counter.describe(),
-                "workers": pool.workers,
-                "drain_timeout_s": self.drain_timeout_s,
-            }
-        return {"tokenizer": tokenizer}
+        if pool is None:
+            return None
+        return {
+            **pool.counter.describe(),
+            "workers": pool.workers,
+            "drain_timeout_s": self.drain_timeout_s,
+        }
 
     async def _drain_tokenizer(self) -> None:
         """After ``session.ended``: count the tokenization backlog within the budget.
@@ -375,18 +374,36 @@ class AggregatorService:
         self.final_snapshot = snap
         self.report = self._write_report(snap, file_written=publisher.final_file_written)
 
+    def run_info(self) -> dict[str, Any]:
+        """This run's part of the final files' ``run`` block (the registry adds its
+        percentile method and early-stopping settings)."""
+        return {
+            "run_id": self.run_id,
+            "labels": dict(self.labels),
+            "streaming": self.metrics.streaming,
+            "tokenizer": self._tokenizer_info(),
+        }
+
     def _write_report(self, snap: MetricsSnapshot, *, file_written: bool) -> dict[str, Any]:
         """The report from the final file as written (SPEC §7 order), else from memory."""
         source, reason = "file", None
         try:
             if not file_written:
                 raise OSError("the publisher could not write it")
-            from_file = read_final_file(self.final_snapshot_path)
-            report = build_report(from_file, source="file", run_id=self.run_id, labels=self.labels)
+            from_file, run = read_final_document(self.final_snapshot_path)
+            report = build_report(
+                from_file, source="file", run=run, run_id=self.run_id, labels=self.labels
+            )
         except (OSError, ValueError) as exc:
             source, reason = "terminal_frame", f"{FINAL_SNAPSHOT_NAME} unusable: {exc}"
+            run = self._publisher.run_block() if self._publisher is not None else None
             report = build_report(
-                snap, source=source, reason=reason, run_id=self.run_id, labels=self.labels
+                snap,
+                source=source,
+                reason=reason,
+                run=run,
+                run_id=self.run_id,
+                labels=self.labels,
             )
         try:
             write_report(self.report_path, report)
