@@ -29,6 +29,7 @@ from exporter.mirror import (
     mirror_service,
     parse_label_args,
 )
+from exporter.output_dir import lock_output_dir
 from registry.aggregator import AggregatorService
 from registry.aggregator.service import Hook, SnapshotListener
 from registry.transport import check_endpoint
@@ -39,8 +40,10 @@ _EPILOG = """\
 exit status:
   0         session.ended received; final_snapshot.json and result_summary.json written
   130, 143  interrupted by SIGINT / SIGTERM; INTERRUPTED final files written
-  1         internal error; INTERRUPTED final files written
-  2         bad command line
+  1         internal error; INTERRUPTED final files written (when the disk allows)
+  2         bad command line, or --output-dir is in use by another run
+  3         final_snapshot.json or result_summary.json could not be written (the log
+            names which); the terminal frame was still sent
 """
 
 
@@ -154,12 +157,17 @@ def build_service(
 def run(args: argparse.Namespace) -> int:
     options = exporter_options(args)
     service = build_service(args)
-    mirror = mirror_service(service, options)
+    # Before anything is written: one run per output directory (SPEC §7).
+    lock = lock_output_dir(service.output_dir, service.run_id)
     try:
-        return asyncio.run(service.run())
-    except OSError as exc:
-        # Raised before any event is read: the snapshot endpoint cannot be bound.
-        raise UsageError(str(exc)) from None
+        mirror = mirror_service(service, options)
+        try:
+            return asyncio.run(service.run())
+        except OSError as exc:
+            # Raised before any event is read: the snapshot endpoint cannot be bound.
+            raise UsageError(str(exc)) from None
+        finally:
+            if mirror is not None:
+                mirror.close()
     finally:
-        if mirror is not None:
-            mirror.close()
+        lock.release()
