@@ -267,6 +267,7 @@ class PrometheusMirror:
             self.options.web_config,
             health=self.collector.health,
             sock=sock,
+            generation=lambda: self.collector.generation,
         )
 
     async def start(self) -> None:
