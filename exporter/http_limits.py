@@ -48,8 +48,10 @@ __all__ = ["ConnectionGuard", "GuardedConnection", "ServerLimits"]
 class ServerLimits:
     """How the exporter's HTTP server is bounded (defaults suit a few Prometheus scrapers)."""
 
-    #: open connections served at once; more get 503 and are closed
-    max_connections: int = 100
+    #: open connections served at once; more get 503 and are closed (node_exporter's
+    #: --web.max-requests defaults to 40 parallel scrapes; each admitted connection
+    #: shares the server with the others, so the cap also bounds a scrape's wait)
+    max_connections: int = 40
     #: seconds from accept (or from the first byte of a later request) to a complete head
     head_timeout_s: float = 10.0
     #: seconds an idle keep-alive connection is kept (aiohttp's ``keepalive_timeout``)
@@ -281,8 +283,12 @@ class GuardedConnection(asyncio.Protocol):
         self._transport.abort()
 
     def _refuse(self, transport: asyncio.Transport) -> None:
-        transport.write(_BUSY)
-        if transport.can_write_eof():
-            transport.write_eof()
+        try:
+            transport.write(_BUSY)
+            if transport.can_write_eof():
+                transport.write_eof()
+        except OSError:  # the client is already gone
+            transport.abort()
+            return
         loop = asyncio.get_running_loop()
         self._timer = loop.call_later(_REFUSED_GRACE_S, transport.abort)

@@ -31,6 +31,7 @@ import logging
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -198,7 +199,6 @@ class MetricsServer:
         self.guard: ConnectionGuard | None = None
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
-        self._own_sock = False
 
     # -- app ----------------------------------------------------------------------
 
@@ -300,7 +300,6 @@ class MetricsServer:
             raise RuntimeError("MetricsServer already started")
         if self._sock is None:
             self._sock = bind_socket(self.host, self._requested_port)
-            self._own_sock = True
         runner = web.AppRunner(
             self._make_app(),
             access_log=None,  # an access log line per scrape is noise, and names users
@@ -406,6 +405,13 @@ class MetricsServerThread:
                 loop.call_soon_threadsafe(stop.set)
         if self._thread is not None:
             self._thread.join(timeout)
+
+    def cpu_time(self) -> float:
+        """CPU seconds the server thread has used so far (0.0 before it runs)."""
+        thread = self._thread
+        if thread is None or thread.ident is None or not thread.is_alive():
+            return 0.0
+        return time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
 
     @property
     def port(self) -> int:
