@@ -45,6 +45,7 @@ import itertools
 import json
 import logging
 import math
+import os
 import shutil
 import signal
 import statistics
@@ -624,11 +625,14 @@ def main() -> int:
         return flood(args.flood, args.clients, FLOOD_WINDOW_S)
     if args.produce_synthetic:
         return produce_synthetic(args.produce_synthetic, args.duration)
+    # Other processes on the machine move every figure: say how busy it was.
+    print("load average at start: {:.1f} {:.1f} {:.1f}".format(*os.getloadavg()))
     render_half(args.render_repeats)
     if not args.skip_flood:
         flood_half(args.flood_repeats, args.clients)
     if not args.skip_ingest:
         ingest_half(args.events, args.repeats)
+    print("load average at the end: {:.1f} {:.1f} {:.1f}".format(*os.getloadavg()))
     return 0
 
 

@@ -389,3 +389,36 @@ def test_a_crowd_of_scrapers_all_get_an_answer_and_a_normal_scrape_works(
         conn.close()
     finally:
         thread.stop()
+
+
+class _Broken:
+    """A collector with a bug: every scrape fails."""
+
+    def collect(self) -> Iterator[object]:
+        raise RuntimeError("collector bug with a secret-looking detail")
+
+
+def test_a_failing_handler_is_one_error_line_without_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    thread = MetricsServerThread(MetricsServer(registry_of(_Broken())))  # type: ignore[arg-type]
+    thread.start()
+    caplog.set_level(logging.DEBUG)
+    try:
+        for _ in range(3):
+            conn = http.client.HTTPConnection("127.0.0.1", thread.port, timeout=10)
+            conn.request("GET", "/metrics")
+            resp = conn.getresponse()
+            assert resp.status == 500 and b"Traceback" not in resp.read()
+            conn.close()
+        conn = http.client.HTTPConnection("127.0.0.1", thread.port, timeout=10)
+        conn.request("GET", "/healthz")  # the server itself is fine
+        assert conn.getresponse().status == 200
+        conn.close()
+    finally:
+        thread.stop()
+    errors = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(errors) == 1, [r.getMessage() for r in errors]
+    assert errors[0].levelno == logging.ERROR and not errors[0].exc_info
+    assert "RuntimeError" in errors[0].getMessage()
+    assert "secret-looking" not in errors[0].getMessage()
