@@ -33,6 +33,7 @@ from exporter.mirror import (
     mirror_service,
     parse_label_args,
 )
+from exporter.output_dir import lock_output_dir
 from registry.aggregator import AggregatorService
 from registry.aggregator.event_subscriber import DEFAULT_MAX_FRAME_BYTES
 from registry.aggregator.service import Hook, SnapshotListener
@@ -48,8 +49,10 @@ exit status:
   0         session.ended received; final_snapshot.json and result_summary.json written
             (state interrupted when the session sent session.interrupted first)
   130, 143  interrupted by SIGINT / SIGTERM; INTERRUPTED final files written
-  1         internal error; INTERRUPTED final files written
-  2         bad command line
+  1         internal error; INTERRUPTED final files written (when the disk allows)
+  2         bad command line, or --output-dir is in use by another run
+  3         final_snapshot.json or result_summary.json could not be written (the log
+            names which); the terminal frame was still sent
 """
 
 
@@ -384,20 +387,25 @@ def apply_upstream_arguments(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     options = exporter_options(args)
     service = build_service(args)
-    mirror = mirror_service(service, options)
-    # Everything imported and loaded so far (transformers alone is ~50k objects) lives
-    # as long as the process: keep it out of the collector, so that a full collection
-    # during the run (which holds the GIL, so stalls the loop) stays short (~70 ms -> ~0).
-    gc.collect()
-    gc.freeze()
+    # Before anything is written: one run per output directory (SPEC §7).
+    lock = lock_output_dir(service.output_dir, service.run_id)
     try:
-        rc = asyncio.run(service.run())
-    except OSError as exc:
-        # Raised before any event is read: the snapshot endpoint cannot be bound.
-        raise UsageError(str(exc)) from None
+        mirror = mirror_service(service, options)
+        # Everything imported and loaded so far (transformers alone is ~50k objects)
+        # lives as long as the process: keep it out of the collector, so that a full
+        # collection during the run (it holds the GIL, so stalls the loop) stays short.
+        gc.collect()
+        gc.freeze()
+        try:
+            rc = asyncio.run(service.run())
+        except OSError as exc:
+            # Raised before any event is read: the snapshot endpoint cannot be bound.
+            raise UsageError(str(exc)) from None
+        finally:
+            if mirror is not None:
+                mirror.close()
     finally:
-        if mirror is not None:
-            mirror.close()
+        lock.release()
     if service.tokenizer_stuck:
         # The final files are on disk; finalising the interpreter with a thread inside
         # the tokenizer's native code would abort the process instead of exiting rc.
