@@ -14,9 +14,12 @@ from registry.final_source import (
     FinalSnapshotResult,
     FinalSnapshotUnavailable,
     load_final_snapshot,
+    read_final_document,
     read_final_file,
 )
 from registry.metrics_registry import MetricsRegistry
+from registry.mlperf import EarlyStoppingSpec
+from registry.percentiles import PercentileMethod
 from registry.publisher import MetricsPublisher
 from registry.snapshot import (
     DEFAULT_PERCENTILES,
@@ -30,6 +33,7 @@ from registry.snapshot_codec import (
     SNAPSHOT_TOPIC,
     SnapshotCodec,
     SnapshotDecodeError,
+    run_block,
     snapshot_from_dict,
     snapshot_to_dict,
 )
@@ -39,12 +43,14 @@ __all__ = [
     "DEFAULT_PERCENTILES",
     "SNAPSHOT_TOPIC",
     "CounterStat",
+    "EarlyStoppingSpec",
     "FinalFileError",
     "FinalSnapshotResult",
     "FinalSnapshotUnavailable",
     "MetricsPublisher",
     "MetricsRegistry",
     "MetricsSnapshot",
+    "PercentileMethod",
     "SeriesStat",
     "SessionState",
     "SnapshotCodec",
@@ -52,7 +58,9 @@ __all__ = [
     "SnapshotSubscriber",
     "load_final_snapshot",
     "percentile_key",
+    "read_final_document",
     "read_final_file",
+    "run_block",
     "snapshot_from_dict",
     "snapshot_to_dict",
     "write_atomic",

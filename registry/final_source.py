@@ -17,10 +17,10 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from registry.snapshot import MetricsSnapshot
-from registry.snapshot_codec import SnapshotDecodeError, snapshot_from_dict
+from registry.snapshot_codec import SnapshotDecodeError, run_block, snapshot_from_dict
 from registry.subscriber import SnapshotSubscriber
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "FinalSnapshotResult",
     "FinalSnapshotUnavailable",
     "load_final_snapshot",
+    "read_final_document",
     "read_final_file",
 ]
 
@@ -50,6 +51,8 @@ class FinalSnapshotResult:
     source: FinalSource
     #: why the file was not used (``None`` when ``source == "file"``)
     reason: str | None = None
+    #: the file's ``run`` block (``None`` for upstream's files and for stream sources)
+    run: dict[str, Any] | None = None
 
     @property
     def exact(self) -> bool:
@@ -59,6 +62,13 @@ class FinalSnapshotResult:
 
 def read_final_file(path: str | os.PathLike[str]) -> MetricsSnapshot:
     """The terminal snapshot in ``path`` or :class:`FinalFileError` saying what is wrong."""
+    return read_final_document(path)[0]
+
+
+def read_final_document(
+    path: str | os.PathLike[str],
+) -> tuple[MetricsSnapshot, dict[str, Any] | None]:
+    """:func:`read_final_file` plus the file's ``run`` block (``None`` when it has none)."""
     p = Path(path)
     try:
         raw = p.read_bytes()
@@ -74,11 +84,17 @@ def read_final_file(path: str | os.PathLike[str]) -> MetricsSnapshot:
         raise FinalFileError(f"{p}: expected a JSON object, got {type(doc).__name__}")
     try:
         snap = snapshot_from_dict(doc)
+        run = run_block(doc)
     except SnapshotDecodeError as exc:
         raise FinalFileError(f"{p}: {exc}") from None
     if not snap.is_terminal:
         raise FinalFileError(f"{p}: snapshot state is {snap.state.value!r}, not terminal")
-    return snap
+    return snap, run
+
+
+def _from_file(path: str | os.PathLike[str]) -> FinalSnapshotResult:
+    snap, run = read_final_document(path)
+    return FinalSnapshotResult(snap, "file", run=run)
 
 
 async def load_final_snapshot(
@@ -97,7 +113,7 @@ async def load_final_snapshot(
     :class:`FinalSnapshotUnavailable` when nothing is available.
     """
     try:
-        return FinalSnapshotResult(read_final_file(path), "file")
+        return _from_file(path)
     except FinalFileError as exc:
         file_reason = str(exc)
     if subscriber is None and endpoint is None:
@@ -118,12 +134,12 @@ async def _from_stream(
     terminal = await sub.wait_for_terminal(timeout)
     if terminal is not None:
         try:
-            return FinalSnapshotResult(read_final_file(path), "file")
+            return _from_file(path)
         except FinalFileError as exc:
             file_reason = str(exc)
         return FinalSnapshotResult(terminal, "terminal_frame", file_reason)
     try:  # the frame may have been missed while the file was written meanwhile
-        return FinalSnapshotResult(read_final_file(path), "file")
+        return _from_file(path)
     except FinalFileError as exc:
         file_reason = str(exc)
     no_terminal = f"no terminal frame on {sub.endpoint} within {timeout:g} s"

@@ -22,6 +22,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from registry.mlperf.early_stopping import EarlyStoppingSpec
+from registry.percentiles import PercentileMethod
 from registry.series import SeriesConfig, SeriesSampler
 from registry.snapshot import (
     DEFAULT_PERCENTILES,
@@ -45,9 +47,26 @@ class CounterInfo:
 
 
 class MetricsRegistry:
-    """Counters and series by unique name, and the snapshots built from them."""
+    """Counters and series by unique name, and the snapshots built from them.
 
-    def __init__(self) -> None:
+    ``percentile_method`` picks terminal (exact) percentiles (SPEC §3; live
+    ones are always nearest rank on the HDR). ``early_stopping`` (on by
+    default, ``None`` turns it off) gives terminal snapshots of series
+    registered ``tail_latency=True`` their early-stopping map (SPEC §10).
+    """
+
+    def __init__(
+        self,
+        *,
+        percentile_method: PercentileMethod | str = PercentileMethod.NEAREST_RANK,
+        early_stopping: EarlyStoppingSpec | None = EarlyStoppingSpec(),  # noqa: B008 - frozen
+    ) -> None:
+        if early_stopping is not None and not isinstance(early_stopping, EarlyStoppingSpec):
+            raise TypeError(
+                f"early_stopping must be an EarlyStoppingSpec or None, got {early_stopping!r}"
+            )
+        self._percentile_method = PercentileMethod.parse(percentile_method)
+        self._early_stopping = early_stopping
         self._counter_info: dict[str, CounterInfo] = {}
         self._counters: dict[str, int | float] = {}
         self._series: dict[str, SeriesSampler] = {}
@@ -86,7 +105,10 @@ class MetricsRegistry:
         dtype: type = int,
         tail_latency: bool = False,
     ) -> None:
-        """A series of int or float values (bounds and grid checked, ``ValueError`` if bad)."""
+        """A series of int or float values (bounds and grid checked, ``ValueError`` if bad).
+
+        ``tail_latency``: terminal snapshots carry its early-stopping map.
+        """
         self._check_new(name)
         try:
             config = SeriesConfig(
@@ -96,6 +118,7 @@ class MetricsRegistry:
                 n_histogram_buckets=n_histogram_buckets,
                 percentiles=percentiles,
                 dtype=dtype,
+                tail_latency=tail_latency,
             )
         except ValueError as exc:
             raise ValueError(f"series {name!r}: {exc}") from None
@@ -139,6 +162,16 @@ class MetricsRegistry:
     # -- reading ---------------------------------------------------------------
 
     @property
+    def percentile_method(self) -> PercentileMethod:
+        """How terminal snapshots pick their percentiles."""
+        return self._percentile_method
+
+    @property
+    def early_stopping(self) -> EarlyStoppingSpec | None:
+        """The early-stopping test for tail-latency series, or ``None`` when off."""
+        return self._early_stopping
+
+    @property
     def counter_names(self) -> tuple[str, ...]:
         return tuple(self._counter_info)
 
@@ -180,8 +213,9 @@ class MetricsRegistry:
     def build_snapshot(self, *, state: SessionState, n_pending_tasks: int) -> MetricsSnapshot:
         """Capture and build in one call: fold everything pending, return a snapshot.
 
-        Terminal states (COMPLETE, INTERRUPTED) give exact percentiles and
-        display histograms from the raw values; the others use the HDR.
+        Terminal states (COMPLETE, INTERRUPTED) give exact percentiles (by
+        :attr:`percentile_method`), display histograms and early-stopping maps
+        from the raw values; the others use the HDR.
         """
         return self.capture(state=state, n_pending_tasks=n_pending_tasks).build()
 
@@ -239,7 +273,14 @@ class SnapshotCapture:
         exact = self.state.is_terminal
         with registry._fold_lock:
             registry._fold_through(self.sequence)
-            series = [s.stat(exact=exact) for s in registry._series.values()]
+            series = [
+                s.stat(
+                    exact=exact,
+                    method=registry._percentile_method,
+                    early_stopping=registry._early_stopping,
+                )
+                for s in registry._series.values()
+            ]
         return MetricsSnapshot(
             counter=self.sequence,
             timestamp_ns=self.timestamp_ns,

@@ -34,7 +34,7 @@ import asyncio
 import concurrent.futures
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -54,6 +54,8 @@ T = TypeVar("T")
 SnapshotListener = Callable[[MetricsSnapshot], Any]
 #: ``() -> (state, n_pending_tasks)``, asked at every tick.
 RuntimeStateFn = Callable[[], tuple[SessionState, int]]
+#: ``() -> run block``, asked once when the final file is written.
+RunInfoFn = Callable[[], Mapping[str, Any]]
 
 #: Send queue bound per subscriber, in snapshot frames (2 s at the default 0.25 s).
 DEFAULT_SNDHWM = 8
@@ -71,6 +73,7 @@ class MetricsPublisher:
         interval_s: float = 0.25,
         sndhwm: int = DEFAULT_SNDHWM,
         linger_ms: int = 1000,
+        run_info: RunInfoFn | None = None,
     ) -> None:
         if not interval_s > 0:
             raise ValueError(f"interval_s must be > 0, got {interval_s!r}")
@@ -85,6 +88,7 @@ class MetricsPublisher:
             max_workers=1, thread_name_prefix="metrics-publisher"
         )
         self._listeners: list[SnapshotListener] = []
+        self._run_info = run_info
         self._task: asyncio.Task[None] | None = None
         self._inflight: asyncio.Future[Any] | None = None
         self._final_task: asyncio.Task[MetricsSnapshot] | None = None
@@ -268,9 +272,31 @@ class MetricsPublisher:
         )
         return snap
 
+    def _final_run_block(self) -> dict[str, Any]:
+        """The file's ``run`` block: the registry's settings, then ``run_info()`` over them."""
+        es = self._registry.early_stopping
+        run: dict[str, Any] = {
+            "percentile_method": self._registry.percentile_method.value,
+            "early_stopping": (
+                None if es is None else {"confidence": es.confidence, "tolerance": es.tolerance}
+            ),
+        }
+        if self._run_info is not None:
+            try:
+                run.update(self._run_info())
+            except Exception:
+                log.exception("run_info() failed; the final file gets the registry's settings only")
+        return run
+
     def _write_final_file(self, snap: MetricsSnapshot) -> None:
         self.final_snapshot_path.parent.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(self.final_snapshot_path, snapshot_to_dict(snap))
+        doc = snapshot_to_dict(snap, run=self._final_run_block())
+        try:
+            write_json_atomic(self.final_snapshot_path, doc)
+        except (TypeError, ValueError):
+            # a run block that is not strict JSON must not cost the snapshot itself
+            log.exception("the run block is not JSON-serialisable; writing the file without it")
+            write_json_atomic(self.final_snapshot_path, snapshot_to_dict(snap))
 
     async def aclose(self) -> None:
         """Stop ticking and close the socket (queued frames get ``linger_ms`` to flush)."""

@@ -25,8 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from registry.atomic_file import write_json_atomic
+from registry.schemas import RESULT_SUMMARY_SCHEMA_PATH
 from registry.snapshot import MetricsSnapshot, SeriesStat, SessionState, percentile_key
-from registry.snapshot_codec import snapshot_from_dict
+from registry.snapshot_codec import SnapshotDecodeError, run_block, snapshot_from_dict
 
 __all__ = [
     "REPORT_SCHEMA_VERSION",
@@ -37,10 +38,10 @@ __all__ = [
     "write_report",
 ]
 
-REPORT_SCHEMA_VERSION = 1
+REPORT_SCHEMA_VERSION = 2
 #: Where the snapshot behind a report came from, in the order SPEC §7 prefers them.
 SOURCES: tuple[str, ...] = ("file", "terminal_frame", "latest_live")
-SCHEMA_PATH = Path(__file__).with_name("schemas") / "result_summary.schema.json"
+SCHEMA_PATH = RESULT_SUMMARY_SCHEMA_PATH
 
 _FINISH_PREFIX = "tracked_finish_reason_"
 # Distribution names whose versions identify how a report was produced.
@@ -81,6 +82,11 @@ def _unit(name: str) -> str | None:
     return None
 
 
+def _early_stopping_entry(s: SeriesStat) -> dict[str, float | None] | None:
+    esp = s.early_stopping_percentiles
+    return None if esp is None else {k: _finite(v) for k, v in esp.items()}
+
+
 def _series_entry(s: SeriesStat) -> dict[str, Any]:
     if s.count == 0:
         return {
@@ -92,6 +98,7 @@ def _series_entry(s: SeriesStat) -> dict[str, Any]:
             "median": None,
             "std_dev": None,
             "percentiles": {},
+            "early_stopping_percentiles": _early_stopping_entry(s),
             "histogram": [],
         }
     median = s.percentiles.get(percentile_key(50))
@@ -104,6 +111,7 @@ def _series_entry(s: SeriesStat) -> dict[str, Any]:
         "median": _finite(median),
         "std_dev": _finite(s.std_dev),
         "percentiles": {k: _finite(v) for k, v in s.percentiles.items()},
+        "early_stopping_percentiles": _early_stopping_entry(s),
         "histogram": [
             {"lo": _finite(lo), "hi": _finite(hi), "count": n} for (lo, hi), n in s.histogram
         ],
@@ -125,6 +133,52 @@ def _window(counters: Mapping[str, int | float], prefix: str) -> dict[str, int |
     if issued is not None and completed is not None and failed is not None:
         in_flight = issued - completed - failed
     return {"issued": issued, "completed": completed, "failed": failed, "in_flight": in_flight}
+
+
+def _output_tokens(snap: MetricsSnapshot, counters: Mapping[str, int | float]) -> int | None:
+    """Our counter when the snapshot has it, else the ``osl`` total (upstream's source)."""
+    if "tracked_output_tokens" in counters:
+        return _int_or_none(counters, "tracked_output_tokens")
+    osl = snap.series.get("osl")
+    if osl is None or osl.count == 0 or _finite(osl.total) is None:
+        return None
+    return int(osl.total)
+
+
+def _legacy_rates(
+    completed: int | None, output_tokens: int | None, window_ns: int | None
+) -> tuple[float | None, float | None]:
+    """Upstream's legacy LoadGen QPS/TPS: ``(completed - 1) / window`` and ``tokens / window``.
+
+    Both ``None`` unless the window is positive and at least two samples completed
+    (QPS over ``[first issue, last completion)`` is undefined below two).
+    """
+    if completed is None or completed < 2 or not window_ns or window_ns <= 0:
+        return None, None
+    window_s = window_ns / 1e9
+    tps = output_tokens / window_s if output_tokens is not None else None
+    return (completed - 1) / window_s, tps
+
+
+def _run_entry(
+    file_run: Mapping[str, Any] | None, run_id: str | None, labels: Mapping[str, str] | None
+) -> dict[str, Any]:
+    """The file's run block with the caller's run id / labels over it and our versions."""
+    run = dict(file_run or {})
+    file_versions = run.pop("versions", None)
+    file_labels = run.get("labels")
+    merged_labels = dict(file_labels) if isinstance(file_labels, Mapping) else {}
+    merged_labels.update(labels or {})
+    file_run_id = run.get("run_id")
+    run["run_id"] = (
+        run_id if run_id is not None else (str(file_run_id) if file_run_id is not None else None)
+    )
+    run["labels"] = {str(k): str(v) for k, v in merged_labels.items()}
+    run["versions"] = _versions()
+    if file_versions is not None:
+        # what produced the snapshot; ``versions`` is what built this report
+        run["snapshot_versions"] = file_versions
+    return run
 
 
 def _rate(amount: int | None, seconds: float | None) -> float | None:
@@ -175,24 +229,37 @@ def build_report(
     reason: str | None = None,
     run_id: str | None = None,
     labels: Mapping[str, str] | None = None,
+    run: Mapping[str, Any] | None = None,
     generated_at: _dt.datetime | None = None,
 ) -> dict[str, Any]:
     """The Report of ``snapshot`` (a :class:`MetricsSnapshot` or its dict form).
 
     ``source``: one of :data:`SOURCES`; ``reason``: why the preferred source
-    was not used (shown in the report). ``SnapshotDecodeError`` for a dict
-    that is not a snapshot, ``ValueError`` for an unknown source.
+    was not used (shown in the report). ``run``: the final file's run block
+    (read from the dict form itself when not given); ``run_id`` and
+    ``labels`` go over it. ``SnapshotDecodeError`` for a dict that is not a
+    snapshot, ``ValueError`` for an unknown source.
     """
     if source not in SOURCES:
         raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
-    snap = snapshot if isinstance(snapshot, MetricsSnapshot) else snapshot_from_dict(dict(snapshot))
+    if isinstance(snapshot, MetricsSnapshot):
+        snap = snapshot
+    else:
+        snap = snapshot_from_dict(snapshot)
+        if run is None:
+            run = run_block(snapshot)
+    if run is not None and not isinstance(run, Mapping):
+        raise SnapshotDecodeError(f"run block must be an object, got {run!r}")
+    method = run.get("percentile_method") if run is not None else None
     counters = snap.counters
     complete, incomplete_reason = _incomplete_reason(snap, source, reason)
     tracked_ns = _int_or_none(counters, "tracked_duration_ns")
     total_ns = _int_or_none(counters, "total_duration_ns")
     duration_s = _seconds(tracked_ns)
-    output_tokens = _int_or_none(counters, "tracked_output_tokens")
+    output_tokens = _output_tokens(snap, counters)
     tracked = _window(counters, "tracked")
+    legacy_ns = _int_or_none(counters, "legacy_loadgen_window_duration_ns")
+    qps_legacy, tps_legacy = _legacy_rates(tracked["completed"], output_tokens, legacy_ns)
     when = generated_at or _dt.datetime.now(_dt.UTC)
     return {
         "schema_version": REPORT_SCHEMA_VERSION,
@@ -207,7 +274,11 @@ def build_report(
         "total_duration_s": _seconds(total_ns),
         "qps": _rate(tracked["completed"], duration_s),
         "tps": _rate(output_tokens, duration_s),
+        "legacy_window_s": _seconds(legacy_ns),
+        "qps_legacy": qps_legacy,
+        "tps_legacy": tps_legacy,
         "output_tokens": output_tokens,
+        "percentile_method": str(method) if method is not None else None,
         "finish_reasons": {
             name.removeprefix(_FINISH_PREFIX): int(v)
             for name, v in counters.items()
@@ -216,11 +287,7 @@ def build_report(
         "series": {s.name: _series_entry(s) for s in snap.series.values()},
         "counters": {name: _finite(v) for name, v in counters.items()},
         "snapshot": {"counter": snap.counter, "timestamp_ns": snap.timestamp_ns},
-        "run": {
-            "run_id": run_id,
-            "labels": dict(labels or {}),
-            "versions": _versions(),
-        },
+        "run": _run_entry(run, run_id, labels),
         "generated_at": when.astimezone(_dt.UTC).isoformat().replace("+00:00", "Z"),
     }
 

@@ -21,17 +21,17 @@ in place at most once per terminal snapshot and remembered as sorted.
 from __future__ import annotations
 
 import array
-import functools
 import logging
 import math
 from collections.abc import Sequence
-from fractions import Fraction
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from registry.hdr import HdrFold
+from registry.mlperf.early_stopping import EarlyStoppingSpec, early_stopping_indices
+from registry.percentiles import PercentileMethod, nearest_rank, rank_indices
 from registry.rollups import Rollup, rollup_of
 from registry.snapshot import DEFAULT_PERCENTILES, SeriesStat, percentile_key
 
@@ -42,36 +42,38 @@ logger = logging.getLogger(__name__)
 # Merge the raw chunks into one once there are this many: keeps per-chunk
 # overhead negligible while each value is copied only rarely.
 _MAX_RAW_CHUNKS = 64
+# Below this every int64 converts to float64 exactly.
+_FLOAT_EXACT = 2**53
 
 
-def nearest_rank(p: float, n: int) -> int:
-    """1-based nearest rank of percentile ``p`` among ``n`` values (rank 1 for p = 0).
+def display_edges(min_value: float, max_value: float, n_buckets: int) -> list[float]:
+    """Upstream's ``n_buckets + 1`` display edges over the observed ``[min, max]``.
 
-    Computed in exact rational arithmetic on the decimal ``p`` as written:
-    in floats ``99.9 / 100 * 1000`` is ``999.0000000000001`` and would round up.
+    ``lo = max(min, 1)``, ``hi = max(max, 10 * lo)``, edge ``i`` =
+    ``exp(log(lo) + i * (log(hi) - log(lo)) / n_buckets)``, in that float order
+    and with ``math`` (not numpy) so every edge equals upstream's bit for bit.
+    The first edge may differ from ``lo`` in the last bit; values are clipped
+    into ``[edges[0], edges[-1]]`` before counting, so none is lost.
     """
-    if n <= 0:
-        raise ValueError("nearest rank of an empty set")
-    return min(n, max(1, math.ceil(_decimal_fraction(p) * n / 100)))
-
-
-@functools.lru_cache(maxsize=256)
-def _decimal_fraction(p: float) -> Fraction:
-    return Fraction(repr(float(p)))
-
-
-def display_edges(lo: float, hi: float, n_buckets: int) -> npt.NDArray[np.float64]:
-    """``n_buckets + 1`` edges over ``[lo, hi]``: log-spaced when ``lo > 0``, else linear."""
-    spacing = np.geomspace if lo > 0 else np.linspace
-    edges = spacing(lo, hi, n_buckets + 1)
-    edges[0], edges[-1] = lo, hi
-    return edges
+    lo = max(float(min_value), 1.0)
+    hi = max(float(max_value), lo * 10.0)
+    log_lo = math.log(lo)
+    step = (math.log(hi) - log_lo) / n_buckets
+    return [math.exp(log_lo + i * step) for i in range(n_buckets + 1)]
 
 
 class SeriesConfig:
     """Validated settings of one series."""
 
-    __slots__ = ("dtype", "hdr_high", "hdr_low", "n_histogram_buckets", "percentiles", "sig_figs")
+    __slots__ = (
+        "dtype",
+        "hdr_high",
+        "hdr_low",
+        "n_histogram_buckets",
+        "percentiles",
+        "sig_figs",
+        "tail_latency",
+    )
 
     def __init__(
         self,
@@ -82,6 +84,7 @@ class SeriesConfig:
         n_histogram_buckets: int = 30,
         percentiles: Sequence[float] = DEFAULT_PERCENTILES,
         dtype: type = int,
+        tail_latency: bool = False,
     ) -> None:
         if dtype not in (int, float):
             raise ValueError(f"dtype must be int or float, not {dtype!r}")
@@ -106,6 +109,8 @@ class SeriesConfig:
         self.n_histogram_buckets = int(n_histogram_buckets)
         self.percentiles = grid
         self.dtype = dtype
+        #: gets early-stopping estimates in terminal snapshots (SPEC §10)
+        self.tail_latency = bool(tail_latency)
 
 
 class SeriesSampler:
@@ -218,63 +223,100 @@ class SeriesSampler:
             return self._sorted_raw()
         return np.concatenate(self._raw)
 
-    def stat(self, *, exact: bool) -> SeriesStat:
+    def stat(
+        self,
+        *,
+        exact: bool,
+        method: PercentileMethod = PercentileMethod.NEAREST_RANK,
+        early_stopping: EarlyStoppingSpec | None = None,
+    ) -> SeriesStat:
         """Describe what has been folded so far (call :meth:`fold` first).
 
-        ``exact``: percentiles and display histogram from the raw values
-        (terminal snapshots); otherwise from the HDR (live snapshots).
+        ``exact``: percentiles by ``method``, display histogram and (for a
+        tail-latency series, when ``early_stopping`` is given) the
+        early-stopping map from the raw values (terminal snapshots);
+        otherwise nearest rank and histogram from the HDR (live snapshots).
         """
         r = self._rollup
         hdr_bytes = self._hdr.encode()
+        es_spec = early_stopping if exact and self.config.tail_latency else None
         if r.count == 0:
+            # upstream's empty series: min/max the int 0 even for a float series
             zero: int | float = 0 if self._np_dtype is np.int64 else 0.0
             return SeriesStat(
                 name=self.name,
                 count=0,
                 total=zero,
-                min=zero,
-                max=zero,
+                min=0,
+                max=0,
                 sum_sq=zero,
                 percentiles=dict.fromkeys(self._keys, 0.0),
                 histogram=[],
+                early_stopping_percentiles=(
+                    None if es_spec is None else self._early_stopping_map(None, es_spec)
+                ),
                 hdr=hdr_bytes,
             )
         n = r.count
         lo, hi = float(r.min), float(r.max)
-        edges = display_edges(lo, hi, self.config.n_histogram_buckets) if hi > lo else None
+        edges = display_edges(lo, hi, self.config.n_histogram_buckets)
+        es_map: dict[str, float | None] | None = None
         if exact:
             data = self._sorted_raw()
-            ranks = [nearest_rank(p, n) for p in self.config.percentiles]
-            values = data[np.asarray(ranks, dtype=np.int64) - 1].astype(np.float64).tolist()
-            if edges is None:
-                counts = [n]
-            else:
-                cuts = np.searchsorted(data, edges[1:-1], side="left")
-                counts = np.diff(np.concatenate(([0], cuts, [n]))).tolist()
+            idx = rank_indices(method, self.config.percentiles, n)
+            values = data[idx].astype(np.float64).tolist()
+            counts = _sorted_histogram(data, edges)
+            if es_spec is not None:
+                es_map = self._early_stopping_map(data, es_spec)
         else:
             values = [
                 min(hi, max(lo, float(self._hdr.value_at_rank(nearest_rank(p, n)))))
                 for p in self.config.percentiles
             ]
-            if edges is None:
-                counts = [n]
-            else:
-                reps, weights = self._hdr.nonzero_buckets()
-                binned = np.histogram(np.clip(reps, lo, hi), bins=edges, weights=weights)[0]
-                counts = binned.astype(np.int64).tolist()
-        if edges is None:
-            histogram = [((lo, hi), int(counts[0]))]
-        else:
-            e = edges.tolist()
-            histogram = [((e[i], e[i + 1]), int(c)) for i, c in enumerate(counts)]
+            reps, weights = self._hdr.nonzero_buckets()
+            binned = np.histogram(np.clip(reps, edges[0], edges[-1]), bins=edges, weights=weights)
+            counts = binned[0].astype(np.int64).tolist()
+        histogram = [((edges[i], edges[i + 1]), int(c)) for i, c in enumerate(counts)]
         return SeriesStat(
             name=self.name,
             count=n,
             total=r.total,
             min=r.min,
             max=r.max,
-            sum_sq=r.sum_sq,
+            # a float, as upstream sends it: the correctly rounded value of the exact sum
+            sum_sq=float(r.sum_sq),
             percentiles=dict(zip(self._keys, values, strict=True)),
             histogram=histogram,
+            early_stopping_percentiles=es_map,
             hdr=hdr_bytes,
         )
+
+    def _early_stopping_map(
+        self, data: npt.NDArray[Any] | None, spec: EarlyStoppingSpec
+    ) -> dict[str, float | None]:
+        # an empty series (data None) still gets the map, all None: the feature is on
+        n = 0 if data is None else int(data.size)
+        indices = early_stopping_indices(n, self.config.percentiles, spec)
+        return {
+            key: float(data[i]) if data is not None and i is not None else None
+            for key, i in indices.items()
+        }
+
+
+def _sorted_histogram(data: npt.NDArray[Any], edges: list[float]) -> list[int]:
+    """``np.histogram(np.clip(data, edges[0], edges[-1]), edges)`` for sorted ``data``.
+
+    The same counts (half-open buckets, the last one closed) by bisecting the
+    sorted values at the interior edges instead of letting numpy sort again.
+    For integers ``v < e`` is ``v < ceil(e)``, so the cuts are integer keys
+    and the values never get converted to float (numpy converts them; the two
+    agree below 2**53, and beyond it we compare in float as numpy does).
+    """
+    cuts = np.asarray(edges[1:-1], dtype=np.float64)
+    if data.dtype.kind in "iu":
+        if data.size and max(abs(int(data[0])), abs(int(data[-1]))) < _FLOAT_EXACT:
+            cuts = np.ceil(cuts).astype(data.dtype)
+        else:
+            data = data.astype(np.float64)
+    positions = np.searchsorted(data, cuts, side="left")
+    return np.diff(np.concatenate(([0], positions, [data.size]))).tolist()

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import enum
 import math
-from typing import Any
 
 import msgspec
 
@@ -91,12 +90,19 @@ class CounterStat(msgspec.Struct, frozen=True, array_like=True, tag="counter"):
 
 class SeriesStat(msgspec.Struct, frozen=True, array_like=True, tag="series"):
     """``["series", name, count, total, min, max, sum_sq, percentiles, histogram,
-    early_stopping, hdr]``.
+    early_stopping_percentiles, hdr]``.
 
-    ``early_stopping`` is reserved: we always send ``None`` and tolerate anything.
-    ``hdr`` is the HdrHistogram V2 compressed encoding as raw bytes, or ``None``
-    when the producer sent none
-    (mlcommons/endpoints frames stop after ``histogram`` or ``early_stopping``).
+    A non-empty series carries ``sum_sq`` as a float (upstream's shape; ours is
+    the correctly rounded float of the exact sum) and ``total``/``min``/``max``
+    in the series' own type. An empty one: count 0, ``total``/``sum_sq`` the
+    type's zero, ``min``/``max`` the int 0, every percentile 0.0, no histogram.
+
+    ``early_stopping_percentiles`` (slot 9) is ``None`` except in terminal
+    snapshots of tail-latency series: then a map from grid key (50 <= p < 100)
+    to the early-stopping estimate, ``None`` where there are too few values.
+    ``hdr`` (slot 10, our extension) is the HdrHistogram V2 compressed encoding
+    as raw bytes, or ``None`` when the producer sent none (mlcommons/endpoints
+    frames stop after slot 9).
     """
 
     name: str
@@ -107,7 +113,7 @@ class SeriesStat(msgspec.Struct, frozen=True, array_like=True, tag="series"):
     sum_sq: int | float
     percentiles: dict[str, float]
     histogram: list[tuple[tuple[float, float], int]]
-    early_stopping: Any = None
+    early_stopping_percentiles: dict[str, float | None] | None = None
     hdr: bytes | None = None
 
     @property
@@ -116,12 +122,21 @@ class SeriesStat(msgspec.Struct, frozen=True, array_like=True, tag="series"):
 
     @property
     def std_dev(self) -> float:
-        """Population standard deviation from the exact rollups."""
-        if not self.count:
+        """Sample standard deviation (n - 1) from the rollups, computed as upstream's Report.
+
+        Integer ``total`` and ``sum_sq``: ``sqrt(n*sum_sq - total**2) / sqrt(n*(n-1))``
+        in exact integers; otherwise ``sqrt((sum_sq - total**2/n) / (n-1))`` in
+        floats (what upstream does with the float ``sum_sq`` it sends). 0.0 for
+        fewer than two values.
+        """
+        n = self.count
+        if n < 2:
             return 0.0
-        mean = self.total / self.count
-        var = self.sum_sq / self.count - mean * mean
-        return math.sqrt(var) if var > 0 else 0.0
+        total, sum_sq = self.total, self.sum_sq
+        if isinstance(total, int) and isinstance(sum_sq, int):
+            return math.sqrt(max(0, n * sum_sq - total * total)) / math.sqrt(n * (n - 1))
+        var_num = sum_sq - total * total / n
+        return math.sqrt(max(0.0, var_num / (n - 1)))
 
     def percentile(self, p: float) -> float:
         """The value of percentile ``p`` from the snapshot's grid (``KeyError`` if absent)."""

@@ -2,8 +2,9 @@
 
 Wire: a 40-byte topic (``MET`` NUL-padded) and a msgpack payload whose layout
 is given by the structs in :mod:`registry.snapshot`. Dict form: the JSON
-shape of ``final_snapshot.json``: strict JSON, non-finite floats as ``null``,
-``hdr`` as base64 text.
+shape of ``final_snapshot.json``, key for key upstream's (``early_stopping_percentiles``
+right after ``percentiles`` when set), plus our ``hdr`` (base64 text, when set)
+and top-level ``run`` block: strict JSON, non-finite floats as ``null``.
 
 This module only converts; it never touches sockets or files, and decoding
 never trusts its input: anything malformed raises :class:`SnapshotDecodeError`.
@@ -14,6 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import msgspec
@@ -26,6 +28,7 @@ __all__ = [
     "SnapshotCodec",
     "SnapshotDecodeError",
     "pad_topic",
+    "run_block",
     "snapshot_from_dict",
     "snapshot_to_dict",
 ]
@@ -109,51 +112,117 @@ class SnapshotCodec:
         return None
 
 
-def _json_float(v: float | int) -> float | int | None:
+def _json_float(v: float | int | None) -> float | int | None:
     if isinstance(v, float) and not math.isfinite(v):
         return None
     return v
 
 
-def snapshot_to_dict(snap: MetricsSnapshot) -> dict[str, Any]:
-    """The dict form of SPEC §4: JSON-ready, strict (no NaN/Infinity)."""
+def _series_to_dict(m: SeriesStat) -> dict[str, Any]:
+    # key order is upstream's; the optional keys appear only when set
+    d: dict[str, Any] = {
+        "type": "series",
+        "name": m.name,
+        "count": m.count,
+        "total": _json_float(m.total),
+        "min": _json_float(m.min),
+        "max": _json_float(m.max),
+        "sum_sq": _json_float(m.sum_sq),
+        "percentiles": {k: _json_float(v) for k, v in m.percentiles.items()},
+    }
+    if m.early_stopping_percentiles is not None:
+        d["early_stopping_percentiles"] = {
+            k: _json_float(v) for k, v in m.early_stopping_percentiles.items()
+        }
+    d["histogram"] = [[[_json_float(lo), _json_float(hi)], n] for (lo, hi), n in m.histogram]
+    if m.hdr is not None:
+        d["hdr"] = base64.b64encode(m.hdr).decode("ascii")
+    return d
+
+
+def snapshot_to_dict(
+    snap: MetricsSnapshot, *, run: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The dict form of SPEC §4: JSON-ready, strict (no NaN/Infinity).
+
+    ``run`` (our extension: run id, labels, versions, percentile method, ...)
+    becomes the top-level ``"run"`` key, written last; upstream ignores it.
+    """
     metrics: list[dict[str, Any]] = []
     for m in snap.metrics:
         if isinstance(m, CounterStat):
             metrics.append({"type": "counter", "name": m.name, "value": _json_float(m.value)})
-            continue
-        metrics.append(
-            {
-                "type": "series",
-                "name": m.name,
-                "count": m.count,
-                "total": _json_float(m.total),
-                "min": _json_float(m.min),
-                "max": _json_float(m.max),
-                "sum_sq": _json_float(m.sum_sq),
-                "percentiles": {k: _json_float(v) for k, v in m.percentiles.items()},
-                "histogram": [
-                    [[_json_float(lo), _json_float(hi)], n] for (lo, hi), n in m.histogram
-                ],
-                "early_stopping": m.early_stopping,
-                "hdr": base64.b64encode(m.hdr).decode("ascii") if m.hdr is not None else None,
-            }
-        )
-    return {
+        else:
+            metrics.append(_series_to_dict(m))
+    d: dict[str, Any] = {
         "counter": snap.counter,
         "timestamp_ns": snap.timestamp_ns,
         "state": snap.state.value,
         "n_pending_tasks": snap.n_pending_tasks,
         "metrics": metrics,
     }
+    if run is not None:
+        d["run"] = dict(run)
+    return d
 
 
 def _nan_if_none(v: Any) -> Any:
     return math.nan if v is None else v
 
 
-def snapshot_from_dict(d: dict[str, Any]) -> MetricsSnapshot:
-    """Inverse of :func:`snapshot_to_dict` (``null`` floats come back as NaN)."""
+def _number_or_none(v: Any) -> float | None:
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        raise TypeError(f"expected a number or null, got {v!r}")
+    return float(v)
+
+
+def _early_stopping_from_dict(m: Mapping[str, Any]) -> dict[str, float | None] | None:
+    if "early_stopping_percentiles" in m:
+        esp = m["early_stopping_percentiles"]
+        if esp is None:
+            return None
+        if not isinstance(esp, dict):
+            raise TypeError(f"early_stopping_percentiles must be an object, got {esp!r}")
+        return {str(k): _number_or_none(v) for k, v in esp.items()}
+    # A newer upstream names it "early_stopping"; its pre-release shapes differ,
+    # so only a flat {grid key: number|null} map is taken, anything else ignored.
+    legacy = m.get("early_stopping")
+    if isinstance(legacy, dict):
+        try:
+            return {str(float(k)): _number_or_none(v) for k, v in legacy.items()}
+        except (TypeError, ValueError):
+            return None
+    return None
+
+
+def _series_from_dict(m: Mapping[str, Any]) -> SeriesStat:
+    hdr = m.get("hdr")
+    return SeriesStat(
+        name=m["name"],
+        count=m["count"],
+        total=_nan_if_none(m["total"]),
+        min=_nan_if_none(m["min"]),
+        max=_nan_if_none(m["max"]),
+        sum_sq=_nan_if_none(m["sum_sq"]),
+        percentiles={str(k): float(_nan_if_none(v)) for k, v in m["percentiles"].items()},
+        histogram=[
+            ((float(_nan_if_none(lo)), float(_nan_if_none(hi))), int(n))
+            for (lo, hi), n in m["histogram"]
+        ],
+        early_stopping_percentiles=_early_stopping_from_dict(m),
+        hdr=base64.b64decode(hdr, validate=True) if hdr is not None else None,
+    )
+
+
+def snapshot_from_dict(d: Mapping[str, Any]) -> MetricsSnapshot:
+    """Inverse of :func:`snapshot_to_dict` (``null`` floats come back as NaN).
+
+    Reads our files and upstream's (no ``hdr``, no ``run``; the early-stopping
+    map under ``early_stopping_percentiles`` or a newer upstream's
+    ``early_stopping``). The ``run`` block is read by :func:`run_block`.
+    """
     try:
         metrics: list[CounterStat | SeriesStat] = []
         for m in d["metrics"]:
@@ -161,26 +230,7 @@ def snapshot_from_dict(d: dict[str, Any]) -> MetricsSnapshot:
             if kind == "counter":
                 metrics.append(CounterStat(m["name"], _nan_if_none(m["value"])))
             elif kind == "series":
-                hdr = m.get("hdr")
-                metrics.append(
-                    SeriesStat(
-                        name=m["name"],
-                        count=m["count"],
-                        total=_nan_if_none(m["total"]),
-                        min=_nan_if_none(m["min"]),
-                        max=_nan_if_none(m["max"]),
-                        sum_sq=_nan_if_none(m["sum_sq"]),
-                        percentiles={
-                            str(k): float(_nan_if_none(v)) for k, v in m["percentiles"].items()
-                        },
-                        histogram=[
-                            ((float(_nan_if_none(lo)), float(_nan_if_none(hi))), int(n))
-                            for (lo, hi), n in m["histogram"]
-                        ],
-                        early_stopping=m.get("early_stopping"),
-                        hdr=base64.b64decode(hdr, validate=True) if hdr is not None else None,
-                    )
-                )
+                metrics.append(_series_from_dict(m))
             else:
                 raise SnapshotDecodeError(f"metric {m.get('name')!r} has unknown type {kind!r}")
         return MetricsSnapshot(
@@ -194,3 +244,16 @@ def snapshot_from_dict(d: dict[str, Any]) -> MetricsSnapshot:
         raise
     except (KeyError, TypeError, ValueError, AttributeError, binascii.Error) as exc:
         raise SnapshotDecodeError(f"invalid snapshot dict: {type(exc).__name__}: {exc}") from exc
+
+
+def run_block(d: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The ``run`` block of a snapshot dict, or ``None`` when it has none (upstream's files).
+
+    ``SnapshotDecodeError`` when ``run`` is present but not an object.
+    """
+    run = d.get("run")
+    if run is None:
+        return None
+    if not isinstance(run, dict):
+        raise SnapshotDecodeError(f"invalid snapshot dict: 'run' must be an object, got {run!r}")
+    return dict(run)

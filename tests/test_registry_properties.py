@@ -63,7 +63,8 @@ def test_integer_rollups_are_exact(values) -> None:
     stat = one_series(values).build_snapshot(state=LIVE, n_pending_tasks=0).series["s"]
     assert stat.count == len(values)
     assert stat.total == sum(values)
-    assert stat.sum_sq == sum(v * v for v in values)
+    # a float on the wire (upstream's shape): the correctly rounded exact sum
+    assert stat.sum_sq == float(sum(v * v for v in values))
     if values:
         assert (stat.min, stat.max) == (min(values), max(values))
 
@@ -126,11 +127,17 @@ def test_display_histogram_counts_sum_to_count(values, state, n_buckets) -> None
     reg.record_many("s", values)
     stat = reg.build_snapshot(state=state, n_pending_tasks=0).series["s"]
     assert sum(n for _, n in stat.histogram) == len(values)
+    assert len(stat.histogram) == n_buckets
     edges = [lo for (lo, _), _ in stat.histogram] + [stat.histogram[-1][0][1]]
-    assert edges[0] == min(values) and edges[-1] == max(values)
-    assert edges == sorted(edges)
-    if min(values) < max(values):
-        assert len(stat.histogram) == n_buckets
+    # upstream's rule: log-spaced over [max(min, 1), max(max, 10 * that)]
+    lo = max(float(min(values)), 1.0)
+    hi = max(float(max(values)), 10.0 * lo)
+    assert math.isclose(edges[0], lo, rel_tol=1e-12)
+    assert math.isclose(edges[-1], hi, rel_tol=1e-12)
+    assert all(a < b for a, b in zip(edges, edges[1:], strict=False))
+    if state is COMPLETE:
+        want = np.histogram(np.clip(values, edges[0], edges[-1]), bins=edges)[0]
+        assert [n for _, n in stat.histogram] == want.tolist()
 
 
 def test_nearest_rank_definition() -> None:
