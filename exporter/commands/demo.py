@@ -51,6 +51,7 @@ from exporter.report_view import (
     load_report_file,
     render_report,
 )
+from exporter.verdict_args import add_verdict_arguments, constraints_from_args
 from registry.events.publisher import EventPublisher
 from registry.events.synthetic import SourceStats, SyntheticLoad, drive
 from registry.final_source import FinalSnapshotUnavailable, load_final_snapshot
@@ -61,6 +62,7 @@ __all__ = [
     "AGGREGATOR_PASSTHROUGH",
     "DEFAULT_OUTPUT_DIR",
     "FINAL_FILES",
+    "PROFILES",
     "add_parser",
     "aggregator_command",
     "compare_counts",
@@ -88,7 +90,19 @@ AGGREGATOR_PASSTHROUGH: list[tuple[str, str]] = [
     ("push_job", "--push-job"),
     ("namespace", "--namespace"),
     ("stale_after", "--stale-after"),
+    ("buckets", "--buckets"),
+    # the verdict is decided in the aggregator (SPEC §10)
+    ("ruleset", "--ruleset"),
+    ("slo", "--slo"),
 ]
+
+#: ``--profile``: named traffic shapes; ``nominal`` passes every ruleset of
+#: :mod:`registry.mlperf.rulesets`, ``slow`` fails each one's TTFT limit (its p99 is
+#: about 3.2 s) and the interactive variants' TPOT limits too.
+PROFILES: dict[str, dict[str, float]] = {
+    "nominal": {},
+    "slow": {"ttft_median_ms": 1000.0, "tpot_median_ms": 25.0},
+}
 
 # How long the aggregator may take to subscribe to the events after it starts.
 _STARTUP_TIMEOUT_S = 20.0
@@ -133,6 +147,27 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="output tokens per streamed chunk event (default: %(default)s)",
     )
     load.add_argument(
+        "--profile",
+        choices=sorted(PROFILES),
+        default="nominal",
+        help="traffic shape: nominal (TTFT median 40 ms, TPOT 4 ms: passes the MLPerf "
+        "rulesets) or slow (TTFT median 1 s, TPOT 25 ms: fails them); default: nominal",
+    )
+    load.add_argument(
+        "--ttft-median",
+        type=float,
+        default=None,
+        metavar="MS",
+        help="median time to first token in ms (overrides the profile's)",
+    )
+    load.add_argument(
+        "--tpot-median",
+        type=float,
+        default=None,
+        metavar="MS",
+        help="median time per output token in ms (overrides the profile's)",
+    )
+    load.add_argument(
         "--no-streaming",
         dest="streaming",
         action="store_false",
@@ -158,6 +193,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--run-id", default=None, metavar="ID", help="run id (default: demo-<date>-<time>)"
     )
+    add_verdict_arguments(parser)
     # The demo exits after printing its report: no linger unless asked for.
     add_exporter_arguments(
         parser, listen_default=DEFAULT_LISTEN, linger_default=0.0, with_labels=False
@@ -167,6 +203,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def load_from_args(args: argparse.Namespace) -> SyntheticLoad:
     """The synthetic load the options describe (``UsageError`` saying which one is bad)."""
+    shape = dict(PROFILES[getattr(args, "profile", "nominal") or "nominal"])
+    for dest, key in (("ttft_median", "ttft_median_ms"), ("tpot_median", "tpot_median_ms")):
+        value = getattr(args, dest, None)
+        if value is not None:
+            shape[key] = value
     try:
         return SyntheticLoad(
             qps=args.qps,
@@ -175,6 +216,7 @@ def load_from_args(args: argparse.Namespace) -> SyntheticLoad:
             streaming=args.streaming,
             error_rate=args.error_rate,
             tokens_per_chunk=args.tokens_per_chunk,
+            **shape,  # type: ignore[arg-type]
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
@@ -203,6 +245,10 @@ def aggregator_command(
     for dest, flag in AGGREGATOR_PASSTHROUGH:
         value = getattr(args, dest, None)
         if value is None or value is False:
+            continue
+        if isinstance(value, list):  # a repeatable option: the flag once per item
+            for item in value:
+                cmd += [flag, str(item)]
             continue
         cmd += (
             [flag]
@@ -530,6 +576,9 @@ def _finish(
 
 def run(args: argparse.Namespace) -> int:
     load = load_from_args(args)
+    constraints = constraints_from_args(args)
+    if not args.streaming and any(c.series in ("ttft_ns", "tpot_ns") for c in constraints):
+        raise UsageError("TTFT and TPOT constraints need streaming: drop --no-streaming")
     # bad exporter options and a busy --listen port fail here, not in the aggregator process
     check_listen_free(exporter_options(args).listen)
     if args.interval <= 0:

@@ -32,6 +32,11 @@ same events give the same numbers (the fixture tests compare field by field):
   ``n_pending_tasks`` counts tokenizations not yet recorded.
 - Events after ``session.ended`` are ignored, the rest of its batch included.
 
+With constraints (``--ruleset`` / ``--slo``, SPEC §10), every tracked
+completion is also judged by a :class:`~registry.mlperf.ConstraintTracker`
+(:meth:`AggregatorMetrics.judge_sample`) and the verdict counters of
+:mod:`registry.verdict_counters` follow the aggregator's own.
+
 Ours in addition: ``tracked_output_tokens`` and the data-quality counters
 ``events_malformed`` (undecodable payloads, unknown event types, broken
 frames, sample events without a uuid), ``events_unmatched`` (sample events
@@ -57,6 +62,9 @@ from registry.aggregator.session import SessionMachine
 from registry.events import EventCodec, EventRecord, EventType
 from registry.events.data import PromptData
 from registry.metrics_registry import MetricsRegistry
+from registry.mlperf.constraints import ConstraintTracker
+from registry.mlperf.slo import Constraint
+from registry.verdict_counters import register_verdict_counters, write_verdict_counters
 
 __all__ = [
     "COUNTERS",
@@ -150,7 +158,11 @@ class AggregatorMetrics:
         session: SessionMachine | None = None,
         sig_figs: int = 3,
         n_histogram_buckets: int = 30,
+        constraints: Sequence[Constraint] = (),
     ) -> None:
+        for c in constraints:
+            if c.series in STREAMING_SERIES and not streaming:
+                raise ValueError(f"constraint {c.describe()} needs streaming mode ({c.series})")
         self.registry = registry
         self.streaming = streaming
         self.session = session if session is not None else SessionMachine()
@@ -158,6 +170,12 @@ class AggregatorMetrics:
             registry.register_counter(name, settable=name in SETTABLE_COUNTERS)
         for name in DIAGNOSTIC_COUNTERS:
             registry.register_counter(name)
+        #: the run's constraint accounting (``None`` without constraints)
+        self.tracker: ConstraintTracker | None = None
+        if constraints:
+            self.tracker = ConstraintTracker(constraints)
+            register_verdict_counters(registry, self.tracker.constraints)
+            write_verdict_counters(registry, self.tracker, tracked_duration_ns=0)
         for name, dtype, bounds in _SERIES:
             if streaming or name not in STREAMING_SERIES:
                 registry.register_series(
@@ -312,6 +330,53 @@ class AggregatorMetrics:
         """Fold the counts now (the final snapshot must see every duration)."""
         self._flush()
 
+    def judge_sample(
+        self,
+        *,
+        failed: bool,
+        ttft_ns: int | None,
+        tpot_ns: float | None,
+        latency_ns: int | None,
+        output_tokens: int | None,
+    ) -> None:
+        """Judge one tracked sample against the run's constraints (no-op without any).
+
+        Call it exactly once per tracked sample, when every value a constraint
+        looks at is known. The aggregator calls it at ``sample.complete``,
+        where TPOT is known when the producer sent ``output_tokens``. When TPOT
+        comes later from tokenization, the completion must not call it; the
+        tokenization callback calls it instead, with the TTFT, latency and
+        failed flag the completion saw and the TPOT and output tokens it
+        computed (``None`` for a value the sample does not have). The counts
+        reach the registry at the next fold (every batch, or
+        :meth:`refresh_durations`).
+        """
+        tracker = self.tracker
+        if tracker is not None:
+            tracker.observe(
+                failed=failed,
+                ttft_ns=ttft_ns,
+                tpot_ns=tpot_ns,
+                latency_ns=latency_ns,
+                output_tokens=output_tokens,
+            )
+
+    def finalize_verdict(self, *, complete: bool) -> None:
+        """Fold the counts and judge them as the run's end (states pass/fail).
+
+        ``complete``: the run ended normally; an incomplete run's verdict is fail.
+        Call it once, just before the terminal snapshot is captured.
+        """
+        self._flush()
+        if self.tracker is not None:
+            write_verdict_counters(
+                self.registry,
+                self.tracker,
+                tracked_duration_ns=self._tracked_duration,
+                final=True,
+                complete=complete,
+            )
+
     # -- internals -------------------------------------------------------------
 
     def _warn_once(self, kind: str, fmt: str) -> None:
@@ -372,6 +437,8 @@ class AggregatorMetrics:
         if self._legacy_start is not None and self._legacy_end is not None:
             legacy = max(0, self._legacy_end - self._legacy_start)
         reg.set_counter("legacy_loadgen_window_duration_ns", legacy)
+        if self.tracker is not None:
+            write_verdict_counters(reg, self.tracker, tracked_duration_ns=self._tracked_duration)
 
     # -- handlers (one per event type) ----------------------------------------
 
@@ -513,12 +580,24 @@ class AggregatorMetrics:
         record = self._record
         record("sample_latency_ns", ts - issued)
         out = rec.output_tokens
+        first = rows.recv_first[slot]
+        tpot: float | None = None
         if out is not msgspec.UNSET:
             record("osl", out)
             self._n_output_tokens += out  # type: ignore[operator]
-            first = rows.recv_first[slot]
             if self._has_ttft and first != UNSET and out > 1:  # type: ignore[operator]
-                record("tpot_ns", (ts - first) / (out - 1))  # type: ignore[operator]
+                tpot = (ts - first) / (out - 1)  # type: ignore[operator]
+                record("tpot_ns", tpot)
+        if self.tracker is not None:
+            # TPOT is known here only from the producer's output_tokens; a sample whose
+            # TPOT comes from tokenization is judged by the tokenization callback instead.
+            self.judge_sample(
+                failed=bool(rows.failed[slot]),
+                ttft_ns=first - issued if self._has_ttft and first != UNSET else None,
+                tpot_ns=tpot,
+                latency_ns=ts - issued,
+                output_tokens=None if out is msgspec.UNSET else out,
+            )
         reason = rec.finish_reason
         if isinstance(reason, str):
             key = reason if reason in self._finish else "other"

@@ -48,6 +48,7 @@ from registry.aggregator.session import SessionMachine
 from registry.final_source import read_final_file
 from registry.metrics_registry import MetricsRegistry
 from registry.mlperf.early_stopping import EarlyStoppingSpec
+from registry.mlperf.slo import Constraint
 from registry.percentiles import PercentileMethod
 from registry.publisher import MetricsPublisher
 from registry.report import build_report, write_report
@@ -90,6 +91,8 @@ class AggregatorService:
         early_stopping: EarlyStoppingSpec | None = EarlyStoppingSpec(),  # noqa: B008 (frozen)
         sig_figs: int = 3,
         n_histogram_buckets: int = 30,
+        constraints: Sequence[Constraint] = (),
+        ruleset: str | None = None,
         ignore_sigint: bool = False,
         readiness: tuple[str, int] | None = None,
         ready_marker: bool = False,
@@ -122,7 +125,11 @@ class AggregatorService:
             session=self.session,
             sig_figs=sig_figs,
             n_histogram_buckets=n_histogram_buckets,
+            constraints=constraints,
         )
+        #: the constraints the run is judged on, and the ruleset they came from
+        self.constraints: tuple[Constraint, ...] = tuple(constraints)
+        self.ruleset = ruleset
         self._listeners = list(listeners)
         self._on_start = list(on_start)
         self._on_stop = list(on_stop)
@@ -176,6 +183,17 @@ class AggregatorService:
         assert self._stop is not None
         self._stop.set()
 
+    def _run_info(self) -> dict[str, Any]:
+        """What the final file's ``run`` block says beyond the registry's settings."""
+        if not self.constraints:
+            return {}
+        return {
+            "verdict": {
+                "ruleset": self.ruleset,
+                "constraints": [c.describe() for c in self.constraints],
+            }
+        }
+
     def _runtime_state(self) -> tuple[SessionState, int]:
         return self.session.state, self.metrics.n_pending_tasks
 
@@ -195,6 +213,7 @@ class AggregatorService:
             endpoint=self.snapshots_endpoint,
             final_snapshot_path=self.final_snapshot_path,
             interval_s=self.interval_s,
+            run_info=self._run_info,
         )
         self._publisher = publisher
         self.bound_snapshots_endpoint = publisher.endpoint
@@ -272,6 +291,7 @@ class AggregatorService:
     async def _finish(self, publisher: MetricsPublisher, *, interrupted: bool) -> None:
         self.metrics.refresh_durations()
         pending = self.metrics.n_pending_tasks
+        self.metrics.finalize_verdict(complete=not interrupted and pending == 0)
         if interrupted:
             self.session.interrupt()
         snap = await publisher.publish_final(n_pending_tasks=pending, interrupted=interrupted)
