@@ -5,7 +5,7 @@ the same ``le`` values and ``histogram_quantile`` can add instances up:
 
 * the aggregator's latency series have a fixed table over a range that fits
   the quantity, log-spaced on the E24 preferred numbers (24 per decade, steps
-  of at most 10 %, so ``histogram_quantile`` lands within a few percent of the
+  of 4-15 %, so ``histogram_quantile`` lands within a few percent of the
   exact quantile): TTFT 1 ms..100 s, TPOT 0.1 ms..10 s, end-to-end latency
   10 ms..1 h; chunk gaps on E12 (12 per decade) over 0.1 ms..60 s; token
   lengths on 1-2-5 over 1..1,000,000;
