@@ -36,8 +36,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from registry.metrics_registry import MetricsRegistry
-from registry.mlperf.constraints import STATES, ConstraintTracker, combine_states
+from registry.mlperf.constraints import (
+    STATES,
+    ConstraintTracker,
+    combine_states,
+    decide,
+    min_queries_for,
+)
 from registry.mlperf.slo import Constraint, parse_key
+from registry.percentiles import percent_to_fraction
 
 __all__ = [
     "GOODPUT_SAMPLES",
@@ -46,13 +53,12 @@ __all__ = [
     "GOOD_SAMPLES",
     "VERDICT_STATE",
     "ConstraintReading",
+    "VerdictCounters",
     "VerdictReading",
     "constraint_counter",
     "is_verdict_counter",
     "read_verdict",
-    "register_verdict_counters",
     "verdict_counter_names",
-    "write_verdict_counters",
 ]
 
 GOOD_SAMPLES = "good_samples"
@@ -97,57 +103,75 @@ def is_verdict_counter(name: str) -> bool:
     return False
 
 
-def register_verdict_counters(registry: MetricsRegistry, constraints: Sequence[Constraint]) -> None:
-    """Register the counters of :func:`verdict_counter_names` and set every limit."""
-    for name in _RUN_COUNTERS:
-        if name in (GOODPUT_SAMPLES, GOODPUT_TOKENS):
-            registry.register_counter(name, dtype=float, settable=True)
-        else:
-            registry.register_counter(name, settable=name == VERDICT_STATE)
-    for c in constraints:
-        for f in _FIELDS:
-            settable = f in ("limit_ns", "queries_needed", "state")
-            registry.register_counter(constraint_counter(c.key, f), settable=settable)
-        registry.set_counter(constraint_counter(c.key, "limit_ns"), c.limit_ns)
-    registry.set_counter(VERDICT_STATE, STATES.index("pending"))
-    for c in constraints:
-        registry.set_counter(constraint_counter(c.key, "state"), STATES.index("pending"))
+class VerdictCounters:
+    """The verdict counters of one run on one registry: registered once, written every fold.
 
-
-def _raise_to(registry: MetricsRegistry, name: str, value: int) -> None:
-    delta = value - int(registry.counter_value(name))
-    if delta:
-        registry.increment(name, delta)
-
-
-def write_verdict_counters(
-    registry: MetricsRegistry,
-    tracker: ConstraintTracker,
-    *,
-    tracked_duration_ns: int,
-    final: bool = False,
-    complete: bool = True,
-) -> None:
-    """Fold the tracker's counts and states into the registered counters.
-
-    ``final``: judge as the end of the run (states pass/fail); ``complete``:
-    whether the run ended normally (an incomplete run's verdict is fail).
+    Registering sets every limit and the initial states (pending) and queries
+    needed. :meth:`write` folds the tracker's counts and the states judged on
+    them, with :func:`registry.mlperf.constraints.decide` (the arithmetic of
+    ``judge``, without objects), so a fold costs a few microseconds.
     """
-    judgements = tracker.judgements(final=final)
-    for c, j in zip(tracker.constraints, judgements, strict=True):
-        _raise_to(registry, constraint_counter(c.key, "samples"), j.samples)
-        _raise_to(registry, constraint_counter(c.key, "over_limit"), j.over_limit)
-        registry.set_counter(constraint_counter(c.key, "queries_needed"), j.queries_needed)
-        registry.set_counter(constraint_counter(c.key, "state"), STATES.index(j.state))
-    _raise_to(registry, GOOD_SAMPLES, tracker.good_samples)
-    _raise_to(registry, GOOD_OUTPUT_TOKENS, tracker.good_output_tokens)
-    seconds = tracked_duration_ns / 1e9
-    registry.set_counter(GOODPUT_SAMPLES, tracker.good_samples / seconds if seconds > 0 else 0.0)
-    registry.set_counter(
-        GOODPUT_TOKENS, tracker.good_output_tokens / seconds if seconds > 0 else 0.0
-    )
-    state = combine_states([j.state for j in judgements], final=final, complete=complete)
-    registry.set_counter(VERDICT_STATE, STATES.index(state))
+
+    def __init__(self, registry: MetricsRegistry, tracker: ConstraintTracker) -> None:
+        self.registry = registry
+        self.tracker = tracker
+        for name in _RUN_COUNTERS:
+            if name in (GOODPUT_SAMPLES, GOODPUT_TOKENS):
+                registry.register_counter(name, dtype=float, settable=True)
+            else:
+                registry.register_counter(name, settable=name == VERDICT_STATE)
+        self._names: list[tuple[str, str, str, str]] = []
+        for c in tracker.constraints:
+            for f in _FIELDS:
+                settable = f in ("limit_ns", "queries_needed", "state")
+                registry.register_counter(constraint_counter(c.key, f), settable=settable)
+            registry.set_counter(constraint_counter(c.key, "limit_ns"), c.limit_ns)
+            self._names.append(
+                tuple(constraint_counter(c.key, f) for f in _FIELDS[1:])  # type: ignore[arg-type]
+            )
+        self._fractions = [percent_to_fraction(c.percentile) for c in tracker.constraints]
+        self._percents = [float(c.percentile) for c in tracker.constraints]
+        self._written: tuple[int, int, bool, bool] | None = None
+        self.write(tracked_duration_ns=0)
+
+    def write(
+        self, *, tracked_duration_ns: int, final: bool = False, complete: bool = True
+    ) -> None:
+        """Fold the tracker's counts and states into the counters.
+
+        ``final``: judge as the end of the run (states pass/fail); ``complete``:
+        whether the run ended normally (an incomplete run's verdict is fail).
+        Nothing to do when nothing changed since the last write.
+        """
+        tracker = self.tracker
+        key = (tracker.samples_observed, tracked_duration_ns, final, complete)
+        if key == self._written:
+            return
+        self._written = key
+        reg = self.registry
+        increment, set_counter, value = reg.increment, reg.set_counter, reg.counter_value
+        codes = []
+        for i, (samples, over, needed, state) in enumerate(self._names):
+            n, t = tracker.samples[i], tracker.over_limit[i]
+            min_queries = min_queries_for(t, self._percents[i])
+            queries, _, code = decide(n, t, min_queries, self._fractions[i], final)
+            if n != value(samples):
+                increment(samples, n - value(samples))
+            if t != value(over):
+                increment(over, t - value(over))
+            set_counter(needed, queries)
+            set_counter(state, code)
+            codes.append(code)
+        good, tokens = tracker.good_samples, tracker.good_output_tokens
+        if good != value(GOOD_SAMPLES):
+            increment(GOOD_SAMPLES, good - value(GOOD_SAMPLES))
+        if tokens != value(GOOD_OUTPUT_TOKENS):
+            increment(GOOD_OUTPUT_TOKENS, tokens - value(GOOD_OUTPUT_TOKENS))
+        seconds = tracked_duration_ns / 1e9
+        set_counter(GOODPUT_SAMPLES, good / seconds if seconds > 0 else 0.0)
+        set_counter(GOODPUT_TOKENS, tokens / seconds if seconds > 0 else 0.0)
+        run_state = combine_states([STATES[c] for c in codes], final=final, complete=complete)
+        set_counter(VERDICT_STATE, STATES.index(run_state))
 
 
 @dataclass(frozen=True, slots=True)

@@ -64,7 +64,7 @@ from registry.events.data import PromptData
 from registry.metrics_registry import MetricsRegistry
 from registry.mlperf.constraints import ConstraintTracker
 from registry.mlperf.slo import Constraint
-from registry.verdict_counters import register_verdict_counters, write_verdict_counters
+from registry.verdict_counters import VerdictCounters
 
 __all__ = [
     "COUNTERS",
@@ -172,10 +172,10 @@ class AggregatorMetrics:
             registry.register_counter(name)
         #: the run's constraint accounting (``None`` without constraints)
         self.tracker: ConstraintTracker | None = None
+        self._verdict: VerdictCounters | None = None
         if constraints:
             self.tracker = ConstraintTracker(constraints)
-            register_verdict_counters(registry, self.tracker.constraints)
-            write_verdict_counters(registry, self.tracker, tracked_duration_ns=0)
+            self._verdict = VerdictCounters(registry, self.tracker)
         for name, dtype, bounds in _SERIES:
             if streaming or name not in STREAMING_SERIES:
                 registry.register_series(
@@ -368,13 +368,9 @@ class AggregatorMetrics:
         Call it once, just before the terminal snapshot is captured.
         """
         self._flush()
-        if self.tracker is not None:
-            write_verdict_counters(
-                self.registry,
-                self.tracker,
-                tracked_duration_ns=self._tracked_duration,
-                final=True,
-                complete=complete,
+        if self._verdict is not None:
+            self._verdict.write(
+                tracked_duration_ns=self._tracked_duration, final=True, complete=complete
             )
 
     # -- internals -------------------------------------------------------------
@@ -395,7 +391,9 @@ class AggregatorMetrics:
 
     def _unmatched(self, rec: EventRecord, why: str) -> None:
         self._n_unmatched += 1
-        self._warn_once(f"{rec.event_type.value} {why}", "ignoring %s (counted in events_unmatched)")
+        self._warn_once(
+            f"{rec.event_type.value} {why}", "ignoring %s (counted in events_unmatched)"
+        )
 
     def _out_of_order(self, rec: EventRecord) -> None:
         self._n_out_of_order += 1
@@ -437,8 +435,8 @@ class AggregatorMetrics:
         if self._legacy_start is not None and self._legacy_end is not None:
             legacy = max(0, self._legacy_end - self._legacy_start)
         reg.set_counter("legacy_loadgen_window_duration_ns", legacy)
-        if self.tracker is not None:
-            write_verdict_counters(reg, self.tracker, tracked_duration_ns=self._tracked_duration)
+        if self._verdict is not None:
+            self._verdict.write(tracked_duration_ns=self._tracked_duration)
 
     # -- handlers (one per event type) ----------------------------------------
 
@@ -588,15 +586,17 @@ class AggregatorMetrics:
             if self._has_ttft and first != UNSET and out > 1:  # type: ignore[operator]
                 tpot = (ts - first) / (out - 1)  # type: ignore[operator]
                 record("tpot_ns", tpot)
-        if self.tracker is not None:
+        tracker = self.tracker
+        if tracker is not None:
             # TPOT is known here only from the producer's output_tokens; a sample whose
-            # TPOT comes from tokenization is judged by the tokenization callback instead.
-            self.judge_sample(
-                failed=bool(rows.failed[slot]),
-                ttft_ns=first - issued if self._has_ttft and first != UNSET else None,
-                tpot_ns=tpot,
-                latency_ns=ts - issued,
-                output_tokens=None if out is msgspec.UNSET else out,
+            # TPOT comes from tokenization is judged by the tokenization callback instead
+            # (judge_sample; called directly here, one call less per completion).
+            tracker.add(
+                rows.failed[slot] != 0,
+                first - issued if first != UNSET and self._has_ttft else None,
+                tpot,
+                ts - issued,
+                None if out is msgspec.UNSET else out,
             )
         reason = rec.finish_reason
         if isinstance(reason, str):

@@ -35,12 +35,13 @@ Pure counting and arithmetic: no registry, no I/O.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from registry.mlperf.early_stopping import EarlyStoppingSpec, find_min_passing
 from registry.mlperf.slo import Constraint
-from registry.percentiles import PercentileMethod, percent_to_fraction, rank_index
+from registry.percentiles import percent_to_fraction
 
 __all__ = [
     "FINAL_STATES",
@@ -50,7 +51,9 @@ __all__ = [
     "ConstraintTracker",
     "Judgement",
     "combine_states",
+    "decide",
     "judge",
+    "min_queries_for",
 ]
 
 #: Every state, in the order of their numeric codes on the snapshot stream (0..4).
@@ -94,27 +97,48 @@ def judge(samples: int, over_limit: int, percentile: float, *, final: bool) -> J
     n, t = int(samples), int(over_limit)
     if n < 0 or t < 0 or t > n:
         raise ValueError(f"need 0 <= over_limit <= samples, got {t} of {n}")
+    min_queries = min_queries_for(t, float(percentile))
+    needed, max_over, code = decide(n, t, min_queries, percent_to_fraction(percentile), final)
+    return Judgement(
+        n, t, min_queries, needed, max_over, n > 0 and needed == 0, t <= max_over, STATES[code]
+    )
+
+
+def decide(n: int, t: int, min_queries: int, fraction: float, final: bool) -> tuple[int, int, int]:
+    """The arithmetic of :func:`judge`: ``(queries needed, max over limit, state code)``.
+
+    ``min_queries`` is ``h(t) + t``; ``fraction`` the percentile as LoadGen's double.
+    Kept apart (plain ints, no object) because the aggregator decides at every fold.
+    """
+    needed = min_queries - n if min_queries > n else 0
+    if n:
+        # LoadGen's index sorted[n * p] (the loadgen percentile method), capped at n - 1
+        index = int(float(n) * fraction)
+        max_over = n - 1 - (index if index < n else n - 1)
+    else:
+        max_over = -1
+    within = t <= max_over
+    enough = n > 0 and needed == 0
+    if final:
+        return needed, max_over, _PASS if enough and within else _FAIL
+    if n == 0:
+        return needed, max_over, _PENDING
+    if not within:
+        return needed, max_over, _FAILING
+    return needed, max_over, _ON_TRACK if enough else _PENDING
+
+
+_PENDING, _ON_TRACK, _FAILING, _PASS, _FAIL = range(5)
+
+
+@functools.lru_cache(maxsize=4096)
+def min_queries_for(t: int, percentile: float) -> int:
+    """``h(t) + t`` at LoadGen's Server test (memoised: judged again at every fold)."""
     spec = LOADGEN_SERVER_TEST
     h = find_min_passing(
         t, percent_to_fraction(percentile), confidence=spec.confidence, tolerance=spec.tolerance
     )
-    min_queries = h + t
-    needed = max(0, min_queries - n)
-    if n:
-        max_over = n - 1 - rank_index(PercentileMethod.LOADGEN, percentile, n)
-        within = t <= max_over
-    else:
-        max_over, within = -1, False
-    enough = n > 0 and needed == 0
-    if final:
-        state = "pass" if enough and within else "fail"
-    elif n == 0:
-        state = "pending"
-    elif not within:
-        state = "failing"
-    else:
-        state = "on_track" if enough else "pending"
-    return Judgement(n, t, min_queries, needed, max_over, enough, within, state)
+    return h + t
 
 
 def combine_states(states: Sequence[str], *, final: bool, complete: bool = True) -> str:
@@ -178,6 +202,17 @@ class ConstraintTracker:
         good when it did not fail and no value it has is over its limit; its
         ``output_tokens`` (when known) count as good output tokens.
         """
+        self.add(failed, ttft_ns, tpot_ns, latency_ns, output_tokens)
+
+    def add(
+        self,
+        failed: bool,
+        ttft_ns: int | None,
+        tpot_ns: float | None,
+        latency_ns: int | None,
+        output_tokens: int | None,
+    ) -> None:
+        """:meth:`observe` with positional arguments (the aggregator's per-completion call)."""
         values = (ttft_ns, tpot_ns, latency_ns)
         good = not failed
         samples, over = self.samples, self.over_limit

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
 from registry.mlperf.rulesets import get_ruleset
@@ -67,6 +67,7 @@ class Constraint:
     series: str
     percentile: float
     limit_ns: int
+    _key: str = field(init=False, repr=False, compare=False, default="")
 
     def __post_init__(self) -> None:
         if self.series not in _STEMS_BY_SERIES:
@@ -85,6 +86,9 @@ class Constraint:
             raise ValueError(
                 f"limit must be a whole number of nanoseconds >= 1, got {self.limit_ns!r}"
             )
+        # the key names counters written at every fold: made once
+        pct = _percent_text(Decimal(repr(float(self.percentile))))
+        object.__setattr__(self, "_key", f"{_STEMS_BY_SERIES[self.series]}_p{pct}")
 
     @property
     def stem(self) -> str:
@@ -94,7 +98,7 @@ class Constraint:
     @property
     def key(self) -> str:
         """``<stem>_p<percent>`` with ``_`` for the decimal point: ``ttft_p99``, ``tpot_p99_9``."""
-        return f"{self.stem}_p{_percent_text(Decimal(repr(float(self.percentile))))}"
+        return self._key
 
     @property
     def fraction(self) -> float:
