@@ -10,6 +10,11 @@ a COMPLETE snapshot with no pending tasks, and otherwise
 a counter the snapshot lacks is ``null``, a rate over a zero duration is
 ``null``, and non-finite floats become ``null`` (strict JSON).
 
+It reads upstream's (mlcommons/endpoints) final files as well as ours and
+reproduces upstream's own Report numbers where both have them: the legacy
+LoadGen rates (``qps_legacy``/``tps_legacy``, upstream's ``qps``/``tps``), the
+sample standard deviation, the early-stopping maps.
+
 Building never touches the network; writing only touches the given path.
 """
 
@@ -54,6 +59,7 @@ _VERSIONED = {
     "pyzmq": "pyzmq",
     "hdrhistogram": "hdrhistogram",
     "prometheus_client": "prometheus-client",
+    "scipy": "scipy",
 }
 _SOURCE_TEXT = {
     "terminal_frame": "taken from the terminal frame of the snapshot stream, "

@@ -32,6 +32,7 @@ from exporter.mirror import (
 )
 from exporter.verdict_args import add_verdict_arguments, constraints_from_args
 from registry.aggregator import AggregatorService
+from registry.aggregator.event_subscriber import DEFAULT_MAX_FRAME_BYTES
 from registry.aggregator.service import Hook, SnapshotListener
 from registry.mlperf.early_stopping import EarlyStoppingSpec
 from registry.percentiles import PercentileMethod
@@ -118,6 +119,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default=30,
         metavar="N",
         help="buckets of each series' display histogram (default: %(default)s)",
+    )
+    p.add_argument(
+        "--max-frame-bytes",
+        type=int,
+        default=DEFAULT_MAX_FRAME_BYTES,
+        metavar="N",
+        help=(
+            "larger event messages are counted as malformed and skipped undecoded "
+            "(default: %(default)s = 64 MiB)"
+        ),
     )
     p.add_argument(
         "--ignore-sigint",
@@ -228,6 +239,8 @@ def build_service(
         raise UsageError(f"--es-confidence must be in (0, 1), got {args.es_confidence}")
     if not (math.isfinite(args.es_tolerance) and 0 <= args.es_tolerance < 1):
         raise UsageError(f"--es-tolerance must be in [0, 1), got {args.es_tolerance}")
+    if args.max_frame_bytes < 1024:
+        raise UsageError(f"--max-frame-bytes must be >= 1024, got {args.max_frame_bytes}")
     if not 1 <= args.hdr_sig_figs <= 5:
         raise UsageError(f"--hdr-sig-figs must be in 1..5, got {args.hdr_sig_figs}")
     if not 1 <= args.n_histogram_buckets <= 10_000:
@@ -264,6 +277,7 @@ def build_service(
         ignore_sigint=args.ignore_sigint,
         readiness=args.readiness,
         ready_marker=args.ready_marker,
+        max_frame_bytes=args.max_frame_bytes,
         listeners=listeners,
         on_start=on_start,
         on_stop=on_stop,

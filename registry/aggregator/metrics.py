@@ -19,10 +19,10 @@ same events give the same numbers (the fixture tests compare field by field):
 - Finish reasons: tracked completions with a ``finish_reason`` string; the
   five known ones by name, any other string as ``other``, none when absent.
 - ``tracked_duration_ns``: Σ over tracking windows of (latest completion of a
-  sample issued in it, or the window start) − window start. ``legacy_loadgen_
-  window_duration_ns``: first tracked issue → completion of the latest-issued
-  tracked sample that completed. ``total_duration_ns``: ``session.started`` →
-  the latest event (by timestamp), ``session.ended`` included. All three are
+  sample issued in it, or the window start) - window start.
+  ``legacy_loadgen_window_duration_ns``: first tracked issue → completion of
+  the latest-issued tracked sample that completed. ``total_duration_ns``:
+  ``session.started`` → the latest event (by timestamp), ``session.ended`` included. All three are
   kept current at every batch (upstream refreshes the first two only at
   ``stop_performance_tracking`` and the end; the final values are equal).
 - Token counts: the producer's ``input_tokens``/``output_tokens`` (our
@@ -474,6 +474,9 @@ class AggregatorMetrics:
         if not uuid:
             self._no_uuid(rec)
             return
+        # Read the prompt before changing anything: a prompt whose token ids are not
+        # an array raises here, and the record is then not applied at all.
+        isl = self._input_tokens(rec)
         self._n_issued += 1
         if not self._tracking:
             if uuid in self.rows:
@@ -496,7 +499,6 @@ class AggregatorMetrics:
             self._unmatched(rec, "for a sample already in flight (row reused)")
             rows.issued[slot] = rec.timestamp_ns
         self._n_tracked_issued += 1
-        isl = self._input_tokens(rec)
         if isl is not None:
             self._record("isl", isl)
 
@@ -638,15 +640,19 @@ class AggregatorEventCodec(EventCodec):
 
     def on_decode_error(self, payload: bytes, exc: Exception) -> EventRecord | None:
         self.errors += 1
-        self._metrics.count_malformed(classify_bad_payload(payload))
+        self._metrics.count_malformed(classify_bad_payload(payload, exc))
         return None
 
 
 _KNOWN_TYPES = frozenset(t.value for t in EventType)
 
 
-def classify_bad_payload(payload: bytes | memoryview) -> str:
-    """A short kind for an undecodable event payload (for one log line per kind)."""
+def classify_bad_payload(payload: bytes | memoryview, exc: Exception | None = None) -> str:
+    """A short kind for an undecodable event payload (for one log line per kind).
+
+    The decoder's own reason (which field broke which rule, never a value) is
+    kept when the payload is a map of a known type.
+    """
     try:
         obj: Any = msgspec.msgpack.decode(payload)
     except (msgspec.DecodeError, ValueError, TypeError):
@@ -656,4 +662,5 @@ def classify_bad_payload(payload: bytes | memoryview) -> str:
     event_type = obj.get("event_type")
     if isinstance(event_type, str) and event_type not in _KNOWN_TYPES:
         return f"unknown event type {event_type[:60]!r}"
-    return "map with missing or mistyped fields"
+    reason = str(exc).removeprefix("invalid event payload: ") if exc is not None else ""
+    return f"invalid record: {reason[:120]}" if reason else "map with missing or mistyped fields"

@@ -42,7 +42,7 @@ import msgspec
 import zmq
 import zmq.asyncio
 
-from registry.aggregator.event_subscriber import EventSubscriber
+from registry.aggregator.event_subscriber import DEFAULT_MAX_FRAME_BYTES, EventSubscriber
 from registry.aggregator.metrics import AggregatorEventCodec, AggregatorMetrics
 from registry.aggregator.session import SessionMachine
 from registry.final_source import read_final_file
@@ -96,6 +96,7 @@ class AggregatorService:
         ignore_sigint: bool = False,
         readiness: tuple[str, int] | None = None,
         ready_marker: bool = False,
+        max_frame_bytes: int | None = DEFAULT_MAX_FRAME_BYTES,
         listeners: Sequence[SnapshotListener] = (),
         on_start: Sequence[Hook] = (),
         on_stop: Sequence[Hook] = (),
@@ -115,6 +116,7 @@ class AggregatorService:
         self.ignore_sigint = ignore_sigint
         self.readiness = readiness
         self.ready_marker = ready_marker
+        self.max_frame_bytes = max_frame_bytes
         self.registry = MetricsRegistry(
             percentile_method=percentile_method, early_stopping=early_stopping
         )
@@ -219,7 +221,9 @@ class AggregatorService:
         self.bound_snapshots_endpoint = publisher.endpoint
         for fn in self._listeners:
             publisher.add_listener(fn)
-        subscriber = EventSubscriber(self._codec, self.events_endpoint)
+        subscriber = EventSubscriber(
+            self._codec, self.events_endpoint, max_message_bytes=self.max_frame_bytes
+        )
         installed = self._install_signal_handlers(loop)
         ingest: asyncio.Task[None] | None = None
         failed = False
