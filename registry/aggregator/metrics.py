@@ -505,7 +505,7 @@ class AggregatorMetrics:
     def _input_tokens(self, rec: EventRecord) -> int | None:
         n = rec.input_tokens
         if n is not msgspec.UNSET:
-            return n  # type: ignore[return-value]
+            return n
         data = rec.data
         if isinstance(data, PromptData):
             return data.n_token_ids
@@ -584,9 +584,9 @@ class AggregatorMetrics:
         tpot: float | None = None
         if out is not msgspec.UNSET:
             record("osl", out)
-            self._n_output_tokens += out  # type: ignore[operator]
-            if self._has_ttft and first != UNSET and out > 1:  # type: ignore[operator]
-                tpot = (ts - first) / (out - 1)  # type: ignore[operator]
+            self._n_output_tokens += out
+            if self._has_ttft and first != UNSET and out > 1:
+                tpot = (ts - first) / (out - 1)
                 record("tpot_ns", tpot)
         tracker = self.tracker
         if tracker is not None:
