@@ -145,12 +145,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 def test_verdict_families_move_during_the_run(stack: Stack) -> None:
     prom, run = stack.prom, 'run_id="verdict-pass"'
     ttft = f'{run},constraint="ttft_p99"'
+    # 459 needed before the first sample, fewer with each one within the limit, then 0
     needed = prom.value(f"max_over_time(bench_constraint_queries_needed{{{ttft}}}[10m])")
-    assert needed is not None and needed >= 300, needed  # 459 before the first sample
+    assert needed is not None and 0 < needed <= 459, needed
     assert prom.value(f"bench_constraint_queries_needed{{{ttft}}}") == 0.0
     first = prom.value(f"min_over_time(bench_constraint_samples_total{{{ttft}}}[10m])")
     last = prom.value(f"bench_constraint_samples_total{{{ttft}}}")
-    assert first is not None and last is not None and first < 300 < last, (first, last)
+    assert first is not None and last is not None and first < 459 < last, (first, last)
     for state in ("pending", "on_track"):
         seen = f'max_over_time(bench_verdict_state{{{run},bench_verdict_state="{state}"}}[10m])'
         assert prom.value(seen) == 1.0, state
