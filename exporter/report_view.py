@@ -37,6 +37,7 @@ from exporter.view_format import (
 from registry.mlperf.slo import Constraint
 from registry.snapshot import percentile_key
 from registry.snapshot_codec import SnapshotDecodeError
+from registry.upstream_report import from_upstream_summary, is_upstream_summary
 from registry.verdict import VerdictUndecided, verdict_block
 
 __all__ = [
@@ -69,6 +70,8 @@ class ReportDocument:
 
 
 def _kind_of(data: Any) -> Kind:
+    if is_upstream_summary(data):
+        return "summary"
     if isinstance(data, dict):
         if isinstance(data.get("metrics"), list) and "state" in data:
             return "snapshot"
@@ -76,7 +79,8 @@ def _kind_of(data: Any) -> Kind:
             return "summary"
     raise ReportFileError(
         "neither a final snapshot (an object with 'state' and a 'metrics' list) nor a "
-        "result summary (an object with 'samples' and 'series')"
+        "result summary (an object with 'samples' and 'series', or mlcommons/endpoints' "
+        "with 'n_samples_issued' and 'latency')"
     )
 
 
@@ -163,7 +167,7 @@ def _load(p: Path, constraints: Sequence[Constraint] | None, ruleset: str | None
         except SnapshotDecodeError as exc:
             raise ReportFileError(f"{p}: {exc}") from exc
     else:
-        report = data
+        report = from_upstream_summary(data) if is_upstream_summary(data) else data
         try:
             _check_summary(report)
         except ReportFileError as exc:
@@ -244,8 +248,9 @@ def _headline(r: Mapping[str, Any]) -> Table:
     grid.add_row(
         kv("Total duration", _seconds(r.get("total_duration_s"))),
         kv("Pending", format_count(_num(r.get("n_pending_tasks")))),
-        "",
-        "",
+        # MLPerf LoadGen's window (what mlcommons/endpoints reports as its QPS/TPS)
+        kv("LoadGen QPS", format_rate(_num(r.get("qps_legacy")), "")),
+        kv("LoadGen tokens/s", format_rate(_num(r.get("tps_legacy")), "")),
     )
     return grid
 

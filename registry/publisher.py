@@ -272,7 +272,7 @@ class MetricsPublisher:
         )
         return snap
 
-    def _final_run_block(self) -> dict[str, Any]:
+    def run_block(self) -> dict[str, Any]:
         """The file's ``run`` block: the registry's settings, then ``run_info()`` over them."""
         es = self._registry.early_stopping
         run: dict[str, Any] = {
@@ -290,7 +290,7 @@ class MetricsPublisher:
 
     def _write_final_file(self, snap: MetricsSnapshot) -> None:
         self.final_snapshot_path.parent.mkdir(parents=True, exist_ok=True)
-        doc = snapshot_to_dict(snap, run=self._final_run_block())
+        doc = snapshot_to_dict(snap, run=self.run_block())
         try:
             write_json_atomic(self.final_snapshot_path, doc)
         except (TypeError, ValueError):

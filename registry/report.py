@@ -137,9 +137,10 @@ def _window(counters: Mapping[str, int | float], prefix: str) -> dict[str, int |
     issued = _int_or_none(counters, f"{prefix}_samples_issued")
     completed = _int_or_none(counters, f"{prefix}_samples_completed")
     failed = _int_or_none(counters, f"{prefix}_samples_failed")
+    # Completions count failed samples too (SPEC §6), so in flight = issued - completed.
     in_flight = None
-    if issued is not None and completed is not None and failed is not None:
-        in_flight = issued - completed - failed
+    if issued is not None and completed is not None:
+        in_flight = issued - completed
     return {"issued": issued, "completed": completed, "failed": failed, "in_flight": in_flight}
 
 
@@ -220,8 +221,8 @@ def _incomplete_reason(
     if snap.n_pending_tasks:
         n = snap.n_pending_tasks
         why.append(
-            f"{n} tracked sample{'s were' if n != 1 else ' was'} still in flight when the "
-            f"session ended; {'their' if n != 1 else 'its'} metrics are missing"
+            f"{n} tokenization{'s' if n != 1 else ''} had not finished when the final snapshot "
+            f"was taken; the token series (isl, osl, tpot_ns) miss {'them' if n != 1 else 'it'}"
         )
     complete = not why
     if not complete and source != "file":

@@ -9,6 +9,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# Hypothesis' per-example deadline is a timing assertion; on a shared 2-core machine it
+# fails for load, not for a bug. Examples are bounded by their count instead.
+settings.register_profile("bench-metrics", deadline=None)
+settings.load_profile("bench-metrics")
 
 # AF_UNIX paths are limited to ~107 bytes; long test names can push tmp_path past it.
 _IPC_PATH_MAX = 100

@@ -409,7 +409,7 @@ def test_cli_signal_mid_run_writes_interrupted_files(
     [
         (["--events", "localhost:5555"], "--events: endpoint 'localhost:5555' must start"),
         (["--snapshots", "tcp://127.0.0.1"], "endpoint 'tcp://127.0.0.1' needs a port"),
-        (["--interval", "0"], "--interval must be > 0"),
+        (["--interval", "0"], "--interval must be a finite number of seconds > 0"),
         (["--label", "novalue"], "--label 'novalue': expected KEY=VALUE"),
         (["--label", "a=1", "--label", "a=2"], "key 'a' given twice"),
     ],

@@ -55,6 +55,7 @@ from exporter.verdict_args import add_verdict_arguments, constraints_from_args
 from registry.events.publisher import EventPublisher
 from registry.events.synthetic import SourceStats, SyntheticLoad, drive
 from registry.final_source import FinalSnapshotUnavailable, load_final_snapshot
+from registry.percentiles import PercentileMethod
 from registry.report import build_report
 from registry.subscriber import SnapshotSubscriber
 
@@ -82,6 +83,8 @@ FINAL_FILES = ("final_snapshot.json", "result_summary.json")
 AGGREGATOR_PASSTHROUGH: list[tuple[str, str]] = [
     ("interval", "--interval"),
     ("run_id", "--run-id"),
+    ("percentile_method", "--percentile-method"),
+    ("no_early_stopping", "--no-early-stopping"),
     # the Prometheus mirror runs inside the aggregator process
     ("listen", "--listen"),
     ("web_config", "--web-config"),
@@ -192,6 +195,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--run-id", default=None, metavar="ID", help="run id (default: demo-<date>-<time>)"
+    )
+    parser.add_argument(
+        "--percentile-method",
+        choices=[m.value for m in PercentileMethod],
+        default=None,
+        help="the aggregator's exact percentile method (default: nearest-rank)",
+    )
+    parser.add_argument(
+        "--no-early-stopping",
+        action="store_true",
+        help="leave out the MLPerf early-stopping estimates",
     )
     add_verdict_arguments(parser)
     # The demo exits after printing its report: no linger unless asked for.
@@ -375,7 +389,7 @@ async def _final_document(output_dir: Path, sub: SnapshotSubscriber) -> ReportDo
     except FinalSnapshotUnavailable as exc:
         log.error("no final snapshot: %s", exc)
         return None
-    report = build_report(found.snapshot, source=found.source, reason=found.reason)
+    report = build_report(found.snapshot, source=found.source, reason=found.reason, run=found.run)
     if found.source == "file":
         return ReportDocument(path=final, kind="snapshot", report=report)
     return ReportDocument(path=Path("snapshot stream"), kind="summary", report=report)

@@ -45,7 +45,7 @@ import zmq.asyncio
 from registry.aggregator.event_subscriber import DEFAULT_MAX_FRAME_BYTES, EventSubscriber
 from registry.aggregator.metrics import AggregatorEventCodec, AggregatorMetrics
 from registry.aggregator.session import SessionMachine
-from registry.final_source import read_final_file
+from registry.final_source import read_final_document
 from registry.metrics_registry import MetricsRegistry
 from registry.mlperf.early_stopping import EarlyStoppingSpec
 from registry.mlperf.slo import Constraint
@@ -185,17 +185,6 @@ class AggregatorService:
         assert self._stop is not None
         self._stop.set()
 
-    def _run_info(self) -> dict[str, Any]:
-        """What the final file's ``run`` block says beyond the registry's settings."""
-        if not self.constraints:
-            return {}
-        return {
-            "verdict": {
-                "ruleset": self.ruleset,
-                "constraints": [c.describe() for c in self.constraints],
-            }
-        }
-
     def _runtime_state(self) -> tuple[SessionState, int]:
         return self.session.state, self.metrics.n_pending_tasks
 
@@ -215,7 +204,7 @@ class AggregatorService:
             endpoint=self.snapshots_endpoint,
             final_snapshot_path=self.final_snapshot_path,
             interval_s=self.interval_s,
-            run_info=self._run_info,
+            run_info=self.run_info,
         )
         self._publisher = publisher
         self.bound_snapshots_endpoint = publisher.endpoint
@@ -304,18 +293,41 @@ class AggregatorService:
         self.final_snapshot = snap
         self.report = self._write_report(snap, file_written=publisher.final_file_written)
 
+    def run_info(self) -> dict[str, Any]:
+        """This run's part of the final files' ``run`` block (the registry adds its
+        percentile method and early-stopping settings)."""
+        run: dict[str, Any] = {
+            "run_id": self.run_id,
+            "labels": dict(self.labels),
+            "streaming": self.metrics.streaming,
+        }
+        if self.constraints:
+            run["verdict"] = {
+                "ruleset": self.ruleset,
+                "constraints": [c.describe() for c in self.constraints],
+            }
+        return run
+
     def _write_report(self, snap: MetricsSnapshot, *, file_written: bool) -> dict[str, Any]:
         """The report from the final file as written (SPEC §7 order), else from memory."""
         source, reason = "file", None
         try:
             if not file_written:
                 raise OSError("the publisher could not write it")
-            from_file = read_final_file(self.final_snapshot_path)
-            report = build_report(from_file, source="file", run_id=self.run_id, labels=self.labels)
+            from_file, run = read_final_document(self.final_snapshot_path)
+            report = build_report(
+                from_file, source="file", run=run, run_id=self.run_id, labels=self.labels
+            )
         except (OSError, ValueError) as exc:
             source, reason = "terminal_frame", f"{FINAL_SNAPSHOT_NAME} unusable: {exc}"
+            run = self._publisher.run_block() if self._publisher is not None else None
             report = build_report(
-                snap, source=source, reason=reason, run_id=self.run_id, labels=self.labels
+                snap,
+                source=source,
+                reason=reason,
+                run=run,
+                run_id=self.run_id,
+                labels=self.labels,
             )
         try:
             write_report(self.report_path, report)
