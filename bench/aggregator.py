@@ -26,7 +26,7 @@ Target (issue 9): ours / baseline >= 0.5.
 
 Verdict (issue 11): the same service judged on the MLPerf ``llama2-70b`` ruleset
 plus ``latency:p99<=10s`` (every completion told to the constraint tracker,
-the verdict counters folded every batch) against the service without
+the verdict counters written at every snapshot capture) against the service without
 constraints, alternating in the same run. Target: with / without >= 0.95.
 Besides events per wall-clock second it prints events per CPU second of the
 aggregator (``time.process_time`` over the same interval, every thread of

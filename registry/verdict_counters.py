@@ -104,7 +104,7 @@ def is_verdict_counter(name: str) -> bool:
 
 
 class VerdictCounters:
-    """The verdict counters of one run on one registry: registered once, written every fold.
+    """The verdict counters of one run on one registry: registered once, written per snapshot.
 
     Registering sets every limit and the initial states (pending) and queries
     needed. :meth:`write` folds the tracker's counts and the states judged on

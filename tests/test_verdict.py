@@ -364,3 +364,38 @@ def test_constraint_describes_itself() -> None:
     )
     with pytest.raises(ValueError):
         Constraint("isl", 99.0, 1)
+
+
+def test_capture_hooks_run_before_the_counters_are_copied(caplog: pytest.LogCaptureFixture) -> None:
+    reg = MetricsRegistry()
+    reg.register_counter("derived", settable=True)
+    calls: list[int] = []
+
+    def hook() -> None:
+        calls.append(1)
+        reg.set_counter("derived", len(calls))
+
+    def broken() -> None:
+        raise RuntimeError("boom")
+
+    reg.add_capture_hook(hook)
+    reg.add_capture_hook(broken)
+    with caplog.at_level("ERROR"):
+        first = reg.build_snapshot(state=SessionState.LIVE, n_pending_tasks=0)
+        second = reg.build_snapshot(state=SessionState.LIVE, n_pending_tasks=0)
+    assert first.counters["derived"] == 1 and second.counters["derived"] == 2
+    assert any("capture hook failed" in r.getMessage() for r in caplog.records)
+
+
+def test_the_verdict_in_a_snapshot_is_current_as_of_its_capture() -> None:
+    # judged at capture, not per batch: a sample told to the tracker between two
+    # captures is in the second one even without another batch
+    reg, metrics = _aggregate(HAND_SAMPLES[:1])
+    before = read_verdict(reg.build_snapshot(state=SessionState.LIVE, n_pending_tasks=0).counters)
+    metrics.judge_sample(failed=False, ttft_ns=MS, tpot_ns=None, latency_ns=MS, output_tokens=2)
+    after = read_verdict(reg.build_snapshot(state=SessionState.LIVE, n_pending_tasks=0).counters)
+    assert before is not None and after is not None
+    assert [c.samples for c in after.constraints] == [
+        c.samples + 1 for c in before.constraints[:2]
+    ] + [before.constraints[2].samples]  # TTFT and latency judged; no TPOT value
+    assert after.good_samples == before.good_samples + 1

@@ -173,9 +173,13 @@ class AggregatorMetrics:
         #: the run's constraint accounting (``None`` without constraints)
         self.tracker: ConstraintTracker | None = None
         self._verdict: VerdictCounters | None = None
+        self._verdict_end: tuple[bool, bool] = (False, True)  # (final, complete)
         if constraints:
             self.tracker = ConstraintTracker(constraints)
             self._verdict = VerdictCounters(registry, self.tracker)
+            # The verdict is derived from the tracker's counts: written when a snapshot
+            # is captured, not at every batch (the publisher captures on this loop).
+            registry.add_capture_hook(self._write_verdict)
         for name, dtype, bounds in _SERIES:
             if streaming or name not in STREAMING_SERIES:
                 registry.register_series(
@@ -348,8 +352,7 @@ class AggregatorMetrics:
         tokenization callback calls it instead, with the TTFT, latency and
         failed flag the completion saw and the TPOT and output tokens it
         computed (``None`` for a value the sample does not have). The counts
-        reach the registry at the next fold (every batch, or
-        :meth:`refresh_durations`).
+        reach the registry's verdict counters at the next snapshot capture.
         """
         tracker = self.tracker
         if tracker is not None:
@@ -362,15 +365,21 @@ class AggregatorMetrics:
             )
 
     def finalize_verdict(self, *, complete: bool) -> None:
-        """Fold the counts and judge them as the run's end (states pass/fail).
+        """Judge the counts as the run's end from now on (states pass/fail).
 
         ``complete``: the run ended normally; an incomplete run's verdict is fail.
         Call it once, just before the terminal snapshot is captured.
         """
         self._flush()
+        self._verdict_end = (True, complete)
+        self._write_verdict()
+
+    def _write_verdict(self) -> None:
+        """Bring the verdict counters up to date (a capture hook: every snapshot sees them)."""
         if self._verdict is not None:
+            final, complete = self._verdict_end
             self._verdict.write(
-                tracked_duration_ns=self._tracked_duration, final=True, complete=complete
+                tracked_duration_ns=self._tracked_duration, final=final, complete=complete
             )
 
     # -- internals -------------------------------------------------------------
@@ -435,8 +444,6 @@ class AggregatorMetrics:
         if self._legacy_start is not None and self._legacy_end is not None:
             legacy = max(0, self._legacy_end - self._legacy_start)
         reg.set_counter("legacy_loadgen_window_duration_ns", legacy)
-        if self._verdict is not None:
-            self._verdict.write(tracked_duration_ns=self._tracked_duration)
 
     # -- handlers (one per event type) ----------------------------------------
 

@@ -108,7 +108,7 @@ def decide(n: int, t: int, min_queries: int, fraction: float, final: bool) -> tu
     """The arithmetic of :func:`judge`: ``(queries needed, max over limit, state code)``.
 
     ``min_queries`` is ``h(t) + t``; ``fraction`` the percentile as LoadGen's double.
-    Kept apart (plain ints, no object) because the aggregator decides at every fold.
+    Kept apart (plain ints, no object) because the aggregator decides at every snapshot.
     """
     needed = min_queries - n if min_queries > n else 0
     if n:
@@ -133,7 +133,7 @@ _PENDING, _ON_TRACK, _FAILING, _PASS, _FAIL = range(5)
 
 @functools.lru_cache(maxsize=4096)
 def min_queries_for(t: int, percentile: float) -> int:
-    """``h(t) + t`` at LoadGen's Server test (memoised: judged again at every fold)."""
+    """``h(t) + t`` at LoadGen's Server test (memoised: judged again at every snapshot)."""
     spec = LOADGEN_SERVER_TEST
     h = find_min_passing(
         t, percent_to_fraction(percentile), confidence=spec.confidence, tolerance=spec.tolerance

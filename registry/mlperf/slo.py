@@ -86,7 +86,7 @@ class Constraint:
             raise ValueError(
                 f"limit must be a whole number of nanoseconds >= 1, got {self.limit_ns!r}"
             )
-        # the key names counters written at every fold: made once
+        # the key names counters written at every snapshot: made once
         pct = _percent_text(Decimal(repr(float(self.percentile))))
         object.__setattr__(self, "_key", f"{_STEMS_BY_SERIES[self.series]}_p{pct}")
 
