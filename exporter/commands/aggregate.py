@@ -30,6 +30,7 @@ from exporter.mirror import (
     mirror_service,
     parse_label_args,
 )
+from exporter.output_dir import lock_output_dir
 from exporter.verdict_args import add_verdict_arguments, constraints_from_args
 from registry.aggregator import AggregatorService
 from registry.aggregator.event_subscriber import DEFAULT_MAX_FRAME_BYTES
@@ -45,8 +46,10 @@ exit status:
   0         session.ended received; final_snapshot.json and result_summary.json written
             (state interrupted when the session sent session.interrupted first)
   130, 143  interrupted by SIGINT / SIGTERM; INTERRUPTED final files written
-  1         internal error; INTERRUPTED final files written
-  2         bad command line
+  1         internal error; INTERRUPTED final files written (when the disk allows)
+  2         bad command line, or --output-dir is in use by another run
+  3         final_snapshot.json or result_summary.json could not be written (the log
+            names which); the terminal frame was still sent
 """
 
 
@@ -320,12 +323,17 @@ def apply_upstream_arguments(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     options = exporter_options(args)
     service = build_service(args)
-    mirror = mirror_service(service, options)
+    # Before anything is written: one run per output directory (SPEC §7).
+    lock = lock_output_dir(service.output_dir, service.run_id)
     try:
-        return asyncio.run(service.run())
-    except OSError as exc:
-        # Raised before any event is read: the snapshot endpoint cannot be bound.
-        raise UsageError(str(exc)) from None
+        mirror = mirror_service(service, options)
+        try:
+            return asyncio.run(service.run())
+        except OSError as exc:
+            # Raised before any event is read: the snapshot endpoint cannot be bound.
+            raise UsageError(str(exc)) from None
+        finally:
+            if mirror is not None:
+                mirror.close()
     finally:
-        if mirror is not None:
-            mirror.close()
+        lock.release()

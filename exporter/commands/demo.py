@@ -44,6 +44,7 @@ from exporter.mirror import (
     check_listen_free,
     exporter_options,
 )
+from exporter.output_dir import lock_output_dir
 from exporter.parent_watch import child_env
 from exporter.report_view import (
     ReportDocument,
@@ -57,6 +58,7 @@ from registry.events.synthetic import SourceStats, SyntheticLoad, drive
 from registry.final_source import FinalSnapshotUnavailable, load_final_snapshot
 from registry.percentiles import PercentileMethod
 from registry.report import build_report
+from registry.run_lock import RunLock
 from registry.subscriber import SnapshotSubscriber
 
 __all__ = [
@@ -306,9 +308,10 @@ class _Aggregator:
     Ctrl-C reaches only the demo, which decides when and how to stop it; armed to
     get SIGTERM if the demo dies first."""
 
-    def __init__(self, cmd: list[str], log_path: Path | None) -> None:
+    def __init__(self, cmd: list[str], log_path: Path | None, lock: RunLock) -> None:
         self.cmd = cmd
         self.log_path = log_path
+        self.lock = lock
         self.proc: asyncio.subprocess.Process | None = None
 
     async def start(self) -> None:
@@ -323,7 +326,9 @@ class _Aggregator:
                 stderr=stderr,
                 start_new_session=True,
                 # Its own session escapes a group kill: a parent-death SIGTERM ends it instead.
-                env=child_env(),
+                # It writes the files under the demo's output-directory lock.
+                pass_fds=(self.lock.fileno(),),
+                env={**child_env(), **self.lock.child_env()},
             )
         finally:
             if stderr is not None:
@@ -395,16 +400,21 @@ async def _final_document(output_dir: Path, sub: SnapshotSubscriber) -> ReportDo
     return ReportDocument(path=Path("snapshot stream"), kind="summary", report=report)
 
 
-def _prepare_output_dir(path: str) -> Path:
+def _prepare_output_dir(path: str, run_id: str) -> tuple[Path, RunLock]:
     output_dir = Path(path).resolve()
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot use --output-dir {output_dir}: {exc.strerror or exc}") from None
+    lock = lock_output_dir(output_dir, run_id)  # before anything in it is touched
+    try:
         for name in FINAL_FILES:
             # An earlier run's files would otherwise pass for this one's.
             (output_dir / name).unlink(missing_ok=True)
     except OSError as exc:
+        lock.release()
         raise UsageError(f"cannot use --output-dir {output_dir}: {exc.strerror or exc}") from None
-    return output_dir
+    return output_dir, lock
 
 
 async def _wait_for_file(path: Path, timeout: float) -> bool:
@@ -454,9 +464,18 @@ async def _linger(
 
 
 async def _demo(args: argparse.Namespace, load: SyntheticLoad) -> int:
-    output_dir = _prepare_output_dir(args.output_dir)
     if args.run_id is None:
         args.run_id = time.strftime("demo-%Y%m%d-%H%M%S")
+    output_dir, lock = _prepare_output_dir(args.output_dir, args.run_id)
+    try:
+        return await _demo_locked(args, load, output_dir, lock)
+    finally:
+        lock.release()
+
+
+async def _demo_locked(
+    args: argparse.Namespace, load: SyntheticLoad, output_dir: Path, lock: RunLock
+) -> int:
     stop = asyncio.Event()
     install_stop_signals(stop)
     console = Console()
@@ -465,7 +484,7 @@ async def _demo(args: argparse.Namespace, load: SyntheticLoad) -> int:
     events_ep, snapshots_ep = f"ipc://{tmp}/events", f"ipc://{tmp}/snapshots"
     cmd = aggregator_command(args, events=events_ep, snapshots=snapshots_ep, output_dir=output_dir)
     # Under the live view the aggregator's log lines would tear the screen: they go to a file.
-    aggregator = _Aggregator(cmd, output_dir / "aggregator.log" if tui else None)
+    aggregator = _Aggregator(cmd, output_dir / "aggregator.log" if tui else None, lock)
     stats = SourceStats()
     problems: list[str] = []
     summary = output_dir / "result_summary.json"

@@ -72,6 +72,8 @@ Hook = Callable[[], Awaitable[Any]]
 
 #: Exit code when the ingest loop itself failed (a bug, not bad input).
 EXIT_INTERNAL_ERROR = 1
+#: Exit code when final_snapshot.json or result_summary.json could not be written.
+EXIT_FINAL_FILES_NOT_WRITTEN = 3
 
 
 class AggregatorService:
@@ -145,6 +147,8 @@ class AggregatorService:
         #: the terminal snapshot and the report, once written
         self.final_snapshot: MetricsSnapshot | None = None
         self.report: dict[str, Any] | None = None
+        #: final files that could not be written, with the reason
+        self.unwritten_files: dict[str, str] = {}
         #: the snapshot endpoint actually bound (set once running)
         self.bound_snapshots_endpoint: str | None = None
         self._publisher: MetricsPublisher | None = None
@@ -194,7 +198,8 @@ class AggregatorService:
         """Aggregate until ``session.ended`` or a signal; write the final files.
 
         Returns the process exit code: 0 after a COMPLETE run, 128 + signal
-        number after an interrupted one, 1 if the ingest loop failed.
+        number after an interrupted one, 3 when a final file could not be
+        written (whatever the state), 1 if the ingest loop failed.
         """
         self._loop = loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
@@ -253,8 +258,16 @@ class AggregatorService:
         finally:
             await publisher.aclose()
             self._remove_signal_handlers(loop, installed)
+        if self.unwritten_files:
+            logger.error(
+                "final files NOT written: %s (the terminal frame was %s)",
+                "; ".join(f"{name} ({why})" for name, why in self.unwritten_files.items()),
+                "sent" if publisher.final_frame_sent else "NOT sent",
+            )
         if failed:
             return EXIT_INTERNAL_ERROR
+        if self.unwritten_files:
+            return EXIT_FINAL_FILES_NOT_WRITTEN
         if self.session.state is SessionState.INTERRUPTED and self.signal is not None:
             return 128 + self.signal
         return 0
@@ -291,6 +304,8 @@ class AggregatorService:
         if not interrupted:
             self.session.complete()
         self.final_snapshot = snap
+        if not publisher.final_file_written:
+            self.unwritten_files[FINAL_SNAPSHOT_NAME] = publisher.final_file_error or "unknown"
         self.report = self._write_report(snap, file_written=publisher.final_file_written)
 
     def run_info(self) -> dict[str, Any]:
@@ -332,8 +347,9 @@ class AggregatorService:
         try:
             write_report(self.report_path, report)
             logger.info("report written to %s (source: %s)", self.report_path, source)
-        except OSError:
-            logger.exception("could not write the report %s", self.report_path)
+        except OSError as exc:
+            self.unwritten_files[REPORT_NAME] = exc.strerror or str(exc)
+            logger.error("could not write the report %s: %s", self.report_path, exc.strerror or exc)
         return report
 
     async def _announce_ready(self) -> None:
