@@ -47,7 +47,7 @@ RUNS = {
     "verdict-pass": [],
     "verdict-fail": ["--ttft-median", "300"],
 }
-DURATION_S = 10
+DURATION_S = 8
 QPS = 100
 
 
