@@ -92,6 +92,9 @@ def test_pending_tasks_make_it_incomplete() -> None:
     assert r["state"] == "complete" and r["n_pending_tasks"] == 1
     assert r["complete"] is False
     assert "1 tokenization had not finished" in r["incomplete_reason"]
+    r = build_report(scenario_snapshot(pending=7), source="file")
+    assert r["complete"] is False
+    assert "7 tokenizations had not finished" in r["incomplete_reason"]
     # samples still in flight at the end do not make a report incomplete
     assert build_report(scenario_snapshot(), source="file")["complete"] is True
 

@@ -17,9 +17,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import gc
+import logging
 import math
 import os
 import secrets
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -37,6 +40,7 @@ from registry.aggregator.event_subscriber import DEFAULT_MAX_FRAME_BYTES
 from registry.aggregator.service import Hook, SnapshotListener
 from registry.mlperf.early_stopping import EarlyStoppingSpec
 from registry.percentiles import PercentileMethod
+from registry.tokens import TokenCounter, TokenizerUnavailable, load_tokenizer
 from registry.transport import check_endpoint
 
 __all__ = ["add_parser", "build_service", "run"]
@@ -154,11 +158,77 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar="K=V",
         help="a run label for the report and the metrics (repeatable)",
     )
+    add_tokenizer_arguments(p)
     add_verdict_arguments(p)
     # The Prometheus mirror is off unless --listen or --pushgateway is given.
     add_exporter_arguments(p, listen_default=None, linger_default=30.0, with_labels=False)
     add_upstream_arguments(p)
     p.set_defaults(run=run)
+
+
+def add_tokenizer_arguments(p: argparse.ArgumentParser) -> None:
+    """``--tokenizer``, ``--tokenizer-workers``, ``--drain-timeout`` (also upstream's flags)."""
+    g = p.add_argument_group(
+        "token counts from the text",
+        "Text prompts, chat prompts and streamed outputs are tokenized with a local Hugging "
+        "Face tokenizer directory (offline; needs the extra bench-metrics[tokenizer]). "
+        "Without --tokenizer, isl comes from token ids only and osl/tpot_ns only from the "
+        "output_tokens extension, as upstream skips them.",
+    )
+    g.add_argument(
+        "--tokenizer",
+        type=Path,
+        metavar="PATH",
+        help="local tokenizer directory (tokenizer.json, tokenizer_config.json, ...)",
+    )
+    g.add_argument(
+        "--tokenizer-workers",
+        type=int,
+        default=2,
+        metavar="N",
+        help=(
+            "threads that tokenize while the run goes, 0..64; 0 = none, everything waits for "
+            "the end of the run (default: %(default)s)"
+        ),
+    )
+    g.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help=(
+            "seconds the backlog of tokenizations may take after session.ended; what is left "
+            "stays in n_pending_tasks and the report is not complete (0 = no limit, the "
+            "default)"
+        ),
+    )
+
+
+#: The most tokenizer threads one aggregator may start.
+MAX_TOKENIZER_WORKERS = 64
+
+
+def check_tokenizer_arguments(args: argparse.Namespace) -> None:
+    """One-line :class:`UsageError` for a bad ``--tokenizer-workers`` / ``--drain-timeout``."""
+    if not 0 <= args.tokenizer_workers <= MAX_TOKENIZER_WORKERS:
+        raise UsageError(
+            f"--tokenizer-workers must be in 0..{MAX_TOKENIZER_WORKERS}, "
+            f"got {args.tokenizer_workers}"
+        )
+    if not (math.isfinite(args.drain_timeout) and args.drain_timeout >= 0):
+        raise UsageError(
+            f"--drain-timeout must be a finite number of seconds >= 0, got {args.drain_timeout}"
+        )
+
+
+def load_token_counter(path: Path | None) -> TokenCounter | None:
+    """The counter over ``--tokenizer PATH`` (``None`` without one); one-line UsageError."""
+    if path is None:
+        return None
+    try:
+        return TokenCounter(load_tokenizer(path), name=str(path.resolve()))
+    except TokenizerUnavailable as exc:
+        raise UsageError(f"--tokenizer {exc}") from None
 
 
 def add_upstream_arguments(p: argparse.ArgumentParser) -> None:
@@ -250,6 +320,7 @@ def build_service(
         raise UsageError(
             f"--n-histogram-buckets must be in 1..10000, got {args.n_histogram_buckets}"
         )
+    check_tokenizer_arguments(args)
     out: Path = args.output_dir
     if out.exists() and not out.is_dir():
         raise UsageError(f"--output-dir {out}: exists and is not a directory")
@@ -259,6 +330,7 @@ def build_service(
         raise UsageError(f"--output-dir {out}: cannot create: {exc.strerror or exc}") from None
     if not os.access(out, os.W_OK | os.X_OK):
         raise UsageError(f"--output-dir {out}: not writable")
+    tokens = load_token_counter(args.tokenizer)
     return AggregatorService(
         events_endpoint=args.events,
         snapshots_endpoint=args.snapshots,
@@ -280,6 +352,9 @@ def build_service(
         ignore_sigint=args.ignore_sigint,
         readiness=args.readiness,
         ready_marker=args.ready_marker,
+        tokenizer=tokens,
+        tokenizer_workers=args.tokenizer_workers,
+        drain_timeout_s=args.drain_timeout or None,
         max_frame_bytes=args.max_frame_bytes,
         listeners=listeners,
         on_start=on_start,
@@ -327,8 +402,13 @@ def run(args: argparse.Namespace) -> int:
     lock = lock_output_dir(service.output_dir, service.run_id)
     try:
         mirror = mirror_service(service, options)
+        # Everything imported and loaded so far (transformers alone is ~50k objects)
+        # lives as long as the process: keep it out of the collector, so that a full
+        # collection during the run (it holds the GIL, so stalls the loop) stays short.
+        gc.collect()
+        gc.freeze()
         try:
-            return asyncio.run(service.run())
+            rc = asyncio.run(service.run())
         except OSError as exc:
             # Raised before any event is read: the snapshot endpoint cannot be bound.
             raise UsageError(str(exc)) from None
@@ -337,3 +417,11 @@ def run(args: argparse.Namespace) -> int:
                 mirror.close()
     finally:
         lock.release()
+    if service.tokenizer_stuck:
+        # The final files are on disk; finalising the interpreter with a thread inside
+        # the tokenizer's native code would abort the process instead of exiting rc.
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(rc)
+    return rc

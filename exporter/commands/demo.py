@@ -34,6 +34,7 @@ from typing import Any
 
 from rich.console import Console
 
+from exporter.commands.aggregate import add_tokenizer_arguments, check_tokenizer_arguments
 from exporter.commands.watch import install_stop_signals
 from exporter.errors import UsageError
 from exporter.live_display import show_live
@@ -60,6 +61,12 @@ from registry.percentiles import PercentileMethod
 from registry.report import build_report
 from registry.run_lock import RunLock
 from registry.subscriber import SnapshotSubscriber
+from registry.tokens.loader import (
+    EXTRA_HINT,
+    TokenizerUnavailable,
+    check_tokenizer_dir,
+    transformers_available,
+)
 
 __all__ = [
     "AGGREGATOR_PASSTHROUGH",
@@ -95,6 +102,10 @@ AGGREGATOR_PASSTHROUGH: list[tuple[str, str]] = [
     ("push_job", "--push-job"),
     ("namespace", "--namespace"),
     ("stale_after", "--stale-after"),
+    # token counts from the text (the source then sends text instead of counts)
+    ("tokenizer", "--tokenizer"),
+    ("tokenizer_workers", "--tokenizer-workers"),
+    ("drain_timeout", "--drain-timeout"),
     ("buckets", "--buckets"),
     # the verdict is decided in the aggregator (SPEC §10)
     ("ruleset", "--ruleset"),
@@ -209,6 +220,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="leave out the MLPerf early-stopping estimates",
     )
+    add_tokenizer_arguments(parser)
     add_verdict_arguments(parser)
     # The demo exits after printing its report: no linger unless asked for.
     add_exporter_arguments(
@@ -232,6 +244,7 @@ def load_from_args(args: argparse.Namespace) -> SyntheticLoad:
             streaming=args.streaming,
             error_rate=args.error_rate,
             tokens_per_chunk=args.tokens_per_chunk,
+            text=getattr(args, "tokenizer", None) is not None,
             **shape,  # type: ignore[arg-type]
         )
     except ValueError as exc:
@@ -607,7 +620,22 @@ def _finish(
     return 1 if problems else 0
 
 
+def check_tokenizer_options(args: argparse.Namespace) -> None:
+    """``--tokenizer`` and friends, checked here so a bad one is one line and exit 2 before
+    the aggregator process starts (it loads the tokenizer itself)."""
+    check_tokenizer_arguments(args)
+    if args.tokenizer is None:
+        return
+    try:
+        args.tokenizer = check_tokenizer_dir(args.tokenizer).resolve()
+    except TokenizerUnavailable as exc:
+        raise UsageError(f"--tokenizer {exc}") from None
+    if not transformers_available():
+        raise UsageError(f"--tokenizer needs transformers and tokenizers: {EXTRA_HINT}")
+
+
 def run(args: argparse.Namespace) -> int:
+    check_tokenizer_options(args)
     load = load_from_args(args)
     constraints = constraints_from_args(args)
     if not args.streaming and any(c.series in ("ttft_ns", "tpot_ns") for c in constraints):

@@ -27,15 +27,23 @@ same events give the same numbers (the fixture tests compare field by field):
   ``stop_performance_tracking`` and the end; the final values are equal).
 - Token counts: the producer's ``input_tokens``/``output_tokens`` (our
   extension) take precedence; else ISL is the number of ``token_ids`` (read
-  from the msgpack array header, no list built). Text prompts and outputs need
-  a tokenizer; without one they are skipped, as upstream skips them.
-  ``n_pending_tasks`` counts tokenizations not yet recorded.
+  from the msgpack array header, no list built). Text prompts, chat prompts
+  and outputs need a tokenizer (``tokens=``); without one they are skipped, as
+  upstream skips them. With one, the handler submits the payload to the
+  :class:`~registry.tokens.TokenizerPool` and the counts are recorded when
+  its workers are done: ``isl`` for the prompt, ``osl`` (also added to
+  ``tracked_output_tokens``) and ``tpot_ns`` = (complete - first receive) /
+  tokens after the first chunk, skipped when that is 0. What is tokenized is
+  :mod:`registry.tokens.rules`. ``n_pending_tasks`` counts tokenizations not
+  yet recorded; ``tokenization_errors`` those the tokenizer raised on (each
+  costs its own value only).
 - Events after ``session.ended`` are ignored, the rest of its batch included.
 
 With constraints (``--ruleset`` / ``--slo``, SPEC §10), every tracked
-completion is also judged by a :class:`~registry.mlperf.ConstraintTracker`
-(:meth:`AggregatorMetrics.judge_sample`) and the verdict counters of
-:mod:`registry.verdict_counters` follow the aggregator's own.
+sample is also judged once by a :class:`~registry.mlperf.ConstraintTracker`
+(:meth:`AggregatorMetrics.judge_sample`): at its completion, or, when its TPOT
+and output tokens come from the tokenizer, when those counts arrive. The
+verdict counters of :mod:`registry.verdict_counters` follow the aggregator's own.
 
 Ours in addition: ``tracked_output_tokens`` and the data-quality counters
 ``events_malformed`` (undecodable payloads, unknown event types, broken
@@ -60,10 +68,13 @@ import msgspec
 from registry.aggregator.rows import UNSET, SampleTable
 from registry.aggregator.session import SessionMachine
 from registry.events import EventCodec, EventRecord, EventType
-from registry.events.data import PromptData
+from registry.events.data import PromptData, TextModelOutput
 from registry.metrics_registry import MetricsRegistry
 from registry.mlperf.constraints import ConstraintTracker
 from registry.mlperf.slo import Constraint
+from registry.tokens import OUTPUT, PROMPT, TokenCounter, TokenizerPool, TokenJob
+from registry.tokens.pool import Count
+from registry.tokens.rules import needs_after_first_chunk_count, needs_output_count
 from registry.verdict_counters import VerdictCounters
 
 __all__ = [
@@ -114,6 +125,7 @@ DIAGNOSTIC_COUNTERS: tuple[str, ...] = (
     "events_unmatched",
     "events_out_of_order",
     "session_errors",
+    "tokenization_errors",
 )
 
 NS_SERIES_BOUNDS: dict[str, int] = {"hdr_low": 1, "hdr_high": 3_600_000_000_000, "sig_figs": 3}
@@ -147,7 +159,10 @@ class AggregatorMetrics:
     """SPEC §6 computations over ``registry``, driving ``session``.
 
     Feed it with :meth:`handle_many` (one call per received batch). Read
-    :attr:`n_pending_tasks` for the snapshot's pending count.
+    :attr:`n_pending_tasks` for the snapshot's pending count. With ``tokens``
+    (a counter over a loaded tokenizer) text is tokenized by :attr:`tokenizer`
+    in ``tokenizer_workers`` threads; its results are recorded on the event
+    loop that called :meth:`handle_many`.
     """
 
     def __init__(
@@ -158,6 +173,8 @@ class AggregatorMetrics:
         session: SessionMachine | None = None,
         sig_figs: int = 3,
         n_histogram_buckets: int = 30,
+        tokens: TokenCounter | None = None,
+        tokenizer_workers: int = 2,
         constraints: Sequence[Constraint] = (),
     ) -> None:
         for c in constraints:
@@ -219,6 +236,7 @@ class AggregatorMetrics:
         self._n_unmatched = 0
         self._n_out_of_order = 0
         self._n_session_errors = 0
+        self._n_token_errors = 0
         self._tracked_duration = 0
         self._total_duration = 0
         self._finish = dict.fromkeys(FINISH_REASONS, 0)
@@ -227,6 +245,15 @@ class AggregatorMetrics:
 
         record = registry.record
         self._record = record
+        #: the tokenization backlog (``None`` without a tokenizer)
+        self.tokenizer: TokenizerPool | None = None
+        if tokens is not None:
+            self.tokenizer = TokenizerPool(
+                tokens,
+                workers=tokenizer_workers,
+                on_counts=self._on_token_counts,
+                after_batch=self._flush,
+            )
         series = registry.series_names
         self._has_ttft = "ttft_ns" in series
         self._append_gap: Callable[[int], None] = (
@@ -255,7 +282,8 @@ class AggregatorMetrics:
     @property
     def n_pending_tasks(self) -> int:
         """Tokenizations not yet recorded (0 without a tokenizer)."""
-        return 0
+        pool = self.tokenizer
+        return pool.pending if pool is not None else 0
 
     @property
     def n_in_flight(self) -> int:
@@ -346,12 +374,12 @@ class AggregatorMetrics:
         """Judge one tracked sample against the run's constraints (no-op without any).
 
         Call it exactly once per tracked sample, when every value a constraint
-        looks at is known. The aggregator calls it at ``sample.complete``,
-        where TPOT is known when the producer sent ``output_tokens``. When TPOT
-        comes later from tokenization, the completion must not call it; the
-        tokenization callback calls it instead, with the TTFT, latency and
-        failed flag the completion saw and the TPOT and output tokens it
-        computed (``None`` for a value the sample does not have). The counts
+        looks at is known. The aggregator judges at ``sample.complete``, where
+        TPOT is known when the producer sent ``output_tokens``; when TPOT comes
+        from tokenization the completion leaves it to :meth:`_on_token_counts`,
+        which calls this with the TTFT, latency and failed flag the completion
+        saw and the TPOT and output tokens it computed (``None`` for a value
+        the sample does not have). The counts
         reach the registry's verdict counters at the next snapshot capture.
         """
         tracker = self.tracker
@@ -427,6 +455,7 @@ class AggregatorMetrics:
             ("events_unmatched", self._n_unmatched),
             ("events_out_of_order", self._n_out_of_order),
             ("session_errors", self._n_session_errors),
+            ("tokenization_errors", self._n_token_errors),
         ):
             delta = value - flushed.get(name, 0)
             if delta:
@@ -508,6 +537,11 @@ class AggregatorMetrics:
         self._n_tracked_issued += 1
         if isl is not None:
             self._record("isl", isl)
+            return
+        pool = self.tokenizer
+        data = rec.data
+        if pool is not None and isinstance(data, PromptData) and (data.text or data.has_messages):
+            pool.submit(TokenJob(PROMPT, data))
 
     def _input_tokens(self, rec: EventRecord) -> int | None:
         n = rec.input_tokens
@@ -589,20 +623,26 @@ class AggregatorMetrics:
         out = rec.output_tokens
         first = rows.recv_first[slot]
         tpot: float | None = None
+        ttft = first - issued if self._has_ttft and first != UNSET else None
+        verdict_pending = False
         if out is not msgspec.UNSET:
             record("osl", out)
             self._n_output_tokens += out
             if self._has_ttft and first != UNSET and out > 1:
                 tpot = (ts - first) / (out - 1)
                 record("tpot_ns", tpot)
+        elif self.tokenizer is not None and isinstance(rec.data, TextModelOutput):
+            verdict = (rows.failed[slot] != 0, ttft, ts - issued) if self.tracker else None
+            if self._submit_output(rec.data, ts - first if ttft is not None else None, verdict):
+                # its TPOT and output tokens come from the tokenizer: the sample is
+                # judged when they do (_on_token_counts), not here
+                verdict_pending = True
         tracker = self.tracker
-        if tracker is not None:
-            # TPOT is known here only from the producer's output_tokens; a sample whose
-            # TPOT comes from tokenization is judged by the tokenization callback instead
-            # (judge_sample; called directly here, one call less per completion).
+        if tracker is not None and not verdict_pending:
+            # judge_sample, called directly here: one call less per completion
             tracker.add(
                 rows.failed[slot] != 0,
-                first - issued if first != UNSET and self._has_ttft else None,
+                ttft,
                 tpot,
                 ts - issued,
                 None if out is msgspec.UNSET else out,
@@ -618,6 +658,75 @@ class AggregatorMetrics:
         if issued > self._legacy_max_issued:
             self._legacy_max_issued = issued
             self._legacy_end = ts
+
+    def _submit_output(
+        self,
+        data: TextModelOutput,
+        tpot_span: int | None,
+        verdict: tuple[bool, int | None, int] | None = None,
+    ) -> bool:
+        """Queue an output's OSL and, given complete - first receive, TPOT's denominator.
+
+        ``verdict``: the sample's (failed, TTFT, latency) when it is to be judged once
+        its counts are known. Returns whether a job was queued.
+        """
+        osl = needs_output_count(data)
+        tpot = tpot_span is not None and needs_after_first_chunk_count(data)
+        if osl or tpot:
+            assert self.tokenizer is not None
+            job = TokenJob(
+                OUTPUT,
+                data,
+                after_first_chunk=tpot,
+                context=(tpot_span, verdict),
+                weight=osl + tpot,
+            )
+            self.tokenizer.submit(job)
+            return True
+        return False
+
+    def _on_token_counts(self, job: TokenJob, first: Count, second: Count) -> None:
+        """A finished job (on the loop): record by upstream's rules; errors cost their value."""
+        if job.kind == PROMPT:
+            if isinstance(first, int):
+                self._record("isl", first)
+            elif isinstance(first, Exception):
+                self._token_error(first)
+            return
+        span, verdict = job.context
+        if isinstance(first, int):
+            self._record("osl", first)
+            self._n_output_tokens += first
+        elif isinstance(first, Exception):
+            self._token_error(first)
+        tpot: float | None = None
+        if isinstance(second, int):
+            if second > 0:
+                tpot = span / second
+                self._record("tpot_ns", tpot)
+        elif isinstance(second, Exception) and second is not first:
+            self._token_error(second)
+        if verdict is not None:
+            # the completion left this sample's verdict to its token counts (SPEC §10)
+            failed, ttft, latency = verdict
+            self.judge_sample(
+                failed=failed,
+                ttft_ns=ttft,
+                tpot_ns=tpot,
+                latency_ns=latency,
+                output_tokens=first if isinstance(first, int) else None,
+            )
+
+    def _token_error(self, exc: Exception) -> None:
+        self._n_token_errors += 1
+        if "tokenization" not in self._warned:
+            self._warned.add("tokenization")
+            logger.warning(
+                "the tokenizer failed on an input (%s: %s); its value is skipped and counted "
+                "in tokenization_errors; further failures are not logged",
+                type(exc).__name__,
+                " ".join(str(exc).split())[:200],
+            )
 
     def _on_error(self, rec: EventRecord) -> None:
         self._n_failed += 1

@@ -5,13 +5,19 @@ It connects to the benchmark's event endpoint, applies every event to
 snapshots through a :class:`~registry.publisher.MetricsPublisher` bound on the
 snapshot endpoint. The run ends in one of two ways:
 
-- ``session.ended`` → DRAINING: the service stops reading, the publisher
-  writes the COMPLETE ``final_snapshot.json`` and sends the terminal frame,
-  the state becomes COMPLETE, ``result_summary.json`` is written beside it,
-  and :meth:`AggregatorService.run` returns 0.
+- ``session.ended`` → DRAINING: the service stops reading, the tokenizer's
+  backlog (if a tokenizer is configured) is counted within ``drain_timeout_s``
+  (``None``: no limit; live snapshots meanwhile show it shrinking in
+  ``n_pending_tasks``), then the publisher writes the COMPLETE
+  ``final_snapshot.json`` and sends the terminal frame, the state becomes
+  COMPLETE, ``result_summary.json`` is written beside it, and
+  :meth:`AggregatorService.run` returns 0. Tokenizations the budget did not
+  cover stay in the final ``n_pending_tasks`` (the report then says the run
+  is not complete, and why).
 - SIGTERM or SIGINT (or :meth:`AggregatorService.interrupt`) at any moment
   before that: the service stops reading at once and writes an INTERRUPTED
-  final snapshot holding everything applied so far, then the report, and
+  final snapshot holding everything applied so far (a tokenization backlog is
+  not drained: it stays in ``n_pending_tasks``), then the report, and
   returns ``128 + signal number`` (130 for SIGINT, 143 for SIGTERM), as a
   shell reports a process killed by that signal, so scripts can tell an
   interrupted run from a complete one. A signal that arrives once the final
@@ -53,6 +59,7 @@ from registry.percentiles import PercentileMethod
 from registry.publisher import MetricsPublisher
 from registry.report import build_report, write_report
 from registry.snapshot import MetricsSnapshot, SessionState
+from registry.tokens import TokenCounter
 
 __all__ = [
     "FINAL_SNAPSHOT_NAME",
@@ -72,6 +79,11 @@ Hook = Callable[[], Awaitable[Any]]
 
 #: Exit code when the ingest loop itself failed (a bug, not bad input).
 EXIT_INTERNAL_ERROR = 1
+#: How long the tokenizer's threads get to finish the input they count, after the end.
+TOKENIZER_JOIN_S = 5.0
+#: Records applied per loop step: a 1,000-record message (upstream's batch) is applied in
+#: four steps, so no step holds the loop for long (a snapshot between two is consistent).
+APPLY_SLICE = 256
 #: Exit code when final_snapshot.json or result_summary.json could not be written.
 EXIT_FINAL_FILES_NOT_WRITTEN = 3
 
@@ -98,6 +110,9 @@ class AggregatorService:
         ignore_sigint: bool = False,
         readiness: tuple[str, int] | None = None,
         ready_marker: bool = False,
+        tokenizer: TokenCounter | None = None,
+        tokenizer_workers: int = 2,
+        drain_timeout_s: float | None = None,
         max_frame_bytes: int | None = DEFAULT_MAX_FRAME_BYTES,
         listeners: Sequence[SnapshotListener] = (),
         on_start: Sequence[Hook] = (),
@@ -106,6 +121,10 @@ class AggregatorService:
     ) -> None:
         if not interval_s > 0:
             raise ValueError(f"interval_s must be > 0, got {interval_s!r}")
+        if drain_timeout_s is not None and not drain_timeout_s >= 0:
+            raise ValueError(f"drain_timeout_s must be >= 0 or None, got {drain_timeout_s!r}")
+        #: seconds the end-of-run tokenization may take (``None``: no limit)
+        self.drain_timeout_s = drain_timeout_s or None
         self.events_endpoint = events_endpoint
         self.snapshots_endpoint = snapshots_endpoint
         self.output_dir = Path(output_dir)
@@ -129,6 +148,8 @@ class AggregatorService:
             session=self.session,
             sig_figs=sig_figs,
             n_histogram_buckets=n_histogram_buckets,
+            tokens=tokenizer,
+            tokenizer_workers=tokenizer_workers,
             constraints=constraints,
         )
         #: the constraints the run is judged on, and the ruleset they came from
@@ -153,6 +174,9 @@ class AggregatorService:
         self.bound_snapshots_endpoint: str | None = None
         self._publisher: MetricsPublisher | None = None
         self._codec = AggregatorEventCodec(self.metrics)
+        #: a tokenizer thread was still in the tokenizer when run() returned: the
+        #: process must end with os._exit (finalising would abort in native code)
+        self.tokenizer_stuck = False
 
     # -- seams -----------------------------------------------------------------
 
@@ -225,6 +249,8 @@ class AggregatorService:
             for hook in self._on_start:
                 await hook()
             subscriber.open()
+            if self.metrics.tokenizer is not None:
+                self.metrics.tokenizer.start(loop)
             publisher.start(self._runtime_state)
             await self._announce_ready()
             logger.info(
@@ -241,6 +267,8 @@ class AggregatorService:
                 ingest.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await ingest
+            if self.signal is None:
+                await self._drain_tokenizer()
         except Exception:
             logger.exception("the aggregator's ingest failed; writing INTERRUPTED final files")
             failed = True
@@ -258,6 +286,7 @@ class AggregatorService:
         finally:
             await publisher.aclose()
             self._remove_signal_handlers(loop, installed)
+            await self._stop_tokenizer()
         if self.unwritten_files:
             logger.error(
                 "final files NOT written: %s (the terminal frame was %s)",
@@ -280,7 +309,12 @@ class AggregatorService:
         framing_counted = 0
         while session.state.rank < draining:
             batch = await subscriber.recv_batch()
-            handle_many(batch)
+            for i in range(0, len(batch), APPLY_SLICE):
+                if i:
+                    # Between slices of a big message: the loop stays responsive (ticks,
+                    # signals, the tokenizer's deliveries) while a message is applied.
+                    await asyncio.sleep(0)
+                handle_many(batch[i : i + APPLY_SLICE] if len(batch) > APPLY_SLICE else batch)
             self.events_applied += len(batch)
             # The subscriber drops broken frames (wrong frame count, topic, batch)
             # before any payload reaches the codec: count those as malformed too.
@@ -294,7 +328,62 @@ class AggregatorService:
             # ticks and signal handlers run even under a continuous stream.
             await asyncio.sleep(0)
 
+    def _tokenizer_info(self) -> dict[str, Any] | None:
+        """The run block's ``tokenizer``: which one counted, how (``None`` without one)."""
+        pool = self.metrics.tokenizer
+        if pool is None:
+            return None
+        return {
+            **pool.counter.describe(),
+            "workers": pool.workers,
+            "drain_timeout_s": self.drain_timeout_s,
+        }
+
+    async def _drain_tokenizer(self) -> None:
+        """After ``session.ended``: count the tokenization backlog within the budget.
+
+        A signal meanwhile stops the drain at once (the run is then interrupted).
+        """
+        pool = self.metrics.tokenizer
+        if pool is None or pool.pending == 0:
+            return
+        budget = self.drain_timeout_s
+        logger.info(
+            "session ended: draining %d tokenizations (%s)",
+            pool.pending,
+            "no time limit" if budget is None else f"budget {budget:g} s",
+        )
+        assert self._stop is not None
+        drain = asyncio.create_task(pool.drain(budget), name="aggregator-token-drain")
+        stop = asyncio.create_task(self._stop.wait(), name="aggregator-stop")
+        try:
+            await asyncio.wait({drain, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (drain, stop):
+                task.cancel()
+            await asyncio.gather(drain, stop, return_exceptions=True)
+        if self.signal is not None:
+            logger.warning("drain stopped by a signal: %d tokenizations left", pool.pending)
+
+    async def _stop_tokenizer(self) -> None:
+        pool = self.metrics.tokenizer
+        if pool is None:
+            return
+        pool.close()
+        if not await asyncio.to_thread(pool.join, TOKENIZER_JOIN_S):
+            self.tokenizer_stuck = True
+            logger.warning(
+                "a tokenizer thread is still busy %g s after the end; the process must end "
+                "with os._exit",
+                TOKENIZER_JOIN_S,
+            )
+
     async def _finish(self, publisher: MetricsPublisher, *, interrupted: bool) -> None:
+        pool = self.metrics.tokenizer
+        if pool is not None:
+            # Freeze the backlog: a batch finishing from here on must not be recorded
+            # after n_pending_tasks was read for the final snapshot.
+            pool.close()
         self.metrics.refresh_durations()
         pending = self.metrics.n_pending_tasks
         self.metrics.finalize_verdict(complete=not interrupted and pending == 0)
@@ -315,6 +404,7 @@ class AggregatorService:
             "run_id": self.run_id,
             "labels": dict(self.labels),
             "streaming": self.metrics.streaming,
+            "tokenizer": self._tokenizer_info(),
         }
         if self.constraints:
             run["verdict"] = {
