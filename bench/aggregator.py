@@ -24,6 +24,15 @@ does not count. Runs alternate so that load from other processes hits both
 alike; the medians are compared. Lossless is checked on every run.
 Target (issue 9): ours / baseline >= 0.5.
 
+Verdict (issue 11): the same service judged on the MLPerf ``llama2-70b`` ruleset
+plus ``latency:p99<=10s`` (every completion told to the constraint tracker,
+the verdict counters written at every snapshot capture) against the service without
+constraints, alternating in the same run. Target: with / without >= 0.95.
+Besides events per wall-clock second it prints events per CPU second of the
+aggregator (``time.process_time`` over the same interval, every thread of
+the process): on a shared machine the wall clock swings with other load
+(several fold between runs), the CPU time much less.
+
 Memory: ``tracemalloc`` around feeding 100,000 samples' ``sample.issued``,
 ``recv_first`` and two ``recv_non_first`` into ``AggregatorMetrics`` and
 folding the recorded values; the bytes left, minus the 8 bytes each recorded
@@ -59,12 +68,18 @@ from exporter.parent_watch import arm_from_environment, child_env  # noqa: E402
 from registry import MetricsRegistry, SessionState  # noqa: E402
 from registry.aggregator import AggregatorMetrics, AggregatorService  # noqa: E402
 from registry.events import EventCodec, EventRecord, EventType  # noqa: E402
+from registry.mlperf import build_constraints  # noqa: E402
 from registry.transport import BATCH_TOPIC, build_batch, split_batch, split_message  # noqa: E402
 
 T = EventType
 BATCH = 1000
 TARGET = 0.5
+VERDICT_TARGET = 0.95
 MEMORY_TARGET = 200
+VERDICT_RULESET = "llama2-70b"
+VERDICT_SLOS = ("latency:p99<=10s",)
+#: events per CPU second of each aggregator run, in run order (see verdict_figure)
+CPU_RATES: list[float] = []
 INTERVAL = 0.25
 FIXTURE = Path(__file__).resolve().parents[1] / "tests" / "data" / "mlcommons-endpoints"
 
@@ -171,8 +186,14 @@ async def bare_loop(endpoint: str, n_expected: int) -> float:
         ctx.term()
 
 
-async def aggregator(endpoint: str, n_expected: int, n_samples: int, workdir: Path) -> float:
-    """Events per second of the real service, ``session.started`` -> ``session.ended``."""
+async def aggregator(
+    endpoint: str, n_expected: int, n_samples: int, workdir: Path, *, verdict: bool = False
+) -> float:
+    """Events per second of the real service, ``session.started`` -> ``session.ended``.
+
+    ``verdict``: judged on :data:`VERDICT_RULESET` and :data:`VERDICT_SLOS`.
+    """
+    constraints = build_constraints(VERDICT_RULESET, VERDICT_SLOS) if verdict else ()
     service = AggregatorService(
         events_endpoint=endpoint,
         snapshots_endpoint=f"ipc://{workdir}/snapshots.sock",
@@ -180,17 +201,29 @@ async def aggregator(endpoint: str, n_expected: int, n_samples: int, workdir: Pa
         streaming=True,
         interval_s=INTERVAL,
         handle_signals=False,
+        constraints=constraints,
     )
-    marks: dict[SessionState, float] = {}
-    service.session.add_listener(lambda old, new: marks.setdefault(new, time.perf_counter()))
+    marks: dict[SessionState, tuple[float, float]] = {}
+    service.session.add_listener(
+        lambda old, new: marks.setdefault(new, (time.perf_counter(), time.process_time()))
+    )
     rc = await service.run()
-    elapsed = marks[SessionState.DRAINING] - marks[SessionState.LIVE]
+    elapsed = marks[SessionState.DRAINING][0] - marks[SessionState.LIVE][0]
+    cpu = marks[SessionState.DRAINING][1] - marks[SessionState.LIVE][1]
+    CPU_RATES.append(n_expected / cpu)
     snap = service.final_snapshot
     assert rc == 0 and snap is not None, f"aggregator exit {rc}"
     assert service.events_applied == n_expected, (service.events_applied, n_expected)
     assert snap.counters["total_samples_issued"] == n_samples
     assert snap.counters["events_malformed"] == 0
     assert snap.counters["events_out_of_order"] == 0
+    if verdict:  # every tracked completion was judged (TTFT: those with a first chunk)
+        judged = snap.counters["constraint_ttft_p99_samples"]
+        assert 0 < judged <= snap.series["ttft_ns"].count
+        assert (
+            snap.counters["constraint_sample_latency_p99_samples"]
+            == snap.counters["tracked_samples_completed"]
+        )
     return n_expected / elapsed
 
 
@@ -212,7 +245,9 @@ def one_run(kind: str, n_events: int) -> float:
         gc.collect()
         if kind == "bare":
             return asyncio.run(bare_loop(endpoint, n_records))
-        return asyncio.run(aggregator(endpoint, n_records, n_samples, workdir))
+        return asyncio.run(
+            aggregator(endpoint, n_records, n_samples, workdir, verdict=kind == "verdict")
+        )
     finally:
         proc.wait(timeout=60)
         shutil.rmtree(workdir, ignore_errors=True)
@@ -265,14 +300,58 @@ def bytes_per_in_flight_sample(n_samples: int = 100_000) -> float:
     return (after - before - 8 * values) / n_samples
 
 
+def verdict_figure(n_events: int, repeats: int) -> None:
+    """Ingest judged on a ruleset against the same ingest without, alternating."""
+    n, _ = expected_counts(n_events)
+    print(
+        f"verdict: {n:,} records/run, judged on {VERDICT_RULESET} + {', '.join(VERDICT_SLOS)} "
+        f"vs no constraints, {repeats} repeats"
+    )
+    one_run("verdict", 20_000)  # warm-up
+    rates: dict[str, tuple[list[float], list[float]]] = {
+        "aggregator": ([], []),
+        "verdict": ([], []),
+    }
+    for i in range(repeats):
+        # alternate which goes first, so a drift in machine load favours neither
+        order = ("aggregator", "verdict") if i % 2 == 0 else ("verdict", "aggregator")
+        for kind in order:
+            wall = one_run(kind, n_events)
+            rates[kind][0].append(wall)
+            rates[kind][1].append(CPU_RATES[-1])
+        (pw, pc), (jw, jc) = rates["aggregator"], rates["verdict"]
+        print(
+            f"  run {i + 1}: without {pw[-1]:>10,.0f} ev/s ({pc[-1]:>10,.0f} per CPU s)   "
+            f"with {jw[-1]:>10,.0f} ev/s ({jc[-1]:>10,.0f} per CPU s)"
+        )
+    for label, k in (("wall clock", 0), ("CPU time", 1)):
+        plain, judged = rates["aggregator"][k], rates["verdict"][k]
+        p, j = statistics.median(plain), statistics.median(judged)
+        paired = statistics.median(x / y for x, y in zip(judged, plain, strict=True))
+        verdict = "meets" if j / p >= VERDICT_TARGET else "MISSES"
+        print(
+            f"{label}: without (baseline) {p:>10,.0f} ev/s, with the ruleset {j:>10,.0f} ev/s "
+            f"(medians); ratio {j / p:.2f}, median per-run ratio {paired:.2f}  "
+            f"({verdict} the target >= {VERDICT_TARGET})"
+        )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=300_000, help="events per run")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--produce", metavar="ENDPOINT", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--only-verdict",
+        action="store_true",
+        help="only the verdict figure (with a ruleset / without), not the bare-loop ratio",
+    )
     args = parser.parse_args()
     if args.produce:
         produce(args.produce, args.events)
+        return 0
+    if args.only_verdict:
+        verdict_figure(args.events, args.repeats)
         return 0
     n, _ = expected_counts(args.events)
     print(
@@ -298,6 +377,7 @@ def main() -> int:
     print(f"  ratio of bests: {max(ours) / max(bare):.2f}")
     verdict = "meets" if ratio >= TARGET else "MISSES"
     print(f"ratio aggregator / bare: {ratio:.2f}  ({verdict} the target >= {TARGET})")
+    verdict_figure(args.events, args.repeats)
     per = [bytes_per_in_flight_sample() for _ in range(3)]
     uuid_bytes = sys.getsizeof("0" * 32)
     med = statistics.median(per)

@@ -1,10 +1,20 @@
 """Fixed histogram bucket bounds and cumulative counts from HDR bytes (SPEC §8).
 
-A series' classic-histogram bounds depend only on its HDR range (lowest and
-highest trackable value, carried in the V2 encoding), so every scrape and
-every instance with the same series configuration exposes the same ``le``
-values and ``histogram_quantile`` can aggregate them. Bounds are the 1-2-5
-steps per decade inside that range.
+Bounds never depend on the data, so every scrape and every instance exposes
+the same ``le`` values and ``histogram_quantile`` can add instances up:
+
+* the aggregator's latency series have a fixed table over a range that fits
+  the quantity, log-spaced on the E24 preferred numbers (24 per decade, steps
+  of 4-15 %, so ``histogram_quantile`` lands within a few percent of the
+  exact quantile): TTFT 1 ms..100 s, TPOT 0.1 ms..10 s, end-to-end latency
+  10 ms..1 h; chunk gaps on E12 (12 per decade) over 0.1 ms..60 s; token
+  lengths on 1-2-5 over 1..1,000,000;
+* every configured constraint limit of the series is added as a bound, so
+  ``le="<limit>"`` counts the samples within it;
+* ``--buckets SERIES=b1,b2,...`` replaces a series' table (the limits are
+  still added);
+* any other series gets the 1-2-5 steps inside its HDR range (lowest and
+  highest trackable value, carried in the V2 encoding).
 
 Counting is vectorised: the per-index lowest values of an HDR layout and the
 index at which each bound cuts them are computed once per layout and cached;
@@ -18,15 +28,90 @@ from __future__ import annotations
 import base64
 import functools
 import zlib
+from decimal import Decimal, InvalidOperation
 
 import numpy as np
 import numpy.typing as npt
 from hdrh.codec import HdrCookieException, HdrHistogramSettingsException, HdrLengthException
 from hdrh.histogram import HdrHistogram
 
-__all__ = ["BucketCounts", "HdrDecodeError", "bucket_bounds", "cumulative_buckets"]
+__all__ = [
+    "BUCKET_SERIES",
+    "SERIES_BOUNDS",
+    "BucketCounts",
+    "HdrDecodeError",
+    "bounds_for",
+    "bucket_bounds",
+    "cumulative_buckets",
+    "parse_bucket_spec",
+]
 
 _STEPS = (1, 2, 5)
+#: The E24 and E12 preferred numbers (IEC 60063), times ten so that they are ints.
+_E24 = (
+    10,
+    11,
+    12,
+    13,
+    15,
+    16,
+    18,
+    20,
+    22,
+    24,
+    27,
+    30,
+    33,
+    36,
+    39,
+    43,
+    47,
+    51,
+    56,
+    62,
+    68,
+    75,
+    82,
+    91,
+)
+_E12 = (10, 12, 15, 18, 22, 27, 33, 39, 47, 56, 68, 82)
+
+
+def _series_of(mantissas: tuple[int, ...], low: int, high: int) -> tuple[int, ...]:
+    """Every ``m * 10**k`` (``m`` a mantissa times ten) in ``[low, high]``, ascending."""
+    out: list[int] = []
+    exp = 0
+    while True:
+        for m in mantissas:
+            v = m * 10**exp // 10
+            if v > high:
+                return tuple(out)
+            if v >= low and m * 10**exp % 10 == 0:
+                out.append(v)
+        exp += 1
+
+
+_MS = 1_000_000
+#: The fixed bounds of the aggregator's series, in their native unit (ns, tokens).
+SERIES_BOUNDS: dict[str, tuple[int, ...]] = {
+    "ttft_ns": _series_of(_E24, 1 * _MS, 100_000 * _MS),
+    "tpot_ns": _series_of(_E24, _MS // 10, 10_000 * _MS),
+    "sample_latency_ns": _series_of(_E24, 10 * _MS, 3_600_000 * _MS),
+    "chunk_delta_ns": _series_of(_E12, _MS // 10, 60_000 * _MS),
+    "isl": _series_of((10, 20, 50), 1, 1_000_000),
+    "osl": _series_of((10, 20, 50), 1, 1_000_000),
+}
+#: What ``--buckets`` accepts → (registry series, native units per exported unit).
+BUCKET_SERIES: dict[str, tuple[str, int]] = {
+    "ttft": ("ttft_ns", 1_000_000_000),
+    "tpot": ("tpot_ns", 1_000_000_000),
+    "sample_latency": ("sample_latency_ns", 1_000_000_000),
+    "latency": ("sample_latency_ns", 1_000_000_000),
+    "chunk_delta": ("chunk_delta_ns", 1_000_000_000),
+    "isl": ("isl", 1),
+    "osl": ("osl", 1),
+}
+_UNITS = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000}
 _HDR_ERRORS = (HdrCookieException, HdrLengthException, HdrHistogramSettingsException)
 
 
@@ -69,8 +154,61 @@ def bucket_bounds(low: int, high: int) -> tuple[int, ...]:
 
 
 @functools.lru_cache(maxsize=256)
-def _layout(low: int, high: int, sig_figs: int) -> tuple[tuple[int, ...], npt.NDArray[np.int64]]:
-    """(bounds, cut) for one HDR layout: ``cut[i]`` = number of counts indexes whose
+def bounds_for(
+    series: str,
+    hdr_low: int,
+    hdr_high: int,
+    limits: tuple[int, ...] = (),
+    override: tuple[int, ...] | None = None,
+) -> tuple[int, ...]:
+    """The fixed bounds of ``series`` (native unit): its table (or ``override``), plus
+    every limit in ``limits``; the 1-2-5 steps of the HDR range for a series with no table."""
+    base = override if override is not None else SERIES_BOUNDS.get(series)
+    if base is None:
+        base = bucket_bounds(hdr_low, hdr_high)
+    return tuple(sorted(set(base) | {int(x) for x in limits if x >= 1}))
+
+
+def parse_bucket_spec(text: str) -> tuple[str, tuple[int, ...]]:
+    """``SERIES=b1,b2,...`` → (registry series, bounds in its native unit).
+
+    Time series take seconds (or a unit per value: ``ttft=1ms,5ms,0.1s``),
+    token series whole tokens. ``ValueError`` with one line when it is wrong.
+    """
+    name, sep, values = text.partition("=")
+    name = name.strip()
+    if not sep or not name or not values.strip():
+        raise ValueError(f"--buckets {text!r}: expected SERIES=b1,b2,... (e.g. ttft=0.01,0.05,0.1)")
+    known = BUCKET_SERIES.get(name) or BUCKET_SERIES.get(name.removesuffix("_ns"))
+    if known is None:
+        raise ValueError(
+            f"--buckets {text!r}: unknown series {name!r}; choose one of {', '.join(BUCKET_SERIES)}"
+        )
+    series, scale = known
+    out: set[int] = set()
+    for item in values.split(","):
+        item = item.strip()
+        unit = next((u for u in ("ms", "us", "s") if item.endswith(u)), None)
+        number = item[: -len(unit)] if unit else item
+        factor = scale if unit is None else _UNITS[unit]
+        if unit is not None and scale == 1:
+            raise ValueError(f"--buckets {text!r}: {name} counts tokens; give plain numbers")
+        try:
+            value = Decimal(number.strip()) * factor
+        except InvalidOperation:
+            raise ValueError(f"--buckets {text!r}: {item!r} is not a number") from None
+        if not value.is_finite() or value <= 0:
+            raise ValueError(f"--buckets {text!r}: bounds must be finite and > 0, got {item!r}")
+        if value != value.to_integral_value():
+            what = "a whole number of tokens" if scale == 1 else "a whole number of nanoseconds"
+            raise ValueError(f"--buckets {text!r}: {item!r} is not {what}")
+        out.add(int(value))
+    return series, tuple(sorted(out))
+
+
+@functools.lru_cache(maxsize=256)
+def _layout(low: int, high: int, sig_figs: int, bounds: tuple[int, ...]) -> npt.NDArray[np.int64]:
+    """``cut`` for one HDR layout and bounds: ``cut[i]`` = number of counts indexes whose
     lowest equivalent value is ≤ ``bounds[i]``.
 
     A value recorded exactly at a bound lies in an HDR bucket whose lowest value is
@@ -86,10 +224,9 @@ def _layout(low: int, high: int, sig_figs: int) -> tuple[tuple[int, ...], npt.ND
     sub = np.where(first, sub - half, sub)
     bucket = np.where(first, 0, bucket)
     lowest = sub << (bucket + int(h.unit_magnitude))
-    bounds = bucket_bounds(low, high)
     cut = np.searchsorted(lowest, np.asarray(bounds, dtype=np.int64), side="right")
     cut.setflags(write=False)
-    return bounds, cut
+    return cut
 
 
 def _decode(hdr: bytes) -> HdrHistogram:
@@ -99,8 +236,15 @@ def _decode(hdr: bytes) -> HdrHistogram:
         raise HdrDecodeError(f"invalid HDR encoding: {type(exc).__name__}: {exc}") from exc
 
 
-def cumulative_buckets(hdr: bytes) -> BucketCounts:
-    """Decode ``hdr`` (V2 compressed, raw bytes) into fixed cumulative buckets."""
+def cumulative_buckets(
+    hdr: bytes,
+    series: str = "",
+    *,
+    limits: tuple[int, ...] = (),
+    override: tuple[int, ...] | None = None,
+) -> BucketCounts:
+    """Decode ``hdr`` (V2 compressed, raw bytes) into the fixed cumulative buckets of
+    ``series`` (see :func:`bounds_for`; a series without a table gets the 1-2-5 steps)."""
     h = _decode(hdr)
     low, high, sig = (
         int(h.lowest_trackable_value),
@@ -109,7 +253,8 @@ def cumulative_buckets(hdr: bytes) -> BucketCounts:
     )
     if low < 1 or high < 2 * low:
         raise HdrDecodeError(f"HDR range [{low}, {high}] is not valid")
-    bounds, cut = _layout(low, high, sig)
+    bounds = bounds_for(series, low, high, tuple(limits), override)
+    cut = _layout(low, high, sig, bounds)
     counts = np.ctypeslib.as_array(h.counts).view(np.uint64)
     if counts.size < int(cut.max(initial=0)):
         raise HdrDecodeError("HDR counts array is shorter than its layout")

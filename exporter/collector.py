@@ -35,14 +35,19 @@ from prometheus_client.utils import floatToGoString
 
 from exporter.buckets import BucketCounts, HdrDecodeError, cumulative_buckets
 from exporter.naming import (
+    NS_PER_SECOND,
     FamilyPlan,
     SeriesPlan,
     check_labels,
     check_namespace,
     plan_families,
     quantile_label,
+    verdict_names,
 )
+from registry.mlperf.constraints import STATES
+from registry.percentiles import percent_to_fraction
 from registry.snapshot import CounterStat, MetricsSnapshot, SeriesStat, SessionState
+from registry.verdict_counters import VerdictReading, read_verdict
 
 __all__ = ["DEFAULT_STALE_AFTER", "SnapshotCollector", "default_run_id", "exporter_version"]
 
@@ -67,7 +72,7 @@ def exporter_version() -> str:
 class _View:
     """One snapshot, when it arrived (local monotonic clock), and what is derived from it."""
 
-    __slots__ = ("_buckets", "_lock", "arrived", "plan", "snapshot")
+    __slots__ = ("_buckets", "_lock", "arrived", "plan", "snapshot", "verdict")
 
     def __init__(self, snapshot: MetricsSnapshot, arrived: float, plan: FamilyPlan) -> None:
         self.snapshot = snapshot
@@ -75,8 +80,21 @@ class _View:
         self.plan = plan
         self._lock = threading.Lock()
         self._buckets: dict[str, BucketCounts | None] = {}
+        #: the verdict counters the snapshot carries (``None`` without constraints)
+        self.verdict: VerdictReading | None = read_verdict(snapshot.counters)
 
-    def buckets(self, stat: SeriesStat, warn: Callable[[str, str], None]) -> BucketCounts | None:
+    def limits(self, series: str) -> tuple[int, ...]:
+        """The constraint limits on ``series`` (native unit): each becomes a bucket bound."""
+        if self.verdict is None:
+            return ()
+        return tuple(sorted({c.limit_ns for c in self.verdict.constraints if c.series == series}))
+
+    def buckets(
+        self,
+        stat: SeriesStat,
+        warn: Callable[[str, str], None],
+        override: tuple[int, ...] | None = None,
+    ) -> BucketCounts | None:
         """Fixed cumulative buckets of ``stat``, or ``None`` when it has no usable HDR data."""
         with self._lock:
             if stat.name in self._buckets:
@@ -84,7 +102,9 @@ class _View:
             result: BucketCounts | None = None
             if stat.hdr is not None:
                 try:
-                    result = cumulative_buckets(stat.hdr)
+                    result = cumulative_buckets(
+                        stat.hdr, stat.name, limits=self.limits(stat.name), override=override
+                    )
                 except HdrDecodeError as exc:
                     warn(stat.name, f"histogram left out: {exc}")
                 else:
@@ -106,7 +126,9 @@ class SnapshotCollector:
     (a fresh one is made when absent). ``gauges`` names registry counters to
     export as gauges (settable counters; the snapshot cannot say which they
     are). ``stale_after`` is the age in seconds after which a live view counts
-    as stale; a terminal view never does (its values are final).
+    as stale; a terminal view never does (its values are final). ``buckets``
+    replaces the fixed bucket bounds of registry series (native units, e.g.
+    from ``--buckets``).
     """
 
     def __init__(
@@ -117,8 +139,14 @@ class SnapshotCollector:
         gauges: Iterable[str] = (),
         stale_after: float = DEFAULT_STALE_AFTER,
         clock: Callable[[], float] = time.monotonic,
+        buckets: Mapping[str, Iterable[int]] | None = None,
     ) -> None:
         self.namespace = check_namespace(namespace)
+        self._bucket_overrides = {
+            name: tuple(sorted({int(b) for b in bounds}))
+            for name, bounds in (buckets or {}).items()
+        }
+        self._verdict_names = verdict_names(self.namespace)
         given = dict(labels or {})
         run_id = given.pop("run_id", None)
         if run_id is None:
@@ -281,6 +309,8 @@ class SnapshotCollector:
             snap.n_pending_tasks,
         )
         yield from self._counter_families(view)
+        if view.verdict is not None:
+            yield from self._verdict_families(view.verdict)
         for splan in view.plan.series:
             try:
                 stat = snap.get(splan.registry_name)
@@ -339,7 +369,7 @@ class SnapshotCollector:
             summary.add_sample(plan.summary, {**self._labels, "quantile": q}, v)
         summary.add_sample(plan.summary + "_sum", self._labels, total)
         summary.add_sample(plan.summary + "_count", self._labels, float(stat.count))
-        buckets = view.buckets(stat, self._warn_once)
+        buckets = view.buckets(stat, self._warn_once, self._bucket_overrides.get(stat.name))
         if buckets is not None:
             hist = HistogramMetricFamily(
                 plan.histogram, plan.help, labels=self._label_names, unit=plan.unit
@@ -352,6 +382,88 @@ class SnapshotCollector:
             hist.add_metric(self._label_values, pairs, total)
             yield hist
         yield summary
+
+    def _verdict_families(self, verdict: VerdictReading) -> Iterator[Metric]:
+        """The run's verdict (SPEC §10): goodput, then per constraint n, t, needed, state."""
+        names = self._verdict_names
+        yield self._counter(
+            names.good_samples,
+            "Tracked samples that succeeded within every latency limit they have a value for.",
+            verdict.good_samples,
+        )
+        yield self._counter(
+            names.good_output_tokens,
+            "Output tokens of the good samples.",
+            verdict.good_output_tokens,
+        )
+        yield self._gauge(
+            names.goodput,
+            "Goodput: good samples per second of tracked duration.",
+            verdict.goodput_samples_per_second,
+        )
+        yield self._gauge(
+            names.token_goodput,
+            "Token goodput: output tokens of good samples per second of tracked duration.",
+            verdict.goodput_tokens_per_second,
+        )
+        run_state = StateSetMetricFamily(
+            names.verdict_state,
+            "The run's verdict: pending, on_track or failing while live; pass or fail at the end.",
+            labels=self._label_names,
+        )
+        run_state.add_metric(self._label_values, {s: s == verdict.state for s in STATES})
+        yield run_state
+        label_names = (*self._label_names, "constraint", "series")
+        families: dict[str, Metric] = {
+            names.constraint_samples: CounterMetricFamily(
+                names.constraint_samples,
+                "Samples judged on the constraint (those with a value for its series).",
+                labels=label_names,
+            ),
+            names.constraint_violations: CounterMetricFamily(
+                names.constraint_violations,
+                "Judged samples over the constraint's limit.",
+                labels=label_names,
+            ),
+            names.constraint_queries_needed: GaugeMetricFamily(
+                names.constraint_queries_needed,
+                "More samples the run needs before it can pass with its current violations "
+                "(MLPerf early stopping, confidence 0.99): max(0, h(t) + t - n).",
+                labels=label_names,
+            ),
+            names.constraint_limit: GaugeMetricFamily(
+                names.constraint_limit,
+                "The constraint's limit: a sample above it violates the constraint.",
+                labels=label_names,
+                unit="seconds",
+            ),
+            names.constraint_target: GaugeMetricFamily(
+                names.constraint_target,
+                "The constraint's percentile as a ratio: the attainment it asks for.",
+                labels=label_names,
+            ),
+        }
+        states = StateSetMetricFamily(
+            names.constraint_state,
+            "State of each constraint: pending, on_track, failing (live), pass, fail (final).",
+            labels=label_names,
+        )
+        for c in verdict.constraints:
+            values = (*self._label_values, c.key, c.series.removesuffix("_ns"))
+            for name, value in (
+                (names.constraint_samples, c.samples),
+                (names.constraint_violations, c.over_limit),
+                (names.constraint_queries_needed, c.queries_needed),
+                (names.constraint_limit, c.limit_ns / NS_PER_SECOND),
+                (names.constraint_target, percent_to_fraction(c.percentile)),
+            ):
+                fam = families[name]
+                assert isinstance(fam, CounterMetricFamily | GaugeMetricFamily)
+                fam.add_metric(values, float(value))
+            states.add_metric(values, {s: s == c.state for s in STATES})
+        if verdict.constraints:
+            yield from families.values()
+            yield states
 
     def _health_families(self, view: _View | None) -> Iterator[Metric]:
         with self._lock:

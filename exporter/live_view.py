@@ -23,6 +23,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from exporter.verdict_view import from_snapshot_counters, verdict_panel
 from exporter.view_format import (
     SeriesRow,
     format_count,
@@ -34,6 +35,7 @@ from exporter.view_format import (
     state_text,
 )
 from registry.snapshot import MetricsSnapshot, SeriesStat, SessionState, percentile_key
+from registry.verdict_counters import is_verdict_counter, read_verdict
 
 __all__ = [
     "LIVE_GRID",
@@ -240,7 +242,11 @@ def _other_counters(snap: MetricsSnapshot) -> Text | None:
         "tracked_duration_ns",
         "total_duration_ns",
     )
-    rest = [(n, v) for n, v in snap.counters.items() if not n.startswith(shown)]
+    rest = [
+        (n, v)
+        for n, v in snap.counters.items()
+        if not n.startswith(shown) and not is_verdict_counter(n)
+    ]
     if not rest:
         return None
     listed = "  ".join(f"{n}={format_value(n, v)}" for n, v in rest)
@@ -268,6 +274,9 @@ def render_live(
         if rows:
             exact = "exact" if snap.is_terminal else "live, HDR"
             parts += [Text(""), series_table(rows, grid=LIVE_GRID, title=f"Quantiles ({exact})")]
+        verdict = from_snapshot_counters(snap.counters, terminal=snap.is_terminal)
+        if verdict is not None:
+            parts += [Text(""), verdict_panel(verdict)]
         for extra in (_finish_reasons(snap), _other_counters(snap)):
             if extra is not None:
                 parts.append(extra)
@@ -307,6 +316,10 @@ def progress_line(snap: MetricsSnapshot | None, *, rates: Rates | None = None) -
         p50 = s.percentiles.get(percentile_key(50))
         p99 = s.percentiles.get(percentile_key(99))
         parts.append(f"{label} p50 {format_ns(p50)} p99 {format_ns(p99)}")
+    verdict = read_verdict(c)
+    if verdict is not None:
+        needed = max((r.queries_needed for r in verdict.constraints), default=0)
+        parts.append(f"verdict {verdict.state}" + (f" (needs {needed:,} more)" if needed else ""))
     return "  ".join(parts)
 
 

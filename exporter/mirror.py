@@ -30,11 +30,12 @@ import logging
 import signal
 import threading
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry
 
+from exporter.buckets import parse_bucket_spec
 from exporter.collector import DEFAULT_STALE_AFTER, SnapshotCollector
 from exporter.errors import UsageError
 from exporter.http_server import MetricsServer, MetricsServerThread, bind_socket, parse_listen
@@ -75,6 +76,8 @@ class ExporterOptions:
     push_job: str
     namespace: str
     stale_after: float
+    #: fixed bucket bounds replacing a series' table (registry series → native units)
+    buckets: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
 
 
 def add_exporter_arguments(
@@ -139,6 +142,15 @@ def add_exporter_arguments(
         help="a live view older than this counts as stale: <ns>_exporter_up 0 "
         "(default: %(default)g)",
     )
+    g.add_argument(
+        "--buckets",
+        action="append",
+        default=[],
+        metavar="SERIES=B1,B2,...",
+        help="replace the fixed histogram bounds of a series (ttft, tpot, latency, chunk_delta "
+        "in seconds, or with a unit per bound: 1ms,5ms,0.1s; isl, osl in tokens); constraint "
+        "limits are always bounds too (repeatable)",
+    )
     if with_labels:
         g.add_argument(
             "--label",
@@ -191,6 +203,15 @@ def exporter_options(args: argparse.Namespace) -> ExporterOptions:
         raise UsageError("--pushgateway: empty URL")
     if not args.push_job:
         raise UsageError("--push-job: empty job name")
+    buckets: dict[str, tuple[int, ...]] = {}
+    for spec in getattr(args, "buckets", None) or []:
+        try:
+            series, bounds = parse_bucket_spec(spec)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        if series in buckets:
+            raise UsageError(f"--buckets {spec!r}: {series} given twice")
+        buckets[series] = bounds
     return ExporterOptions(
         listen=listen,
         web_config=web_config,
@@ -199,6 +220,7 @@ def exporter_options(args: argparse.Namespace) -> ExporterOptions:
         push_job=args.push_job,
         namespace=args.namespace,
         stale_after=float(args.stale_after),
+        buckets=buckets,
     )
 
 
@@ -234,7 +256,11 @@ class PrometheusMirror:
         self.options = options
         try:
             self.collector = SnapshotCollector(
-                options.namespace, labels, gauges=gauges, stale_after=options.stale_after
+                options.namespace,
+                labels,
+                gauges=gauges,
+                stale_after=options.stale_after,
+                buckets=options.buckets,
             )
         except ValueError as exc:
             raise UsageError(str(exc)) from None

@@ -13,15 +13,19 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
+from registry.verdict_counters import is_verdict_counter
+
 __all__ = [
     "RESERVED_LABELS",
     "CounterPlan",
     "FamilyPlan",
     "SeriesPlan",
+    "VerdictNames",
     "check_labels",
     "check_namespace",
     "plan_families",
     "quantile_label",
+    "verdict_names",
 ]
 
 _NAME_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
@@ -34,7 +38,7 @@ NS_PER_SECOND = 1e9
 
 #: Label names the exporter sets itself; a run label may not reuse them.
 RESERVED_LABELS: frozenset[str] = frozenset(
-    {"le", "quantile", "window", "reason", "version", "job", "instance"}
+    {"le", "quantile", "window", "reason", "version", "job", "instance", "constraint", "series"}
 )
 
 # Suffixes that prometheus_client and the OpenMetrics parser attach per type;
@@ -189,13 +193,15 @@ def check_namespace(namespace: str) -> str:
 def check_labels(labels: Mapping[str, str], *, namespace: str) -> dict[str, str]:
     """Validate run labels: names legal and not reserved, values strings (``ValueError``)."""
     out: dict[str, str] = {}
-    state_label = _join(namespace, "session_state")
+    state_labels = {
+        _join(namespace, n) for n in ("session_state", "verdict_state", "constraint_state")
+    }
     for key, value in labels.items():
         if not isinstance(key, str) or not _LABEL_RE.match(key) or key.startswith("__"):
             raise ValueError(
                 f"label name {key!r} is not valid ([a-zA-Z_][a-zA-Z0-9_]*, no leading '__')"
             )
-        if key in RESERVED_LABELS or key == state_label:
+        if key in RESERVED_LABELS or key in state_labels:
             raise ValueError(f"label name {key!r} is reserved by the exporter")
         if not isinstance(value, str):
             raise ValueError(f"label {key!r}: value must be a str, got {type(value).__name__}")
@@ -277,9 +283,64 @@ def _sample_names(family: str, kind: str) -> set[str]:
     return {family, *(family + s for s in _TYPE_SUFFIXES[kind])}
 
 
+@dataclass(frozen=True)
+class VerdictNames:
+    """The families of the verdict counters (SPEC §10; registry.verdict_counters).
+
+    Per constraint families carry ``constraint`` (its key, ``ttft_p99``) and
+    ``series`` (the series' exported stem, ``ttft``) labels.
+    """
+
+    good_samples: str  # counter: succeeded within every limit
+    good_output_tokens: str  # counter
+    goodput: str  # gauge: good samples / tracked duration, per second
+    token_goodput: str  # gauge: good output tokens / tracked duration, per second
+    verdict_state: str  # stateset of the run
+    constraint_samples: str  # counter: samples judged (n)
+    constraint_violations: str  # counter: samples over the limit (t)
+    constraint_queries_needed: str  # gauge: max(0, h(t) + t - n)
+    constraint_limit: str  # gauge, seconds
+    constraint_target: str  # gauge: the percentile as a ratio (0.99)
+    constraint_state: str  # stateset per constraint
+
+    def families(self) -> dict[str, str]:
+        """name → type, as :func:`fixed_families` lists them."""
+        return {
+            self.good_samples: "counter",
+            self.good_output_tokens: "counter",
+            self.goodput: "gauge",
+            self.token_goodput: "gauge",
+            self.verdict_state: "stateset",
+            self.constraint_samples: "counter",
+            self.constraint_violations: "counter",
+            self.constraint_queries_needed: "gauge",
+            self.constraint_limit: "gauge",
+            self.constraint_target: "gauge",
+            self.constraint_state: "stateset",
+        }
+
+
+def verdict_names(namespace: str) -> VerdictNames:
+    """The verdict families' names under ``namespace`` (counters without ``_total``)."""
+    return VerdictNames(
+        good_samples=_join(namespace, "good_samples"),
+        good_output_tokens=_join(namespace, "good_output_tokens"),
+        goodput=_join(namespace, "goodput_samples_per_second"),
+        token_goodput=_join(namespace, "goodput_tokens_per_second"),
+        verdict_state=_join(namespace, "verdict_state"),
+        constraint_samples=_join(namespace, "constraint_samples"),
+        constraint_violations=_join(namespace, "constraint_violations"),
+        constraint_queries_needed=_join(namespace, "constraint_queries_needed"),
+        constraint_limit=_join(namespace, "constraint_limit_seconds"),
+        constraint_target=_join(namespace, "constraint_target_ratio"),
+        constraint_state=_join(namespace, "constraint_state"),
+    )
+
+
 def fixed_families(namespace: str) -> dict[str, str]:
     """The exporter's own families (name → type); registry metrics may not clash with them."""
     return {
+        **verdict_names(namespace).families(),
         _join(namespace, "session_state"): "stateset",
         _join(namespace, "pending_tasks"): "gauge",
         _join(namespace, "run"): "info",
@@ -316,7 +377,9 @@ def plan_families(
     skipped: list[tuple[str, str]] = []
     # Catalogue metrics claim their names before any other registry metric can;
     # the order of the plan itself stays registration order.
-    cnames, snames = list(counter_names), list(series_names)
+    # The verdict counters are exported as the verdict families (collector), not one by one.
+    cnames = [n for n in counter_names if not is_verdict_counter(n)]
+    snames = list(series_names)
     order = [
         *(("c", n) for n in cnames if n in _KNOWN_COUNTERS),
         *(("s", n) for n in snames if n in _KNOWN_SERIES),

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -25,6 +25,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from exporter.verdict_view import from_report, verdict_panel
 from exporter.view_format import (
     SeriesRow,
     format_count,
@@ -33,14 +34,17 @@ from exporter.view_format import (
     series_table,
     state_text,
 )
+from registry.mlperf.slo import Constraint
 from registry.snapshot import percentile_key
 from registry.snapshot_codec import SnapshotDecodeError
 from registry.upstream_report import from_upstream_summary, is_upstream_summary
+from registry.verdict import VerdictUndecided, verdict_block
 
 __all__ = [
     "REPORT_GRID",
     "ReportDocument",
     "ReportFileError",
+    "judge_report_file",
     "load_report_file",
     "render_report",
 ]
@@ -96,7 +100,47 @@ def _check_summary(report: Mapping[str, Any]) -> None:
 
 def load_report_file(path: str | Path) -> ReportDocument:
     """Read ``path`` (either kind of file); :class:`ReportFileError` when it cannot be shown."""
-    p = Path(path)
+    return _load(Path(path), None, None)
+
+
+def judge_report_file(
+    path: str | Path, constraints: Sequence[Constraint], *, ruleset: str | None = None
+) -> ReportDocument:
+    """:func:`load_report_file` with the Report's verdict judged on exactly ``constraints``.
+
+    A final snapshot is judged from its exact counts when the run kept them for
+    these constraints, else from its HDR histograms; a result summary only from
+    its counts. :class:`ReportFileError` when a constraint cannot be judged.
+    """
+    return _load(Path(path), tuple(constraints), ruleset)
+
+
+def _judge_summary(
+    p: Path, report: dict[str, Any], constraints: Sequence[Constraint], ruleset: str | None
+) -> dict[str, Any]:
+    counters = report.get("counters")
+    if not isinstance(counters, dict):
+        raise ReportFileError(f"{p}: result summary has no 'counters' map to judge from")
+    state = report.get("state")
+    try:
+        verdict = verdict_block(
+            {k: v for k, v in counters.items() if isinstance(v, int | float)},
+            terminal=state in ("complete", "interrupted"),
+            complete=report.get("complete") is True,
+            incomplete_reason=report.get("incomplete_reason"),
+            constraints=constraints,
+            ruleset=ruleset,
+            tracked_duration_s=_num(report.get("duration_s")),
+        )
+    except VerdictUndecided as exc:
+        raise ReportFileError(
+            f"{p}: cannot judge: {exc} (a result summary keeps no histograms: judge "
+            "final_snapshot.json instead)"
+        ) from None
+    return {**report, "verdict": verdict}
+
+
+def _load(p: Path, constraints: Sequence[Constraint] | None, ruleset: str | None) -> ReportDocument:
     try:
         raw = p.read_bytes()
     except OSError as exc:
@@ -117,7 +161,9 @@ def load_report_file(path: str | Path) -> ReportDocument:
         from registry.report import build_report
 
         try:
-            report = build_report(data, source="file")
+            report = build_report(data, source="file", constraints=constraints, ruleset=ruleset)
+        except VerdictUndecided as exc:
+            raise ReportFileError(f"{p}: cannot judge: {exc}") from None
         except SnapshotDecodeError as exc:
             raise ReportFileError(f"{p}: {exc}") from exc
     else:
@@ -126,6 +172,8 @@ def load_report_file(path: str | Path) -> ReportDocument:
             _check_summary(report)
         except ReportFileError as exc:
             raise ReportFileError(f"{p}: {exc}") from None
+        if constraints:
+            report = _judge_summary(p, report, constraints, ruleset)
     return ReportDocument(path=p, kind=kind, report=report)
 
 
@@ -279,6 +327,9 @@ def render_report(doc: ReportDocument) -> RenderableType:
     reasons = _finish_reasons(r)
     if reasons is not None:
         parts += [Text(""), reasons]
+    judged = r.get("verdict")
+    if isinstance(judged, dict):
+        parts += [Text(""), verdict_panel(from_report(judged))]
     parts.append(_run_info(r, doc.kind))
     title = Text.assemble((f"{doc.path.name}", "bold"), f" — {_KIND_TEXT[doc.kind]}")
     return Panel(Group(*parts), title=title, title_align="left", border_style="blue")

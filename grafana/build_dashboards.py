@@ -6,9 +6,11 @@ files differ from what this module builds. ``--check`` only compares.
 
 Every query is built on the binding metric catalogue (namespace ``bench``)
 and filters ``{run_id=~"$run_id", instance=~"$instance"}`` so one dashboard
-serves any run and any set of exporters. This module is a build tool, not
-part of the installed package: it must never import the package, talk to a
-server, or write anywhere but ``grafana/dashboards/``.
+serves any run and any set of exporters; the Server row's queries of the
+inference server's own metrics (vLLM, SGLang) filter ``{job=~"$server_job"}``.
+This module is a build tool, not part of the installed package: it must never
+import the package, talk to a server, or write anywhere but
+``grafana/dashboards/``.
 """
 
 from __future__ import annotations
@@ -45,6 +47,25 @@ SUMMARY_INFIX = "quantiles"
 #: The summary quantiles shown (catalogue: quantile labels are fractions of the snapshot grid).
 QUANTILES = (("0.5", "p50"), ("0.9", "p90"), ("0.99", "p99"))
 
+#: The inference server's own histograms for the Server row: vLLM's and SGLang's names
+#: (vllm/v1/metrics/loggers.py, python/sglang/srt/metrics/collector.py), by our series.
+SERVER_HISTOGRAMS = {
+    "ttft": ("vllm:time_to_first_token_seconds", "sglang:time_to_first_token_seconds"),
+    "tpot": ("vllm:inter_token_latency_seconds", "sglang:inter_token_latency_seconds"),
+    "sample_latency": ("vllm:e2e_request_latency_seconds", "sglang:e2e_request_latency_seconds"),
+}
+#: The one filter every server selector carries (the server_job variable).
+SERVER = 'job=~"$server_job"'
+
+#: Colours of the verdict states (bench_verdict_state / bench_constraint_state).
+VERDICT_COLORS = {
+    "pending": "yellow",
+    "on_track": "green",
+    "failing": "red",
+    "pass": "blue",
+    "fail": "dark-red",
+}
+
 Json = dict[str, Any]
 
 
@@ -56,6 +77,18 @@ def sel(metric: str, extra: str = "") -> str:
 
 def rate(metric: str, extra: str = "") -> str:
     return f"rate({sel(metric, extra)}[$__rate_interval])"
+
+
+def server_rate(stem: str, suffix: str) -> str:
+    """rate() of the inference server's histogram for ``stem`` (vLLM's or SGLang's name)."""
+    names = "|".join(f"{n}_{suffix}" for n in SERVER_HISTOGRAMS[stem])
+    return f'rate({{__name__=~"{names}", {SERVER}}}[$__rate_interval])'
+
+
+def limit_line(stem: str) -> tuple[str, str]:
+    """The configured limits on a series, one line per constraint (threshold lines)."""
+    limits = sel("bench_constraint_limit_seconds", f'series="{stem}"')
+    return f"max by (constraint) ({limits})", "limit {{constraint}}"
 
 
 def summary(stem: str, unit: str) -> str:
@@ -120,6 +153,35 @@ def thresholds(*steps: tuple[float | None, str]) -> Json:
 
 
 GREEN_ONLY = thresholds((None, "green"))
+
+
+def dashed_limit_lines(panel: Json) -> None:
+    """Draw the ``limit ...`` series of ``panel`` as dashed red threshold lines."""
+    panel["fieldConfig"]["overrides"].append(
+        {
+            "matcher": {"id": "byRegexp", "options": "^limit .*"},
+            "properties": [
+                {"id": "color", "value": {"fixedColor": "red", "mode": "fixed"}},
+                {"id": "custom.lineStyle", "value": {"dash": [10, 10], "fill": "dash"}},
+                {"id": "custom.fillOpacity", "value": 0},
+                {"id": "custom.lineWidth", "value": 2},
+            ],
+        }
+    )
+
+
+def state_colors(panel: Json, colors: dict[str, str], *, regex: bool = False) -> None:
+    """Colour a stat panel's values by the state name they show."""
+    panel["fieldConfig"]["overrides"] = [
+        {
+            "matcher": {
+                "id": "byRegexp" if regex else "byName",
+                "options": f".*: {name}$" if regex else name,
+            },
+            "properties": [{"id": "color", "value": {"fixedColor": color, "mode": "fixed"}}],
+        }
+        for name, color in colors.items()
+    ]
 
 
 class Dashboard:
@@ -324,6 +386,109 @@ LATENCY_SERIES = (
 )
 
 
+def verdict(d: Dashboard) -> None:
+    d.row("Verdict")
+    run_state = d.stat(
+        "Verdict",
+        "Will this run pass its latency constraints (--ruleset / --slo)? pending: within the "
+        "limits so far but not enough samples yet for MLPerf early stopping; on_track: would "
+        "pass if it ended now; failing: a constraint's percentile is over its limit now; pass / "
+        "fail: the final decision, as MLPerf LoadGen's Server scenario decides it. One entry "
+        "per state held by a selected instance. No data: the run has no constraints.",
+        f"count by (bench_verdict_state) ({sel('bench_verdict_state')} == 1)",
+        "none",
+        legend="{{bench_verdict_state}}",
+        sparkline=False,
+    )
+    run_state["options"]["textMode"] = "name"
+    run_state["options"]["colorMode"] = "background"
+    run_state["targets"][0].update({"instant": True, "range": False})
+    state_colors(run_state, VERDICT_COLORS)
+    per_constraint = d.stat(
+        "Constraint states",
+        "The state of each constraint (its key: series and percentile, e.g. ttft_p99), worst "
+        "first when instances disagree. Exact: counted per sample as it completes, not from "
+        "histograms.",
+        f"count by (constraint, bench_constraint_state) ({sel('bench_constraint_state')} == 1)",
+        "none",
+        w=6,
+        legend="{{constraint}}: {{bench_constraint_state}}",
+        sparkline=False,
+    )
+    per_constraint["options"]["textMode"] = "name"
+    per_constraint["options"]["colorMode"] = "background"
+    per_constraint["targets"][0].update({"instant": True, "range": False})
+    state_colors(per_constraint, VERDICT_COLORS, regex=True)
+    d.stat(
+        "Attainment",
+        "Share of the judged samples within each constraint's limit, over the whole run so far "
+        "and all selected instances: 1 - violations / samples. A p99 constraint needs at least "
+        "99 % (red below).",
+        f"1 - sum by (constraint) ({sel('bench_constraint_violations_total')})"
+        f" / (sum by (constraint) ({sel('bench_constraint_samples_total')}) > 0)",
+        "percentunit",
+        w=5,
+        legend="{{constraint}}",
+        decimals=2,
+        steps=thresholds((None, "red"), (0.99, "green")),
+    )
+    d.stat(
+        "Goodput",
+        "Good samples per second of tracked duration, summed over the selected instances: a "
+        "good sample succeeded and met every latency limit it has a value for.",
+        f"sum({sel('bench_goodput_samples_per_second')})",
+        "reqps",
+        w=3,
+    )
+    d.stat(
+        "Queries still needed",
+        "More samples each constraint needs before the run can pass with the violations it has "
+        "(MLPerf early stopping at confidence 0.99: max(0, h(t) + t - n)); 0 once there are "
+        "enough. Largest among the selected instances.",
+        f"max by (constraint) ({sel('bench_constraint_queries_needed')})",
+        "short",
+        w=6,
+        legend="{{constraint}}",
+        decimals=0,
+    )
+    d.layout.newline()
+    d.timeseries(
+        "Attainment and target",
+        "Attainment of each constraint over time (all selected instances) against the share "
+        "its percentile asks for (dashed).",
+        [
+            (
+                f"1 - sum by (constraint) ({sel('bench_constraint_violations_total')})"
+                f" / (sum by (constraint) ({sel('bench_constraint_samples_total')}) > 0)",
+                "{{constraint}}",
+            ),
+            (
+                f"max by (constraint) ({sel('bench_constraint_target_ratio')})",
+                "target {{constraint}}",
+            ),
+        ],
+        "percentunit",
+        min_zero=False,
+    )
+    d.timeseries(
+        "Goodput rate",
+        "Good samples per second over the last rate interval against all successful tracked "
+        "completions: the gap is samples that succeeded but missed a latency limit.",
+        [
+            (f"sum({rate('bench_good_samples_total')})", "good"),
+            (f"sum({rate('bench_samples_completed_total', TRACKED)})", "completed"),
+        ],
+        "reqps",
+    )
+    d.timeseries(
+        "Queries still needed over time",
+        "Samples each constraint still needs for MLPerf early stopping, over time: it falls as "
+        "samples arrive within the limit and jumps with every violation.",
+        [(f"max by (constraint) ({sel('bench_constraint_queries_needed')})", "{{constraint}}")],
+        "short",
+    )
+
+
 def overview(d: Dashboard) -> None:
     d.row("Run overview")
     state = d.stat(
@@ -479,26 +644,29 @@ def throughput(d: Dashboard) -> None:
 def summary_latency(d: Dashboard) -> None:
     d.row("Latency: run quantiles (exact at the end)")
     for stem, title, meaning in LATENCY_SERIES:
-        d.timeseries(
+        panel = d.timeseries(
             f"{title} p50 / p90 / p99",
             f"{title}, {meaning}. Quantiles over every tracked sample of the run so far, as the "
             "registry computes them (HDR while live, exact from the raw values once the run is "
             "complete), one line per selected instance: summary quantiles cannot be added "
-            "across instances; see the histogram row for that.",
-            quantile_lines(summary(stem, "seconds")),
+            "across instances; see the histogram row for that. Dashed red: the limits of the "
+            "run's constraints on this series.",
+            [*quantile_lines(summary(stem, "seconds")), limit_line(stem)],
             "s",
         )
+        dashed_limit_lines(panel)
 
 
 def histogram_latency(d: Dashboard) -> None:
     d.row("Latency: recent quantiles across instances (histogram_quantile)")
     for stem, title, meaning in LATENCY_SERIES:
         buckets = f"sum by (le) ({rate(f'bench_{stem}_seconds_bucket')})"
-        d.timeseries(
+        panel = d.timeseries(
             f"{title} across instances",
             f"{title}, {meaning}. Quantiles of the samples completed during the last rate "
             "interval, over all selected instances together (histogram_quantile over the summed "
-            "bucket rates; accurate to the fixed bucket bounds), and the mean from _sum/_count.",
+            "bucket rates; accurate to the fixed bucket bounds, which put every limit exactly on "
+            "a bound), and the mean from _sum/_count. Dashed red: the constraint limits.",
             [
                 *[(f"histogram_quantile({q}, {buckets})", label) for q, label in QUANTILES],
                 (
@@ -506,9 +674,11 @@ def histogram_latency(d: Dashboard) -> None:
                     f" / sum({rate(f'bench_{stem}_seconds_count')})",
                     "mean",
                 ),
+                limit_line(stem),
             ],
             "s",
         )
+        dashed_limit_lines(panel)
 
 
 def distributions(d: Dashboard) -> None:
@@ -521,6 +691,58 @@ def distributions(d: Dashboard) -> None:
             "instances.",
             f"bench_{stem}_seconds_bucket",
             "s",
+        )
+
+
+SERVER_SERIES = (
+    # (our stem, title, what the server measures)
+    (
+        "ttft",
+        "TTFT",
+        "from the request's arrival in the server to its first token (vLLM, SGLang)",
+    ),
+    (
+        "tpot",
+        "TPOT vs inter-token latency",
+        "the gap between consecutive output tokens (vLLM's and SGLang's inter-token latency); "
+        "ours is each request's (completion - first chunk) / (tokens - 1), so the two agree "
+        "on average",
+    ),
+    (
+        "sample_latency",
+        "End-to-end latency",
+        "from the request's arrival in the server to its last token",
+    ),
+)
+
+
+def server(d: Dashboard) -> None:
+    d.row("Server: client (bench-metrics) vs the inference server's own histograms")
+    for stem, title, server_meaning in SERVER_SERIES:
+        ours = f"sum by (le) ({rate(f'bench_{stem}_seconds_bucket')})"
+        theirs = f"sum by (le) ({server_rate(stem, 'bucket')})"
+        client_mean = (
+            f"sum({rate(f'bench_{stem}_seconds_sum')}) / sum({rate(f'bench_{stem}_seconds_count')})"
+        )
+        server_mean = f"sum({server_rate(stem, 'sum')}) / sum({server_rate(stem, 'count')})"
+        d.timeseries(
+            f"{title}: client vs server",
+            f"{title} as the benchmark client measured it (bench-metrics, the selected run and "
+            f"instances) next to what the inference server of job $server_job measured, "
+            f"{server_meaning}, when the same Prometheus scrapes the server (vLLM or SGLang "
+            "/metrics). p50 and p99 over the last rate interval, from each side's histogram "
+            "buckets. client - server (mean) is the time spent outside the server: the network "
+            "and any queueing in front of it (proxies, load balancers, the client's own event "
+            "loop). No server data: pick the server's job in the Server job variable.",
+            [
+                (f"histogram_quantile(0.5, {ours})", "client p50"),
+                (f"histogram_quantile(0.99, {ours})", "client p99"),
+                (f"histogram_quantile(0.5, {theirs})", "server p50"),
+                (f"histogram_quantile(0.99, {theirs})", "server p99"),
+                (f"{client_mean} - {server_mean}", "client - server (mean)"),
+            ],
+            "s",
+            min_zero=False,
         )
 
 
@@ -668,6 +890,13 @@ def exporter_health(d: Dashboard) -> None:
     )
 
 
+#: Jobs that expose a vLLM or SGLang end-to-end latency histogram.
+SERVER_JOB_QUERY = (
+    'label_values({__name__=~"vllm:e2e_request_latency_seconds_count'
+    '|sglang:e2e_request_latency_seconds_count"}, job)'
+)
+
+
 def templating() -> Json:
     return {
         "list": [
@@ -717,17 +946,37 @@ def templating() -> Json:
                 "sort": 1,
                 "type": "query",
             },
+            {
+                "current": {},
+                "datasource": DS,
+                "definition": SERVER_JOB_QUERY,
+                "description": "The Prometheus job that scrapes the inference server (vLLM or "
+                "SGLang) this run benchmarks, for the Server row.",
+                "hide": 0,
+                "includeAll": False,
+                "label": "Server job",
+                "multi": False,
+                "name": "server_job",
+                "options": [],
+                "query": SERVER_JOB_QUERY,
+                "refresh": 2,
+                "regex": "",
+                "sort": 1,
+                "type": "query",
+            },
         ]
     }
 
 
 def llm_benchmark_run() -> Json:
     d = Dashboard()
+    verdict(d)
     overview(d)
     throughput(d)
     summary_latency(d)
     histogram_latency(d)
     distributions(d)
+    server(d)
     chunk_gaps(d)
     lengths(d)
     outcomes(d)
@@ -747,8 +996,8 @@ def llm_benchmark_run() -> Json:
             ]
         },
         "description": "Live metrics of one LLM-inference benchmark run from bench-metrics "
-        "exporters: throughput, TTFT/TPOT/end-to-end latency, streaming gaps, lengths, outcomes "
-        "and exporter health.",
+        "exporters: the MLPerf verdict, throughput, TTFT/TPOT/end-to-end latency (beside the "
+        "inference server's own), streaming gaps, lengths, outcomes and exporter health.",
         "editable": True,
         "fiscalYearStartMonth": 0,
         "graphTooltip": 1,

@@ -137,3 +137,33 @@ class HdrFold:
 def relative_precision(sig_figs: int) -> float:
     """Worst relative error of an HDR-derived value for in-range data."""
     return math.pow(10.0, -sig_figs)
+
+
+def count_over(hdr: bytes, limit: int) -> tuple[int, int, int]:
+    """``(total, surely_over, maybe_over)`` of an encoded HDR histogram against ``limit``.
+
+    A value is over when it is greater than ``limit``. HDR buckets hold values
+    within their precision, so a bucket entirely above the limit is surely
+    over and the one straddling it may be either: the true count over lies in
+    ``[surely_over, surely_over + maybe_over]``. ``ValueError`` for bytes that
+    do not decode.
+    """
+    try:
+        h = HdrHistogram.decode(base64.b64encode(hdr))
+    except Exception as exc:  # hdrh raises a zoo of types for bad input
+        raise ValueError(f"invalid HDR encoding: {type(exc).__name__}: {exc}") from None
+    counts = np.ctypeslib.as_array(h.counts).view(np.uint64).astype(np.int64)
+    idx = np.arange(counts.size, dtype=np.int64)
+    half_mag = int(h.sub_bucket_half_count_magnitude)
+    half = int(h.sub_bucket_half_count)
+    unit = int(h.unit_magnitude)
+    bucket = (idx >> half_mag) - 1
+    sub = (idx & (half - 1)) + half
+    first = bucket < 0
+    sub = np.where(first, sub - half, sub)
+    bucket = np.where(first, 0, bucket)
+    lowest = sub << (bucket + unit)
+    highest = lowest + (np.left_shift(1, bucket + unit)) - 1
+    surely = int(counts[lowest > limit].sum())
+    maybe = int(counts[(lowest <= limit) & (highest > limit)].sum())
+    return int(counts.sum()), surely, maybe

@@ -17,6 +17,7 @@ is folded by the next build, so no value is ever lost or counted twice.
 from __future__ import annotations
 
 import collections
+import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -33,6 +34,8 @@ from registry.snapshot import (
 )
 
 __all__ = ["CounterInfo", "MetricsRegistry", "SnapshotCapture"]
+
+_log = logging.getLogger(__name__)
 
 
 class CounterInfo:
@@ -76,6 +79,7 @@ class MetricsRegistry:
         self._sequence = 0
         # captures whose detached values are not folded yet, oldest first
         self._unfolded: collections.deque[SnapshotCapture] = collections.deque()
+        self._capture_hooks: list[Callable[[], None]] = []
 
     # -- registration ----------------------------------------------------------
 
@@ -188,6 +192,16 @@ class MetricsRegistry:
     def counter_value(self, name: str) -> int | float:
         return self._counters[name]
 
+    def add_capture_hook(self, fn: Callable[[], None]) -> None:
+        """Call ``fn()`` at the start of every capture, before the counters are copied.
+
+        For counters derived from others that need to be current only when a
+        snapshot is taken (the aggregator's verdict): computing them per
+        capture instead of per update keeps the hot path cheap. ``fn`` runs on
+        the capturing thread; an exception is logged and the capture goes on.
+        """
+        self._capture_hooks.append(fn)
+
     def capture(self, *, state: SessionState, n_pending_tasks: int) -> SnapshotCapture:
         """Take the counters and detach the pending series values, at one moment.
 
@@ -197,6 +211,11 @@ class MetricsRegistry:
         """
         state = SessionState(state)
         with self._capture_lock:
+            for hook in self._capture_hooks:
+                try:
+                    hook()
+                except Exception:
+                    _log.exception("a capture hook failed; capturing without it")
             self._sequence += 1
             capture = SnapshotCapture(
                 self,

@@ -25,14 +25,16 @@ import importlib.metadata
 import json
 import math
 import platform
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from registry.atomic_file import write_json_atomic
+from registry.mlperf.slo import Constraint
 from registry.schemas import RESULT_SUMMARY_SCHEMA_PATH
 from registry.snapshot import MetricsSnapshot, SeriesStat, SessionState, percentile_key
 from registry.snapshot_codec import SnapshotDecodeError, run_block, snapshot_from_dict
+from registry.verdict import verdict_block
 
 __all__ = [
     "REPORT_SCHEMA_VERSION",
@@ -238,6 +240,8 @@ def build_report(
     labels: Mapping[str, str] | None = None,
     run: Mapping[str, Any] | None = None,
     generated_at: _dt.datetime | None = None,
+    constraints: Sequence[Constraint] | None = None,
+    ruleset: str | None = None,
 ) -> dict[str, Any]:
     """The Report of ``snapshot`` (a :class:`MetricsSnapshot` or its dict form).
 
@@ -268,7 +272,21 @@ def build_report(
     legacy_ns = _int_or_none(counters, "legacy_loadgen_window_duration_ns")
     qps_legacy, tps_legacy = _legacy_rates(tracked["completed"], output_tokens, legacy_ns)
     when = generated_at or _dt.datetime.now(_dt.UTC)
-    return {
+    if ruleset is None and constraints is None and run is not None:
+        block = run.get("verdict")
+        if isinstance(block, Mapping) and isinstance(block.get("ruleset"), str):
+            ruleset = block["ruleset"]
+    verdict = verdict_block(
+        counters,
+        terminal=snap.is_terminal,
+        complete=complete,
+        incomplete_reason=incomplete_reason,
+        series=snap.series,
+        constraints=constraints,
+        ruleset=ruleset,
+        tracked_duration_s=duration_s,
+    )
+    report = {
         "schema_version": REPORT_SCHEMA_VERSION,
         "state": snap.state.value,
         "complete": complete,
@@ -297,6 +315,9 @@ def build_report(
         "run": _run_entry(run, run_id, labels),
         "generated_at": when.astimezone(_dt.UTC).isoformat().replace("+00:00", "Z"),
     }
+    if verdict is not None:
+        report["verdict"] = verdict
+    return report
 
 
 def write_report(path: str | Path, report: Mapping[str, Any]) -> None:

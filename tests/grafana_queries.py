@@ -82,15 +82,18 @@ def substitute(
     run_id: str,
     instance: str = ALL_INSTANCES,
     rate_interval: str = "1m",
+    server_job: str = "vllm",
 ) -> str:
     """``expr`` with the dashboard's variables filled in.
 
     ``instance`` is the already formatted value (``ALL_INSTANCES`` or the
-    result of :func:`grafana_multi_value`).
+    result of :func:`grafana_multi_value`); ``server_job`` is the Server row's
+    single-valued job.
     """
     values = {
         "run_id": _regular_escape(run_id),
         "instance": instance,
+        "server_job": _regular_escape(server_job),
         "__rate_interval": rate_interval,
         "__interval": rate_interval,
         "__range": rate_interval,
@@ -159,11 +162,18 @@ def empty_panels(
     instance: str = ALL_INSTANCES,
     rate_interval: str,
     at: float | None = None,
+    server_job: str = "vllm",
 ) -> list[str]:
     """Every panel query that returns no series, as readable labels."""
     empty = []
     for q in panel_queries(dashboard):
-        expr = substitute(q.expr, run_id=run_id, instance=instance, rate_interval=rate_interval)
+        expr = substitute(
+            q.expr,
+            run_id=run_id,
+            instance=instance,
+            rate_interval=rate_interval,
+            server_job=server_job,
+        )
         if not prometheus.query(expr, at):
             empty.append(f"{q.label()}: {expr}")
     return empty

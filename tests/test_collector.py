@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import msgspec
 import numpy as np
 import pytest
 
-from exporter.buckets import bucket_bounds, cumulative_buckets
+from exporter.buckets import SERIES_BOUNDS, bounds_for, bucket_bounds, cumulative_buckets
 from exporter.collector import SnapshotCollector
 from exporter.naming import quantile_label
 from registry import (
@@ -176,13 +177,29 @@ def test_histogram_buckets_are_cumulative_exact_and_end_with_inf() -> None:
     assert counts == sorted(counts)  # cumulative
     for le, v in finite:
         assert v == sum(1 for x in values if x / 1e9 <= le), le
-    assert buckets["0.002"] == 5 and buckets["0.005"] == 7 and buckets["0.001"] == 0
+    assert buckets["0.002"] == 5 and buckets["0.0051"] == 7 and buckets["0.001"] == 0
 
 
-def test_bounds_are_1_2_5_over_the_hdr_range_and_fixed_across_scrapes() -> None:
+def test_unknown_series_get_1_2_5_bounds_over_their_hdr_range() -> None:
     assert bucket_bounds(1_000, 10_000) == (1_000, 2_000, 5_000, 10_000)
     assert bucket_bounds(1, 30) == (1, 2, 5, 10, 20)
     assert bucket_bounds(21, 42) == (21, 42)  # too narrow for a 1-2-5 step
+    assert bounds_for("x", 1_000, 10_000) == (1_000, 2_000, 5_000, 10_000)
+
+
+def test_latency_bounds_are_a_fixed_e24_table_whatever_the_hdr_range() -> None:
+    ttft = SERIES_BOUNDS["ttft_ns"]
+    assert ttft[0] == 1_000_000 and ttft[-1] == 100 * 10**9 and len(ttft) == 121
+    ratios = [b / a for a, b in itertools.pairwise(ttft)]
+    assert max(ratios) < 1.16  # steps of 4-15 %: histogram_quantile stays close
+    assert bounds_for("ttft_ns", 1, 10**6) == bounds_for("ttft_ns", 1_000, 3_600 * 10**9) == ttft
+    # every constraint limit becomes a bound, even off the table
+    assert 450_000_000 not in ttft
+    assert 450_000_000 in bounds_for("ttft_ns", 1, 10**12, (450_000_000,))
+    assert bounds_for("ttft_ns", 1, 10**12, (), (5, 10)) == (5, 10)
+
+
+def test_bounds_are_fixed_across_scrapes() -> None:
     c = SnapshotCollector(labels={"run_id": "r"})
     les = []
     for n, seed_scale in ((10, 1), (5_000, 40)):
@@ -191,7 +208,7 @@ def test_bounds_are_1_2_5_over_the_hdr_range_and_fixed_across_scrapes() -> None:
         c.update(reg.build_snapshot(state=SessionState.LIVE, n_pending_tasks=0))
         les.append(list(_bucket_map(samples(openmetrics_exposition(c)), "bench_ttft_seconds")))
     assert les[0] == les[1]
-    assert les[0][0] == "1e-06" and les[0][-2] == "2000.0" and les[0][-1] == "+Inf"
+    assert les[0][0] == "0.001" and les[0][-2] == "100.0" and les[0][-1] == "+Inf"
 
 
 def test_empty_series_has_nan_quantiles_and_zero_count() -> None:

@@ -68,6 +68,27 @@ CATALOGUE_SAMPLES = {
     "bench_exporter_decode_errors_total",
     "bench_exporter_up",
 }
+# The verdict families (SPEC §10; exporter/naming.py VerdictNames).
+CATALOGUE_SAMPLES |= {
+    "bench_good_samples_total",
+    "bench_good_output_tokens_total",
+    "bench_goodput_samples_per_second",
+    "bench_goodput_tokens_per_second",
+    "bench_verdict_state",
+    "bench_constraint_samples_total",
+    "bench_constraint_violations_total",
+    "bench_constraint_queries_needed",
+    "bench_constraint_limit_seconds",
+    "bench_constraint_target_ratio",
+    "bench_constraint_state",
+}
+#: The inference servers' histograms the Server row reads (vLLM's and SGLang's names).
+SERVER_HISTOGRAMS = {
+    f"{server}:{name}_seconds_{suffix}"
+    for server in ("vllm", "sglang")
+    for name in ("time_to_first_token", "inter_token_latency", "e2e_request_latency")
+    for suffix in ("bucket", "sum", "count")
+}
 for _stem, _unit in _HISTOGRAM_SERIES.items():
     CATALOGUE_SAMPLES |= {f"bench_{_stem}_{_unit}_{s}" for s in ("bucket", "sum", "count")}
     CATALOGUE_SAMPLES |= {
@@ -79,6 +100,7 @@ WINDOWS = {"all", "tracked"}
 
 RUN_SENTINEL = "RUN_SENTINEL"
 INSTANCE_SENTINEL = "INSTANCE_SENTINEL"
+SERVER_SENTINEL = "SERVER_SENTINEL"
 
 
 @pytest.fixture(scope="module")
@@ -113,6 +135,20 @@ def selectors(expr: str) -> Iterator[promql_parser.VectorSelector]:
 
 def matchers(selector: promql_parser.VectorSelector) -> list[tuple[str, str, str]]:
     return [(m.name, str(m.op), m.value) for m in selector.matchers.matchers]
+
+
+def server_names(selector: promql_parser.VectorSelector) -> set[str] | None:
+    """The server metric names a Server-row selector picks by ``__name__``, else None."""
+    for name, op, value in matchers(selector):
+        if name == "__name__" and op == "MatchOp.Re":
+            return set(value.split("|"))
+    return None
+
+
+def filled(expr: str) -> str:
+    return substitute(
+        expr, run_id=RUN_SENTINEL, instance=INSTANCE_SENTINEL, server_job=SERVER_SENTINEL
+    )
 
 
 # --- generated files -------------------------------------------------------------------------
@@ -186,34 +222,45 @@ def test_no_hard_coded_instances(dashboard) -> None:
     host_port = re.compile(r"(localhost|127\.0\.0\.1|\b[\w.-]+:\d{2,5}\b)")
     for q in panel_queries(dashboard):
         assert not host_port.search(q.expr), q.label()
-        expr = substitute(q.expr, run_id=RUN_SENTINEL, instance=INSTANCE_SENTINEL)
-        for s in selectors(expr):
+        for s in selectors(filled(q.expr)):
+            if server_names(s) is not None:
+                continue  # the inference server's metrics: picked by job, not instance
             on_instance = [m for m in matchers(s) if m[0] == "instance"]
             assert on_instance == [("instance", "MatchOp.Re", INSTANCE_SENTINEL)], q.label()
 
 
 def test_every_selector_filters_run_and_instance(dashboard) -> None:
     for q in panel_queries(dashboard):
-        expr = substitute(q.expr, run_id=RUN_SENTINEL, instance=INSTANCE_SENTINEL)
-        found = list(selectors(expr))
+        found = list(selectors(filled(q.expr)))
         assert found, q.label()
         for s in found:
             m = matchers(s)
+            if server_names(s) is not None:
+                # the server's own metrics carry no run_id: the Server job variable picks them
+                assert ("job", "MatchOp.Re", SERVER_SENTINEL) in m, f"{q.label()}: {s}"
+                assert not {n for n, _, _ in m} & {"run_id", "instance"}, f"{q.label()}: {s}"
+                continue
             assert ("run_id", "MatchOp.Re", RUN_SENTINEL) in m, f"{q.label()}: {s}"
             assert ("instance", "MatchOp.Re", INSTANCE_SENTINEL) in m, f"{q.label()}: {s}"
 
 
 def test_queries_use_only_catalogue_names_and_labels(dashboard) -> None:
+    labels = {"run_id", "instance", "window", "quantile", "reason", "series", "constraint"}
     for q in panel_queries(dashboard):
-        expr = substitute(q.expr, run_id=RUN_SENTINEL, instance=INSTANCE_SENTINEL)
-        for s in selectors(expr):
+        for s in selectors(filled(q.expr)):
+            picked = server_names(s)
+            if picked is not None:
+                assert picked <= SERVER_HISTOGRAMS, f"{q.label()}: {picked - SERVER_HISTOGRAMS}"
+                continue
             assert s.name in CATALOGUE_SAMPLES, f"{q.label()}: {s.name} is not in the catalogue"
             for name, _op, value in matchers(s):
                 if name == "window":
                     assert value in WINDOWS, q.label()
                 if name == "quantile":
                     assert value in GRID_QUANTILES, q.label()
-                assert name in {"run_id", "instance", "window", "quantile", "reason"}, q.label()
+                if name == "series":
+                    assert value in _HISTOGRAM_SERIES, q.label()
+                assert name in labels, q.label()
 
 
 # --- PromQL ----------------------------------------------------------------------------------
@@ -237,7 +284,9 @@ def test_every_query_parses_as_promql(dashboard, case) -> None:
     queries = panel_queries(dashboard)
     assert len(queries) >= 30
     for q in queries:
-        expr = substitute(q.expr, run_id=run_id, instance=instance, rate_interval="20s")
+        expr = substitute(
+            q.expr, run_id=run_id, instance=instance, rate_interval="20s", server_job="vllm"
+        )
         try:
             promql_parser.parse(expr)
         except ValueError as exc:
@@ -268,14 +317,17 @@ def test_a_broken_query_is_caught() -> None:
 
 def test_variables_and_refresh(dashboard) -> None:
     variables = {v["name"]: v for v in dashboard["templating"]["list"]}
-    assert list(variables) == ["datasource", "run_id", "instance"]
+    assert list(variables) == ["datasource", "run_id", "instance", "server_job"]
     assert variables["datasource"]["type"] == "datasource"
     assert variables["datasource"]["query"] == "prometheus"
     assert variables["run_id"]["query"] == "label_values(bench_run_info, run_id)"
     instance = variables["instance"]
     assert instance["query"] == 'label_values(bench_run_info{run_id=~"$run_id"}, instance)'
     assert instance["multi"] and instance["includeAll"] and instance["allValue"] == ".*"
-    for name in ("run_id", "instance"):
+    server_job = variables["server_job"]
+    assert "vllm:" in server_job["query"] and "sglang:" in server_job["query"]
+    assert not server_job["multi"]
+    for name in ("run_id", "instance", "server_job"):
         assert variables[name]["datasource"]["uid"] == "${datasource}"
         promql_parser.parse(
             re.sub(r"label_values\((.*), \w+\)", r"\1", variables[name]["query"]).replace(
@@ -291,7 +343,10 @@ def test_dashboard_shows_what_the_issue_asks_for(dashboard) -> None:
     titles = [p["title"] for p in panels]
     for title in ("Session state", "QPS", "Output tokens/s", "Completed", "Failed", "Pending"):
         assert title in titles
-    stat_row = [p for p in panels if p["gridPos"]["y"] == 1]
+    rows = [p for p in iter_panels(dashboard) if p["type"] == "row"]
+    assert rows[0]["title"] == "Verdict", "the verdict comes first"
+    (overview,) = [r for r in rows if r["title"] == "Run overview"]
+    stat_row = [p for p in panels if p["gridPos"]["y"] == overview["gridPos"]["y"] + 1]
     assert [p["type"] for p in stat_row] == ["stat"] * 6
 
     exprs = " ".join(q.expr for q in panel_queries(dashboard))
@@ -319,3 +374,45 @@ def test_dashboard_shows_what_the_issue_asks_for(dashboard) -> None:
         assert name in exprs
     units = {p["fieldConfig"]["defaults"]["unit"] for p in panels}
     assert {"s", "reqps"} <= units
+
+
+def test_verdict_row_threshold_lines_and_server_row(dashboard) -> None:
+    rows = [p for p in iter_panels(dashboard) if p["type"] == "row"]
+    titles = [r["title"] for r in rows]
+    assert titles[0] == "Verdict" and any(t.startswith("Server") for t in titles)
+    by_title = {p["title"]: p for p in content_panels(dashboard)}
+    for title in ("Verdict", "Constraint states", "Attainment", "Goodput", "Queries still needed"):
+        assert by_title[title]["gridPos"]["y"] == rows[0]["gridPos"]["y"] + 1, title
+    verdict_exprs = " ".join(t["expr"] for p in by_title.values() for t in p["targets"])
+    for name in (
+        "bench_verdict_state",
+        "bench_constraint_state",
+        "bench_constraint_violations_total",
+        "bench_constraint_samples_total",
+        "bench_goodput_samples_per_second",
+        "bench_constraint_queries_needed",
+    ):
+        assert name in verdict_exprs
+    # every latency panel draws the constraint limits of its series as dashed lines
+    for stem, title in (
+        ("ttft", "TTFT"),
+        ("tpot", "TPOT"),
+        ("sample_latency", "End-to-end latency"),
+    ):
+        for panel_title in (f"{title} p50 / p90 / p99", f"{title} across instances"):
+            panel = by_title[panel_title]
+            limits = [t for t in panel["targets"] if t["legendFormat"].startswith("limit")]
+            assert [f'series="{stem}"' in t["expr"] for t in limits] == [True], panel_title
+            assert any(
+                o["matcher"]["options"] == "^limit .*" for o in panel["fieldConfig"]["overrides"]
+            ), panel_title
+    # the Server row: ours next to vLLM's and SGLang's own histograms, plus the difference
+    for name in SERVER_HISTOGRAMS:
+        if name.endswith("_bucket"):
+            assert name in verdict_exprs, name
+    server_panels = [p for t, p in by_title.items() if t.endswith("client vs server")]
+    assert len(server_panels) == 3
+    for p in server_panels:
+        legends = [t["legendFormat"] for t in p["targets"]]
+        assert "client - server (mean)" in legends and "server p99" in legends
+        assert "network" in p["description"] and "queueing" in p["description"]

@@ -1,11 +1,15 @@
 """Every dashboard panel returns data from a real Prometheus scraping a real demo run.
 
-`bench-metrics demo --listen` serves the exporter while a simulated run goes
-on; a real Prometheus (Debian `prometheus`) scrapes it every second; then each
-panel query of grafana/dashboards/llm-benchmark-run.json, with Grafana's
-variables filled in as Grafana would, goes to /api/v1/query. The test lists
-every panel that comes back empty. It skips, saying why, when `prometheus` is
-not installed or when `bench-metrics demo` does not take `--listen` yet.
+`bench-metrics demo --listen --ruleset ... --slo ...` serves the exporter while
+a simulated run goes on; a real Prometheus (Debian `prometheus`) scrapes it
+every second, and also scrapes two recorded stand-ins for an inference
+server's /metrics (tests/server_standin.py: vLLM's and SGLang's real metric
+names and bucket bounds with synthetic counts, not running servers) for the
+Server row; then each panel query of grafana/dashboards/llm-benchmark-run.json,
+with Grafana's variables filled in as Grafana would, goes to /api/v1/query.
+The test lists every panel that comes back empty. It skips, saying why, when
+`prometheus` is not installed or when `bench-metrics demo` does not take
+`--listen` yet.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from grafana_queries import (
     substitute,
     wait_until,
 )
+from server_standin import ServerStandIn
 
 pytestmark = pytest.mark.prometheus
 
@@ -82,6 +87,11 @@ def demo_command(port: int, out_dir: Path) -> list[str]:
         "50",
         "--linger",
         "30",
+        # constraints on all three latency series, so every verdict panel and limit line has data
+        "--ruleset",
+        "llama2-70b",
+        "--slo",
+        "latency:p99<=10s",
         "--output-dir",
         str(out_dir),
     ]
@@ -97,13 +107,16 @@ def stop(process: subprocess.Popen[bytes], timeout: float) -> None:
             process.wait(5)
 
 
-def start_prometheus(workdir: Path, targets: list[str]) -> tuple[subprocess.Popen[bytes], str]:
-    """A real Prometheus scraping ``targets`` every second; returns (process, base URL)."""
+def start_prometheus(
+    workdir: Path, targets: list[str], servers: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
+    """A real Prometheus scraping ``targets`` (and each ``servers`` job → target) every
+    second; returns (process, base URL)."""
     assert PROMETHEUS is not None
-    config = {
-        "global": {"scrape_interval": f"{SCRAPE_INTERVAL_S}s"},
-        "scrape_configs": [{"job_name": "bench-metrics", "static_configs": [{"targets": targets}]}],
-    }
+    jobs = [{"job_name": "bench-metrics", "static_configs": [{"targets": targets}]}]
+    for job, target in (servers or {}).items():
+        jobs.append({"job_name": job, "static_configs": [{"targets": [target]}]})
+    config = {"global": {"scrape_interval": f"{SCRAPE_INTERVAL_S}s"}, "scrape_configs": jobs}
     config_file = workdir / "prometheus.yml"
     config_file.write_text(yaml.safe_dump(config))
     port = free_port()
@@ -142,7 +155,10 @@ def check_dashboard(prometheus: Prometheus, instance: str) -> None:
     dashboard = load_dashboard()
     at = time.time()
     problems = []
-    for choice in (grafana_multi_value([instance]), ALL_INSTANCES):
+    for choice, server_job in (
+        (grafana_multi_value([instance]), "vllm"),
+        (ALL_INSTANCES, "sglang"),
+    ):
         empty = empty_panels(
             prometheus,
             dashboard,
@@ -150,8 +166,9 @@ def check_dashboard(prometheus: Prometheus, instance: str) -> None:
             instance=choice,
             rate_interval=RATE_INTERVAL,
             at=at,
+            server_job=server_job,
         )
-        problems += [f"[instance={choice}] {e}" for e in empty]
+        problems += [f"[instance={choice}, server_job={server_job}] {e}" for e in empty]
     assert not problems, "panels without data:\n" + "\n".join(problems)
 
     # The headline numbers are not only present but plausible for a running load.
@@ -178,10 +195,23 @@ def demo_port(tmp_path: Path) -> Iterator[int]:
         stop(process, timeout=30)
 
 
+@pytest.fixture
+def server_standins() -> Iterator[dict[str, str]]:
+    """The recorded vLLM and SGLang stand-ins, as job → target."""
+    standins = {job: ServerStandIn(job, free_port()).start() for job in ("vllm", "sglang")}
+    try:
+        yield {job: f"127.0.0.1:{s.port}" for job, s in standins.items()}
+    finally:
+        for s in standins.values():
+            s.stop()
+
+
 @pytest.mark.skipif(PROMETHEUS is None, reason="prometheus not installed (Debian package)")
-def test_every_panel_returns_data_from_a_demo_run(tmp_path: Path, demo_port: int) -> None:
+def test_every_panel_returns_data_from_a_demo_run(
+    tmp_path: Path, demo_port: int, server_standins: dict[str, str]
+) -> None:
     instance = f"127.0.0.1:{demo_port}"
-    process, url = start_prometheus(tmp_path, [instance])
+    process, url = start_prometheus(tmp_path, [instance], server_standins)
     try:
         prometheus = Prometheus(url)
         wait_until(prometheus.ready, 30, 0.2, "Prometheus /-/ready")

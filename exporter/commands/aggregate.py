@@ -34,6 +34,7 @@ from exporter.mirror import (
     parse_label_args,
 )
 from exporter.output_dir import lock_output_dir
+from exporter.verdict_args import add_verdict_arguments, constraints_from_args
 from registry.aggregator import AggregatorService
 from registry.aggregator.event_subscriber import DEFAULT_MAX_FRAME_BYTES
 from registry.aggregator.service import Hook, SnapshotListener
@@ -158,6 +159,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="a run label for the report and the metrics (repeatable)",
     )
     add_tokenizer_arguments(p)
+    add_verdict_arguments(p)
     # The Prometheus mirror is off unless --listen or --pushgateway is given.
     add_exporter_arguments(p, listen_default=None, linger_default=30.0, with_labels=False)
     add_upstream_arguments(p)
@@ -283,6 +285,13 @@ def build_service(
 ) -> AggregatorService:
     """The service the arguments describe (:class:`UsageError` for bad input)."""
     apply_upstream_arguments(args)
+    constraints = constraints_from_args(args)
+    if not args.streaming:
+        needs = [c.describe() for c in constraints if c.series in ("ttft_ns", "tpot_ns")]
+        if needs:
+            raise UsageError(
+                f"constraint {needs[0]} needs --streaming (TTFT and TPOT exist only when streaming)"
+            )
     for flag, value in (
         ("--events", args.events),
         ("--snapshots", args.snapshots),
@@ -338,6 +347,8 @@ def build_service(
         ),
         sig_figs=args.hdr_sig_figs,
         n_histogram_buckets=args.n_histogram_buckets,
+        constraints=constraints,
+        ruleset=args.ruleset,
         ignore_sigint=args.ignore_sigint,
         readiness=args.readiness,
         ready_marker=args.ready_marker,

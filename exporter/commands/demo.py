@@ -53,6 +53,7 @@ from exporter.report_view import (
     load_report_file,
     render_report,
 )
+from exporter.verdict_args import add_verdict_arguments, constraints_from_args
 from registry.events.publisher import EventPublisher
 from registry.events.synthetic import SourceStats, SyntheticLoad, drive
 from registry.final_source import FinalSnapshotUnavailable, load_final_snapshot
@@ -71,6 +72,7 @@ __all__ = [
     "AGGREGATOR_PASSTHROUGH",
     "DEFAULT_OUTPUT_DIR",
     "FINAL_FILES",
+    "PROFILES",
     "add_parser",
     "aggregator_command",
     "compare_counts",
@@ -104,7 +106,19 @@ AGGREGATOR_PASSTHROUGH: list[tuple[str, str]] = [
     ("tokenizer", "--tokenizer"),
     ("tokenizer_workers", "--tokenizer-workers"),
     ("drain_timeout", "--drain-timeout"),
+    ("buckets", "--buckets"),
+    # the verdict is decided in the aggregator (SPEC §10)
+    ("ruleset", "--ruleset"),
+    ("slo", "--slo"),
 ]
+
+#: ``--profile``: named traffic shapes; ``nominal`` passes every ruleset of
+#: :mod:`registry.mlperf.rulesets`, ``slow`` fails each one's TTFT limit (its p99 is
+#: about 8 s) and the tighter TPOT limits too.
+PROFILES: dict[str, dict[str, float]] = {
+    "nominal": {},
+    "slow": {"ttft_median_ms": 2500.0, "tpot_median_ms": 25.0},
+}
 
 # How long the aggregator may take to subscribe to the events after it starts.
 _STARTUP_TIMEOUT_S = 20.0
@@ -149,6 +163,27 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="output tokens per streamed chunk event (default: %(default)s)",
     )
     load.add_argument(
+        "--profile",
+        choices=sorted(PROFILES),
+        default="nominal",
+        help="traffic shape: nominal (TTFT median 40 ms, TPOT 4 ms: passes the MLPerf "
+        "rulesets) or slow (TTFT median 2.5 s, TPOT 25 ms: fails them); default: nominal",
+    )
+    load.add_argument(
+        "--ttft-median",
+        type=float,
+        default=None,
+        metavar="MS",
+        help="median time to first token in ms (overrides the profile's)",
+    )
+    load.add_argument(
+        "--tpot-median",
+        type=float,
+        default=None,
+        metavar="MS",
+        help="median time per output token in ms (overrides the profile's)",
+    )
+    load.add_argument(
         "--no-streaming",
         dest="streaming",
         action="store_false",
@@ -186,6 +221,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="leave out the MLPerf early-stopping estimates",
     )
     add_tokenizer_arguments(parser)
+    add_verdict_arguments(parser)
     # The demo exits after printing its report: no linger unless asked for.
     add_exporter_arguments(
         parser, listen_default=DEFAULT_LISTEN, linger_default=0.0, with_labels=False
@@ -195,6 +231,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def load_from_args(args: argparse.Namespace) -> SyntheticLoad:
     """The synthetic load the options describe (``UsageError`` saying which one is bad)."""
+    shape = dict(PROFILES[getattr(args, "profile", "nominal") or "nominal"])
+    for dest, key in (("ttft_median", "ttft_median_ms"), ("tpot_median", "tpot_median_ms")):
+        value = getattr(args, dest, None)
+        if value is not None:
+            shape[key] = value
     try:
         return SyntheticLoad(
             qps=args.qps,
@@ -204,6 +245,7 @@ def load_from_args(args: argparse.Namespace) -> SyntheticLoad:
             error_rate=args.error_rate,
             tokens_per_chunk=args.tokens_per_chunk,
             text=getattr(args, "tokenizer", None) is not None,
+            **shape,  # type: ignore[arg-type]
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
@@ -232,6 +274,10 @@ def aggregator_command(
     for dest, flag in AGGREGATOR_PASSTHROUGH:
         value = getattr(args, dest, None)
         if value is None or value is False:
+            continue
+        if isinstance(value, list):  # a repeatable option: the flag once per item
+            for item in value:
+                cmd += [flag, str(item)]
             continue
         cmd += (
             [flag]
@@ -591,6 +637,9 @@ def check_tokenizer_options(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     check_tokenizer_options(args)
     load = load_from_args(args)
+    constraints = constraints_from_args(args)
+    if not args.streaming and any(c.series in ("ttft_ns", "tpot_ns") for c in constraints):
+        raise UsageError("TTFT and TPOT constraints need streaming: drop --no-streaming")
     # bad exporter options and a busy --listen port fail here, not in the aggregator process
     check_listen_free(exporter_options(args).listen)
     if args.interval <= 0:

@@ -39,6 +39,12 @@ same events give the same numbers (the fixture tests compare field by field):
   costs its own value only).
 - Events after ``session.ended`` are ignored, the rest of its batch included.
 
+With constraints (``--ruleset`` / ``--slo``, SPEC §10), every tracked
+sample is also judged once by a :class:`~registry.mlperf.ConstraintTracker`
+(:meth:`AggregatorMetrics.judge_sample`): at its completion, or, when its TPOT
+and output tokens come from the tokenizer, when those counts arrive. The
+verdict counters of :mod:`registry.verdict_counters` follow the aggregator's own.
+
 Ours in addition: ``tracked_output_tokens`` and the data-quality counters
 ``events_malformed`` (undecodable payloads, unknown event types, broken
 frames, sample events without a uuid), ``events_unmatched`` (sample events
@@ -64,9 +70,12 @@ from registry.aggregator.session import SessionMachine
 from registry.events import EventCodec, EventRecord, EventType
 from registry.events.data import PromptData, TextModelOutput
 from registry.metrics_registry import MetricsRegistry
+from registry.mlperf.constraints import ConstraintTracker
+from registry.mlperf.slo import Constraint
 from registry.tokens import OUTPUT, PROMPT, TokenCounter, TokenizerPool, TokenJob
 from registry.tokens.pool import Count
 from registry.tokens.rules import needs_after_first_chunk_count, needs_output_count
+from registry.verdict_counters import VerdictCounters
 
 __all__ = [
     "COUNTERS",
@@ -166,7 +175,11 @@ class AggregatorMetrics:
         n_histogram_buckets: int = 30,
         tokens: TokenCounter | None = None,
         tokenizer_workers: int = 2,
+        constraints: Sequence[Constraint] = (),
     ) -> None:
+        for c in constraints:
+            if c.series in STREAMING_SERIES and not streaming:
+                raise ValueError(f"constraint {c.describe()} needs streaming mode ({c.series})")
         self.registry = registry
         self.streaming = streaming
         self.session = session if session is not None else SessionMachine()
@@ -174,6 +187,16 @@ class AggregatorMetrics:
             registry.register_counter(name, settable=name in SETTABLE_COUNTERS)
         for name in DIAGNOSTIC_COUNTERS:
             registry.register_counter(name)
+        #: the run's constraint accounting (``None`` without constraints)
+        self.tracker: ConstraintTracker | None = None
+        self._verdict: VerdictCounters | None = None
+        self._verdict_end: tuple[bool, bool] = (False, True)  # (final, complete)
+        if constraints:
+            self.tracker = ConstraintTracker(constraints)
+            self._verdict = VerdictCounters(registry, self.tracker)
+            # The verdict is derived from the tracker's counts: written when a snapshot
+            # is captured, not at every batch (the publisher captures on this loop).
+            registry.add_capture_hook(self._write_verdict)
         for name, dtype, bounds in _SERIES:
             if streaming or name not in STREAMING_SERIES:
                 registry.register_series(
@@ -338,6 +361,54 @@ class AggregatorMetrics:
     def refresh_durations(self) -> None:
         """Fold the counts now (the final snapshot must see every duration)."""
         self._flush()
+
+    def judge_sample(
+        self,
+        *,
+        failed: bool,
+        ttft_ns: int | None,
+        tpot_ns: float | None,
+        latency_ns: int | None,
+        output_tokens: int | None,
+    ) -> None:
+        """Judge one tracked sample against the run's constraints (no-op without any).
+
+        Call it exactly once per tracked sample, when every value a constraint
+        looks at is known. The aggregator judges at ``sample.complete``, where
+        TPOT is known when the producer sent ``output_tokens``; when TPOT comes
+        from tokenization the completion leaves it to :meth:`_on_token_counts`,
+        which calls this with the TTFT, latency and failed flag the completion
+        saw and the TPOT and output tokens it computed (``None`` for a value
+        the sample does not have). The counts
+        reach the registry's verdict counters at the next snapshot capture.
+        """
+        tracker = self.tracker
+        if tracker is not None:
+            tracker.observe(
+                failed=failed,
+                ttft_ns=ttft_ns,
+                tpot_ns=tpot_ns,
+                latency_ns=latency_ns,
+                output_tokens=output_tokens,
+            )
+
+    def finalize_verdict(self, *, complete: bool) -> None:
+        """Judge the counts as the run's end from now on (states pass/fail).
+
+        ``complete``: the run ended normally; an incomplete run's verdict is fail.
+        Call it once, just before the terminal snapshot is captured.
+        """
+        self._flush()
+        self._verdict_end = (True, complete)
+        self._write_verdict()
+
+    def _write_verdict(self) -> None:
+        """Bring the verdict counters up to date (a capture hook: every snapshot sees them)."""
+        if self._verdict is not None:
+            final, complete = self._verdict_end
+            self._verdict.write(
+                tracked_duration_ns=self._tracked_duration, final=final, complete=complete
+            )
 
     # -- internals -------------------------------------------------------------
 
@@ -551,13 +622,31 @@ class AggregatorMetrics:
         record("sample_latency_ns", ts - issued)
         out = rec.output_tokens
         first = rows.recv_first[slot]
+        tpot: float | None = None
+        ttft = first - issued if self._has_ttft and first != UNSET else None
+        verdict_pending = False
         if out is not msgspec.UNSET:
             record("osl", out)
             self._n_output_tokens += out
             if self._has_ttft and first != UNSET and out > 1:
-                record("tpot_ns", (ts - first) / (out - 1))
+                tpot = (ts - first) / (out - 1)
+                record("tpot_ns", tpot)
         elif self.tokenizer is not None and isinstance(rec.data, TextModelOutput):
-            self._submit_output(rec.data, ts - first if self._has_ttft and first != UNSET else None)
+            verdict = (rows.failed[slot] != 0, ttft, ts - issued) if self.tracker else None
+            if self._submit_output(rec.data, ts - first if ttft is not None else None, verdict):
+                # its TPOT and output tokens come from the tokenizer: the sample is
+                # judged when they do (_on_token_counts), not here
+                verdict_pending = True
+        tracker = self.tracker
+        if tracker is not None and not verdict_pending:
+            # judge_sample, called directly here: one call less per completion
+            tracker.add(
+                rows.failed[slot] != 0,
+                ttft,
+                tpot,
+                ts - issued,
+                None if out is msgspec.UNSET else out,
+            )
         reason = rec.finish_reason
         if isinstance(reason, str):
             key = reason if reason in self._finish else "other"
@@ -570,16 +659,31 @@ class AggregatorMetrics:
             self._legacy_max_issued = issued
             self._legacy_end = ts
 
-    def _submit_output(self, data: TextModelOutput, tpot_span: int | None) -> None:
-        """Queue an output's OSL and, given complete - first receive, TPOT's denominator."""
+    def _submit_output(
+        self,
+        data: TextModelOutput,
+        tpot_span: int | None,
+        verdict: tuple[bool, int | None, int] | None = None,
+    ) -> bool:
+        """Queue an output's OSL and, given complete - first receive, TPOT's denominator.
+
+        ``verdict``: the sample's (failed, TTFT, latency) when it is to be judged once
+        its counts are known. Returns whether a job was queued.
+        """
         osl = needs_output_count(data)
         tpot = tpot_span is not None and needs_after_first_chunk_count(data)
         if osl or tpot:
             assert self.tokenizer is not None
             job = TokenJob(
-                OUTPUT, data, after_first_chunk=tpot, context=tpot_span, weight=osl + tpot
+                OUTPUT,
+                data,
+                after_first_chunk=tpot,
+                context=(tpot_span, verdict),
+                weight=osl + tpot,
             )
             self.tokenizer.submit(job)
+            return True
+        return False
 
     def _on_token_counts(self, job: TokenJob, first: Count, second: Count) -> None:
         """A finished job (on the loop): record by upstream's rules; errors cost their value."""
@@ -589,16 +693,29 @@ class AggregatorMetrics:
             elif isinstance(first, Exception):
                 self._token_error(first)
             return
+        span, verdict = job.context
         if isinstance(first, int):
             self._record("osl", first)
             self._n_output_tokens += first
         elif isinstance(first, Exception):
             self._token_error(first)
+        tpot: float | None = None
         if isinstance(second, int):
             if second > 0:
-                self._record("tpot_ns", job.context / second)
+                tpot = span / second
+                self._record("tpot_ns", tpot)
         elif isinstance(second, Exception) and second is not first:
             self._token_error(second)
+        if verdict is not None:
+            # the completion left this sample's verdict to its token counts (SPEC §10)
+            failed, ttft, latency = verdict
+            self.judge_sample(
+                failed=failed,
+                ttft_ns=ttft,
+                tpot_ns=tpot,
+                latency_ns=latency,
+                output_tokens=first if isinstance(first, int) else None,
+            )
 
     def _token_error(self, exc: Exception) -> None:
         self._n_token_errors += 1

@@ -54,6 +54,7 @@ from registry.aggregator.session import SessionMachine
 from registry.final_source import read_final_document
 from registry.metrics_registry import MetricsRegistry
 from registry.mlperf.early_stopping import EarlyStoppingSpec
+from registry.mlperf.slo import Constraint
 from registry.percentiles import PercentileMethod
 from registry.publisher import MetricsPublisher
 from registry.report import build_report, write_report
@@ -106,6 +107,8 @@ class AggregatorService:
         early_stopping: EarlyStoppingSpec | None = EarlyStoppingSpec(),  # noqa: B008 (frozen)
         sig_figs: int = 3,
         n_histogram_buckets: int = 30,
+        constraints: Sequence[Constraint] = (),
+        ruleset: str | None = None,
         ignore_sigint: bool = False,
         readiness: tuple[str, int] | None = None,
         ready_marker: bool = False,
@@ -149,7 +152,11 @@ class AggregatorService:
             n_histogram_buckets=n_histogram_buckets,
             tokens=tokenizer,
             tokenizer_workers=tokenizer_workers,
+            constraints=constraints,
         )
+        #: the constraints the run is judged on, and the ruleset they came from
+        self.constraints: tuple[Constraint, ...] = tuple(constraints)
+        self.ruleset = ruleset
         self._listeners = list(listeners)
         self._on_start = list(on_start)
         self._on_stop = list(on_stop)
@@ -381,6 +388,7 @@ class AggregatorService:
             pool.close()
         self.metrics.refresh_durations()
         pending = self.metrics.n_pending_tasks
+        self.metrics.finalize_verdict(complete=not interrupted and pending == 0)
         if interrupted:
             self.session.interrupt()
         snap = await publisher.publish_final(n_pending_tasks=pending, interrupted=interrupted)
@@ -394,12 +402,18 @@ class AggregatorService:
     def run_info(self) -> dict[str, Any]:
         """This run's part of the final files' ``run`` block (the registry adds its
         percentile method and early-stopping settings)."""
-        return {
+        run: dict[str, Any] = {
             "run_id": self.run_id,
             "labels": dict(self.labels),
             "streaming": self.metrics.streaming,
             "tokenizer": self._tokenizer_info(),
         }
+        if self.constraints:
+            run["verdict"] = {
+                "ruleset": self.ruleset,
+                "constraints": [c.describe() for c in self.constraints],
+            }
+        return run
 
     def _write_report(self, snap: MetricsSnapshot, *, file_written: bool) -> dict[str, Any]:
         """The report from the final file as written (SPEC §7 order), else from memory."""

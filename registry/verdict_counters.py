@@ -1,0 +1,258 @@
+"""The verdict on the snapshot stream: counter names, writing them, reading them back (SPEC §10).
+
+A run with constraints carries, in every snapshot, these counters after the
+aggregator's own (so upstream's subscriber simply sees more counters):
+
+* ``good_samples`` (monotonic): tracked samples that succeeded within every limit;
+* ``good_output_tokens`` (monotonic): their output tokens;
+* ``goodput_samples_per_second`` (settable float): good samples / tracked duration;
+* ``goodput_tokens_per_second`` (settable float): good output tokens / tracked duration;
+* ``verdict_state`` (settable): the run's state code (see below);
+
+then for each constraint, in configuration order:
+
+* ``constraint_<key>_limit_ns`` (settable): the limit (a value above it is over);
+* ``constraint_<key>_samples`` (monotonic): ``n``, the samples judged on it;
+* ``constraint_<key>_over_limit`` (monotonic): ``t``, those over the limit;
+* ``constraint_<key>_queries_needed`` (settable): ``max(0, h(t) + t - n)``;
+* ``constraint_<key>_state`` (settable): its state code;
+
+``<key>`` is as in
+:attr:`registry.mlperf.slo.Constraint.key` (``ttft_p99``), which also says the
+series and percentile. State codes are the index in
+:data:`registry.mlperf.constraints.STATES`: 0 pending, 1 on_track, 2 failing,
+3 pass, 4 fail. :func:`read_verdict` turns a snapshot's counters back into
+:class:`VerdictReading`; readers (report, exporter, live view) use it and
+never parse names themselves.
+
+This module writes only the counters it registered and never decides a
+state: :mod:`registry.mlperf.constraints` does.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from registry.metrics_registry import MetricsRegistry
+from registry.mlperf.constraints import (
+    STATES,
+    ConstraintTracker,
+    combine_states,
+    decide,
+    min_queries_for,
+)
+from registry.mlperf.slo import Constraint, parse_key
+from registry.percentiles import percent_to_fraction
+
+__all__ = [
+    "GOODPUT_SAMPLES",
+    "GOODPUT_TOKENS",
+    "GOOD_OUTPUT_TOKENS",
+    "GOOD_SAMPLES",
+    "VERDICT_STATE",
+    "ConstraintReading",
+    "VerdictCounters",
+    "VerdictReading",
+    "constraint_counter",
+    "is_verdict_counter",
+    "read_verdict",
+    "verdict_counter_names",
+]
+
+GOOD_SAMPLES = "good_samples"
+GOOD_OUTPUT_TOKENS = "good_output_tokens"
+GOODPUT_SAMPLES = "goodput_samples_per_second"
+GOODPUT_TOKENS = "goodput_tokens_per_second"
+VERDICT_STATE = "verdict_state"
+_RUN_COUNTERS = (GOOD_SAMPLES, GOOD_OUTPUT_TOKENS, GOODPUT_SAMPLES, GOODPUT_TOKENS, VERDICT_STATE)
+_FIELDS = ("limit_ns", "samples", "over_limit", "queries_needed", "state")
+_PREFIX = "constraint_"
+
+
+def constraint_counter(key: str, field: str) -> str:
+    """``constraint_<key>_<field>``; ``field`` one of limit_ns, samples, over_limit,
+    queries_needed, state."""
+    if field not in _FIELDS:
+        raise ValueError(f"unknown constraint counter field {field!r}")
+    return f"{_PREFIX}{key}_{field}"
+
+
+def verdict_counter_names(constraints: Sequence[Constraint]) -> tuple[str, ...]:
+    """Every verdict counter of a run with ``constraints``, in registration order."""
+    names = list(_RUN_COUNTERS)
+    for c in constraints:
+        names += [constraint_counter(c.key, f) for f in _FIELDS]
+    return tuple(names)
+
+
+def is_verdict_counter(name: str) -> bool:
+    """Whether ``name`` is one of the counters this module defines (for any constraint)."""
+    if name in _RUN_COUNTERS:
+        return True
+    if not name.startswith(_PREFIX):
+        return False
+    for f in _FIELDS:
+        if name.endswith("_" + f):
+            try:
+                parse_key(name[len(_PREFIX) : -len(f) - 1])
+            except ValueError:
+                return False
+            return True
+    return False
+
+
+class VerdictCounters:
+    """The verdict counters of one run on one registry: registered once, written per snapshot.
+
+    Registering sets every limit and the initial states (pending) and queries
+    needed. :meth:`write` folds the tracker's counts and the states judged on
+    them, with :func:`registry.mlperf.constraints.decide` (the arithmetic of
+    ``judge``, without objects), so a fold costs a few microseconds.
+    """
+
+    def __init__(self, registry: MetricsRegistry, tracker: ConstraintTracker) -> None:
+        self.registry = registry
+        self.tracker = tracker
+        for name in _RUN_COUNTERS:
+            if name in (GOODPUT_SAMPLES, GOODPUT_TOKENS):
+                registry.register_counter(name, dtype=float, settable=True)
+            else:
+                registry.register_counter(name, settable=name == VERDICT_STATE)
+        self._names: list[tuple[str, str, str, str]] = []
+        for c in tracker.constraints:
+            for f in _FIELDS:
+                settable = f in ("limit_ns", "queries_needed", "state")
+                registry.register_counter(constraint_counter(c.key, f), settable=settable)
+            registry.set_counter(constraint_counter(c.key, "limit_ns"), c.limit_ns)
+            self._names.append(
+                tuple(constraint_counter(c.key, f) for f in _FIELDS[1:])  # type: ignore[arg-type]
+            )
+        self._fractions = [percent_to_fraction(c.percentile) for c in tracker.constraints]
+        self._percents = [float(c.percentile) for c in tracker.constraints]
+        self._written: tuple[int, int, bool, bool] | None = None
+        self.write(tracked_duration_ns=0)
+
+    def write(
+        self, *, tracked_duration_ns: int, final: bool = False, complete: bool = True
+    ) -> None:
+        """Fold the tracker's counts and states into the counters.
+
+        ``final``: judge as the end of the run (states pass/fail); ``complete``:
+        whether the run ended normally (an incomplete run's verdict is fail).
+        Nothing to do when nothing changed since the last write.
+        """
+        tracker = self.tracker
+        key = (tracker.samples_observed, tracked_duration_ns, final, complete)
+        if key == self._written:
+            return
+        self._written = key
+        reg = self.registry
+        increment, set_counter, value = reg.increment, reg.set_counter, reg.counter_value
+        codes = []
+        for i, (samples, over, needed, state) in enumerate(self._names):
+            n, t = tracker.samples[i], tracker.over_limit[i]
+            min_queries = min_queries_for(t, self._percents[i])
+            queries, _, code = decide(n, t, min_queries, self._fractions[i], final)
+            if n != value(samples):
+                increment(samples, n - value(samples))
+            if t != value(over):
+                increment(over, t - value(over))
+            set_counter(needed, queries)
+            set_counter(state, code)
+            codes.append(code)
+        good, tokens = tracker.good_samples, tracker.good_output_tokens
+        if good != value(GOOD_SAMPLES):
+            increment(GOOD_SAMPLES, good - value(GOOD_SAMPLES))
+        if tokens != value(GOOD_OUTPUT_TOKENS):
+            increment(GOOD_OUTPUT_TOKENS, tokens - value(GOOD_OUTPUT_TOKENS))
+        seconds = tracked_duration_ns / 1e9
+        set_counter(GOODPUT_SAMPLES, good / seconds if seconds > 0 else 0.0)
+        set_counter(GOODPUT_TOKENS, tokens / seconds if seconds > 0 else 0.0)
+        run_state = combine_states([STATES[c] for c in codes], final=final, complete=complete)
+        set_counter(VERDICT_STATE, STATES.index(run_state))
+
+
+@dataclass(frozen=True, slots=True)
+class ConstraintReading:
+    """One constraint as a snapshot carries it."""
+
+    key: str
+    series: str
+    percentile: float
+    limit_ns: int
+    samples: int
+    over_limit: int
+    queries_needed: int
+    state: str
+
+    @property
+    def constraint(self) -> Constraint:
+        return Constraint(self.series, self.percentile, self.limit_ns)
+
+
+@dataclass(frozen=True, slots=True)
+class VerdictReading:
+    """The verdict counters of one snapshot (``state`` of the run, then per constraint)."""
+
+    state: str
+    good_samples: int
+    good_output_tokens: int
+    goodput_samples_per_second: float
+    goodput_tokens_per_second: float
+    constraints: tuple[ConstraintReading, ...]
+
+
+def _int(counters: Mapping[str, int | float], name: str) -> int:
+    v = counters.get(name, 0)
+    return int(v) if isinstance(v, int | float) and math.isfinite(v) else 0
+
+
+def _state(code: int | float | None) -> str:
+    if isinstance(code, int | float) and math.isfinite(code) and 0 <= int(code) < len(STATES):
+        return STATES[int(code)]
+    return "pending"
+
+
+def read_verdict(counters: Mapping[str, int | float]) -> VerdictReading | None:
+    """The verdict a snapshot's counters carry, or ``None`` when they carry none.
+
+    Constraints are found by their ``_limit_ns`` counters, in counter order; a
+    malformed one (a foreign counter that merely looks alike) is skipped.
+    """
+    if VERDICT_STATE not in counters:
+        return None
+    readings = []
+    for name, value in counters.items():
+        if not (name.startswith(_PREFIX) and name.endswith("_limit_ns")):
+            continue
+        key = name[len(_PREFIX) : -len("_limit_ns")]
+        try:
+            series, pct = parse_key(key)
+        except ValueError:
+            continue
+        if not isinstance(value, int | float) or not math.isfinite(value) or value < 1:
+            continue
+        readings.append(
+            ConstraintReading(
+                key=key,
+                series=series,
+                percentile=pct,
+                limit_ns=int(value),
+                samples=_int(counters, constraint_counter(key, "samples")),
+                over_limit=_int(counters, constraint_counter(key, "over_limit")),
+                queries_needed=_int(counters, constraint_counter(key, "queries_needed")),
+                state=_state(counters.get(constraint_counter(key, "state"))),
+            )
+        )
+    rate = counters.get(GOODPUT_SAMPLES, 0.0)
+    token_rate = counters.get(GOODPUT_TOKENS, 0.0)
+    return VerdictReading(
+        state=_state(counters.get(VERDICT_STATE)),
+        good_samples=_int(counters, GOOD_SAMPLES),
+        good_output_tokens=_int(counters, GOOD_OUTPUT_TOKENS),
+        goodput_samples_per_second=float(rate) if math.isfinite(rate) else 0.0,
+        goodput_tokens_per_second=float(token_rate) if math.isfinite(token_rate) else 0.0,
+        constraints=tuple(readings),
+    )
