@@ -111,7 +111,10 @@ def test_watch_times_out_without_a_terminal_snapshot(ipc_endpoint: str) -> None:
     [
         (["--connect", "localhost:5557"], "must start with ipc:// or tcp://"),
         (["--connect", "tcp://127.0.0.1"], "needs a port"),
-        (["--connect", "ipc:///tmp/x", "--refresh", "0"], "--refresh: must be a finite number of seconds > 0"),
+        (
+            ["--connect", "ipc:///tmp/x", "--refresh", "0"],
+            "--refresh: must be a finite number of seconds > 0",
+        ),
     ],
 )
 def test_bad_arguments_are_one_line_exit_2(argv: list[str], message: str) -> None:
