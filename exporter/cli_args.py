@@ -173,7 +173,7 @@ def _endpoint(text: str, bind: bool) -> str:
     try:
         return check_endpoint(text, bind=bind)
     except ValueError as exc:
-        _bad(str(exc).removeprefix("endpoint "))
+        _bad(str(exc))
 
 
 def connect_endpoint(text: str) -> str:
@@ -348,13 +348,20 @@ _ARGUMENT = re.compile(r"argument (?P<flag>[^:]+): (?P<rest>.*)", re.S)
 
 
 def _one_line(message: str) -> str:
-    """``argument --x: --x 'v': why`` → ``--x 'v': why``; ``argument --x: why`` → ``--x: why``."""
+    """argparse's ``argument --x: why`` as a sentence naming the flag.
+
+    ``--x must be …`` and ``--x 'v': why`` read on; anything else is ``--x: why``.
+    """
     m = _ARGUMENT.fullmatch(message)
     if m is None:
         return message
     flag = m["flag"].split("/")[-1]
     rest = m["rest"]
-    return rest if rest.startswith(flag + " ") else f"{flag}: {rest}"
+    if rest.startswith(flag + " "):
+        return rest
+    if rest.startswith(("must ", "'")):
+        return f"{flag} {rest}"
+    return f"{flag}: {rest}"
 
 
 class CliParser(argparse.ArgumentParser):

@@ -254,6 +254,8 @@ class PrometheusMirror:
     """A collector, its HTTP server (when ``options.listen``) and the end-of-run duties.
 
     Construction checks the labels (``UsageError`` naming a bad one).
+    ``run_id_from_stream``: without a ``run_id`` label, serve each snapshot under
+    the run id it carries (the bridge); see :class:`SnapshotCollector`.
     """
 
     def __init__(
@@ -262,6 +264,7 @@ class PrometheusMirror:
         *,
         labels: Mapping[str, str],
         gauges: Sequence[str] = (),
+        run_id_from_stream: bool = False,
     ) -> None:
         self.options = options
         try:
@@ -271,6 +274,7 @@ class PrometheusMirror:
                 gauges=gauges,
                 stale_after=options.stale_after,
                 buckets=options.buckets,
+                run_id_from_stream=run_id_from_stream,
             )
         except ValueError as exc:
             raise UsageError(str(exc)) from None
@@ -393,6 +397,8 @@ def mirror_service(
     else:
         mirror.bind()
         service.add_start_hook(mirror.start)
+    if mirror.url is not None:
+        service.metrics_url = mirror.url + "/metrics"  # said on the stream (the real port)
     service.add_listener(mirror.on_snapshot)
 
     async def finish() -> None:

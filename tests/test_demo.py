@@ -114,10 +114,10 @@ def test_ctrl_c_interrupts_the_run_and_keeps_an_interrupted_report(tmp_path: Pat
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--qps", "0"], "--qps: must be a finite number > 0"),
-        (["--duration", "-1"], "--duration: must be a finite number of seconds > 0"),
-        (["--error-rate", "2"], "--error-rate: must be a finite number >= 0 and <= 1"),
-        (["--interval", "0"], "--interval: must be a finite number of seconds > 0"),
+        (["--qps", "0"], "--qps must be a finite number > 0"),
+        (["--duration", "-1"], "--duration must be a finite number of seconds > 0"),
+        (["--error-rate", "2"], "--error-rate must be a finite number >= 0 and <= 1"),
+        (["--interval", "0"], "--interval must be a finite number of seconds > 0"),
     ],
 )
 def test_bad_options_are_one_line_exit_2(

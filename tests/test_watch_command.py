@@ -113,7 +113,7 @@ def test_watch_times_out_without_a_terminal_snapshot(ipc_endpoint: str) -> None:
         (["--connect", "tcp://127.0.0.1"], "needs a port"),
         (
             ["--connect", "ipc:///tmp/x", "--refresh", "0"],
-            "--refresh: must be a finite number of seconds > 0",
+            "--refresh must be a finite number of seconds > 0",
         ),
     ],
 )

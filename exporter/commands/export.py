@@ -70,7 +70,9 @@ def run(args: argparse.Namespace) -> int:
     labels = parse_label_args(args.label)
     if args.run_id is not None:
         labels = {"run_id": args.run_id, **labels}
-    mirror = PrometheusMirror(options, labels=labels)
+    # Without --run-id the stream names the run (slot 5 of our snapshots, SPEC §4);
+    # a stream that does not (mlcommons/endpoints') gets a generated id.
+    mirror = PrometheusMirror(options, labels=labels, run_id_from_stream=True)
     return asyncio.run(_serve(args.connect, mirror))
 
 
@@ -78,7 +80,14 @@ async def _serve(endpoint: str, mirror: PrometheusMirror) -> int:
     stop = StopSignals().install()
     try:
         await mirror.start()
-        logger.info("scrape %s/metrics", mirror.url)
+        if mirror.collector.run_id_from_stream:
+            logger.info(
+                "scrape %s/metrics; run_id: the one the stream carries (else %r; --run-id pins it)",
+                mirror.url,
+                mirror.collector.run_id,
+            )
+        else:
+            logger.info("scrape %s/metrics; run_id %r", mirror.url, mirror.collector.run_id)
         async with Bridge(endpoint, mirror.collector) as bridge:
             final = asyncio.create_task(bridge.wait_for_terminal())
             stopped = asyncio.create_task(stop.wait())
