@@ -57,7 +57,7 @@ def test_watch_follows_the_stream_and_ends_on_the_terminal_snapshot(ipc_endpoint
             proc = await start_watch(ipc_endpoint)
             assert proc.stdout is not None
             try:
-                seen = asyncio.ensure_future(read_until(proc.stdout, "live", lines))
+                seen = asyncio.ensure_future(read_until(proc.stdout, "] live", lines))
                 await asyncio.wait_for(publish_until(pub, SessionState.LIVE, seen, 0), 20)
                 await seen
                 exited = asyncio.ensure_future(proc.wait())
@@ -71,7 +71,8 @@ def test_watch_follows_the_stream_and_ends_on_the_terminal_snapshot(ipc_endpoint
 
     rc, lines = asyncio.run(main())
     assert rc == 0, lines
-    assert "issued 105  completed 102  failed 2" in lines[0]
+    progress = [line for line in lines if line.startswith("[")]  # after the intro lines
+    assert "issued 105  completed 102  failed 2" in progress[0]
     assert "complete" in lines[-1] and "completed 103" in lines[-1]
     assert "ttft p50" in lines[-1]
 
@@ -83,7 +84,7 @@ def test_ctrl_c_ends_watch_with_130(ipc_endpoint: str) -> None:
             proc = await start_watch(ipc_endpoint)
             assert proc.stdout is not None
             try:
-                seen = asyncio.ensure_future(read_until(proc.stdout, "live", lines))
+                seen = asyncio.ensure_future(read_until(proc.stdout, "] live", lines))
                 await asyncio.wait_for(publish_until(pub, SessionState.LIVE, seen, 0), 20)
                 proc.send_signal(signal.SIGINT)
                 return await asyncio.wait_for(proc.wait(), 20)

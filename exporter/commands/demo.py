@@ -78,6 +78,7 @@ __all__ = [
     "aggregator_command",
     "compare_counts",
     "load_from_args",
+    "offered_line",
     "run",
 ]
 
@@ -336,6 +337,22 @@ def compare_counts(stats: SourceStats, report: Mapping[str, Any]) -> CountCheck:
     return CountCheck(matches, line)
 
 
+def offered_line(load: SyntheticLoad, stats: SourceStats, report: Mapping[str, Any]) -> str:
+    """The plan against what came of it: why the report's QPS is not the ``--qps`` asked for."""
+    issued_rate = stats.issued / load.duration_s
+    line = (
+        f"Offered {load.qps:g}/s for {load.duration_s:g} s (Poisson arrivals): "
+        f"{stats.issued:,} issued = {issued_rate:,.1f}/s"
+    )
+    qps, duration = report.get("qps"), report.get("duration_s")
+    if isinstance(qps, int | float) and isinstance(duration, int | float) and duration > 0:
+        tail = duration - load.duration_s
+        line += f"; the report's QPS {qps:,.1f} is over the tracked {duration:,.2f} s" + (
+            f" ({tail:,.2f} s of it after the last issue)" if tail > 0 else ""
+        )
+    return line
+
+
 class _Aggregator:
     """The aggregator child process: started in its own session, so the terminal's
     Ctrl-C reaches only the demo, which decides when and how to stop it; armed to
@@ -533,6 +550,7 @@ async def _demo_locked(
                         source=f"{load.qps:g} QPS x {load.duration_s:g} s, seed {load.seed}",
                         expected_samples=load.expected_samples,
                         planned_duration_s=load.duration_s,
+                        offered_qps=load.qps,
                     )
                 )
 
@@ -559,7 +577,9 @@ async def _demo_locked(
             if rc not in (0, None) and interrupted is None:
                 problems.append(f"the aggregator exited with code {rc}")
             doc = await _final_document(output_dir, sub)
-        code = _finish(console, output_dir, doc, stats, interrupted, problems, aggregator)
+        code = _finish(
+            console, output_dir, doc, stats, interrupted, problems, aggregator, load=load
+        )
         await _linger(args, aggregator, stop, console)
         await aggregator.stop(_EXIT_TIMEOUT_S)
         return code
@@ -613,15 +633,19 @@ def _finish(
     interrupted: int | None,
     problems: list[str],
     aggregator: _Aggregator,
+    *,
+    load: SyntheticLoad | None = None,
 ) -> int:
     """Print the report and what went wrong; the exit code (``interrupted``: the
-    signal's code, when one stopped the run)."""
+    signal's code, when one stopped the run). Lines wrap at spaces, never mid-word."""
     console.print()
     if doc is not None:
         console.print(render_report(doc))
         check = compare_counts(stats, doc.report)
         style = "green" if check.matches else "bold red"
-        console.print(check.line, style=style, highlight=False, soft_wrap=True)
+        console.print(check.line, style=style, highlight=False)
+        if load is not None and interrupted is None:
+            console.print(offered_line(load, stats, doc.report), style="dim", highlight=False)
         if not check.matches and interrupted is None:
             problems.append("the aggregator's counts differ from what the source sent")
     else:
@@ -629,9 +653,9 @@ def _finish(
     missing = [name for name in FINAL_FILES if not (output_dir / name).exists()]
     if missing and interrupted is None:
         problems.append(f"missing in {output_dir}: {', '.join(missing)}")
-    present = [str(output_dir / n) for n in FINAL_FILES if (output_dir / n).exists()]
+    present = [n for n in FINAL_FILES if (output_dir / n).exists()]
     if present:
-        console.print(f"Files: {', '.join(present)}", highlight=False, soft_wrap=True)
+        console.print(f"Files in {output_dir}: {', '.join(present)}", highlight=False)
     err = Console(stderr=True)
     for problem in problems:
         err.print(f"bench-metrics demo: {problem}", style="bold red", highlight=False)
