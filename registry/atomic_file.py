@@ -38,7 +38,8 @@ def temp_files_for(path: str | os.PathLike[str]) -> list[Path]:
     return [target.parent / n for n in names if n.startswith(prefix) and n.endswith(".tmp")]
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists (ours or another user's)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -55,7 +56,7 @@ def _remove_stale_temp_files(path: Path) -> None:
         if not pid_text.isdigit():
             continue
         pid = int(pid_text)
-        if pid == os.getpid() or _pid_alive(pid):
+        if pid == os.getpid() or pid_alive(pid):
             continue
         # Already gone, or not ours to remove: the write itself is unaffected.
         with contextlib.suppress(OSError):

@@ -95,20 +95,25 @@ def _early_stopping_entry(s: SeriesStat) -> dict[str, float | None] | None:
     return None if esp is None else {k: _finite(v) for k, v in esp.items()}
 
 
+def empty_series_entry(unit: str | None, early_stopping: Any = None) -> dict[str, Any]:
+    """The Report entry of a series without values (everything unknown is ``null``)."""
+    return {
+        "unit": unit,
+        "count": 0,
+        "min": None,
+        "max": None,
+        "avg": None,
+        "median": None,
+        "std_dev": None,
+        "percentiles": {},
+        "early_stopping_percentiles": early_stopping,
+        "histogram": [],
+    }
+
+
 def _series_entry(s: SeriesStat) -> dict[str, Any]:
     if s.count == 0:
-        return {
-            "unit": _unit(s.name),
-            "count": 0,
-            "min": None,
-            "max": None,
-            "avg": None,
-            "median": None,
-            "std_dev": None,
-            "percentiles": {},
-            "early_stopping_percentiles": _early_stopping_entry(s),
-            "histogram": [],
-        }
+        return empty_series_entry(_unit(s.name), _early_stopping_entry(s))
     median = s.percentiles.get(percentile_key(50))
     return {
         "unit": _unit(s.name),
