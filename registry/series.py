@@ -14,8 +14,10 @@ do the numpy work, possibly on another thread. The copy is never exposed as a bu
 itself, since an exported buffer would make a concurrent append fail.
 
 Guarantees: every recorded value is folded exactly once; raw values are kept
-at 8 bytes each (int64 or float64) in a few chunks; the raw store is sorted
-in place at most once per terminal snapshot and remembered as sorted.
+at 8 bytes each (int64 or float64) in a :class:`~registry.store.SeriesValues`:
+memory blocks, and with a raw store the values beyond its memory bound on
+disk. Terminal statistics never sort them: :mod:`registry.selection` answers
+every rank and histogram edge in one pass over memory and store.
 """
 
 from __future__ import annotations
@@ -33,17 +35,14 @@ from registry.hdr import HdrFold
 from registry.mlperf.early_stopping import EarlyStoppingSpec, early_stopping_indices
 from registry.percentiles import PercentileMethod, nearest_rank, rank_indices
 from registry.rollups import Rollup, rollup_of
+from registry.selection import select_exact
 from registry.snapshot import DEFAULT_PERCENTILES, SeriesStat, percentile_key
+from registry.store.raw_store import SeriesValues
 
 __all__ = ["SeriesConfig", "SeriesSampler", "display_edges", "nearest_rank"]
 
 logger = logging.getLogger(__name__)
 
-# Merge the raw chunks into one once there are this many: keeps per-chunk
-# overhead negligible while each value is copied only rarely.
-_MAX_RAW_CHUNKS = 64
-# Below this every int64 converts to float64 exactly.
-_FLOAT_EXACT = 2**53
 
 
 def display_edges(min_value: float, max_value: float, n_buckets: int) -> list[float]:
@@ -112,11 +111,25 @@ class SeriesConfig:
         #: gets early-stopping estimates in terminal snapshots (SPEC §10)
         self.tail_latency = bool(tail_latency)
 
+    def describe(self) -> dict[str, Any]:
+        """The settings as plain JSON values (the final file's run block, the store manifest)."""
+        return {
+            "dtype": self.dtype.__name__,
+            "hdr_low": self.hdr_low,
+            "hdr_high": self.hdr_high,
+            "sig_figs": self.sig_figs,
+            "n_histogram_buckets": self.n_histogram_buckets,
+            "percentiles": list(self.percentiles),
+            "tail_latency": self.tail_latency,
+        }
+
 
 class SeriesSampler:
     """One series' state. ``pending`` is the hot-path buffer; call ``stat`` to fold and read."""
 
-    def __init__(self, name: str, config: SeriesConfig) -> None:
+    def __init__(
+        self, name: str, config: SeriesConfig, values: SeriesValues | None = None
+    ) -> None:
         self.name = name
         self.config = config
         self._np_dtype = np.int64 if config.dtype is int else np.float64
@@ -124,8 +137,8 @@ class SeriesSampler:
         self.pending_arrays: list[npt.NDArray[Any]] = []
         self._rollup = Rollup()
         self._hdr = HdrFold(config.hdr_low, config.hdr_high, config.sig_figs)
-        self._raw: list[npt.NDArray[Any]] = []
-        self._raw_sorted = False
+        #: every folded value (memory, and the raw store's file when there is one)
+        self.values = values if values is not None else SeriesValues(self._np_dtype)
         self._warned_clamp = False
         self.dropped_non_finite = 0
         self._keys = tuple(percentile_key(p) for p in config.percentiles)
@@ -178,10 +191,7 @@ class SeriesSampler:
                 continue
             self._rollup.merge(rollup_of(batch))
             self._hdr.fold(batch)
-            self._raw.append(batch)
-            self._raw_sorted = False
-        if len(self._raw) > _MAX_RAW_CHUNKS:
-            self._raw = [np.concatenate(self._raw)]
+            self.values.append(batch)
         if self._hdr.clamped and not self._warned_clamp:
             logger.warning(
                 "series %r: values outside the HDR range [%d, %d] were clamped into the "
@@ -198,15 +208,6 @@ class SeriesSampler:
             logger.warning("series %r: dropping NaN/infinite values (counted)", self.name)
         self.dropped_non_finite += n
 
-    def _sorted_raw(self) -> npt.NDArray[Any]:
-        if len(self._raw) != 1:
-            self._raw = [np.concatenate(self._raw)] if self._raw else [np.empty(0, self._np_dtype)]
-            self._raw_sorted = False
-        if not self._raw_sorted:
-            self._raw[0].sort()
-            self._raw_sorted = True
-        return self._raw[0]
-
     # -- reading ---------------------------------------------------------------
 
     @property
@@ -217,11 +218,17 @@ class SeriesSampler:
     def hdr(self) -> HdrFold:
         return self._hdr
 
+    @property
+    def rollup(self) -> Rollup:
+        return self._rollup
+
     def raw_values(self) -> npt.NDArray[Any]:
-        """Every folded value (a sorted view once a terminal snapshot was taken)."""
-        if self._raw_sorted or not self._raw:
-            return self._sorted_raw()
-        return np.concatenate(self._raw)
+        """Every folded value in one array, in no particular order.
+
+        Loads the whole series (store included) into memory: for tests and
+        small series; the terminal statistics never need it.
+        """
+        return self.values.concatenated()
 
     def stat(
         self,
@@ -262,12 +269,7 @@ class SeriesSampler:
         edges = display_edges(lo, hi, self.config.n_histogram_buckets)
         es_map: dict[str, float | None] | None = None
         if exact:
-            data = self._sorted_raw()
-            idx = rank_indices(method, self.config.percentiles, n)
-            values = data[idx].astype(np.float64).tolist()
-            counts = _sorted_histogram(data, edges)
-            if es_spec is not None:
-                es_map = self._early_stopping_map(data, es_spec)
+            values, counts, es_map = self._exact(method, es_spec, edges)
         else:
             values = [
                 min(hi, max(lo, float(self._hdr.value_at_rank(nearest_rank(p, n)))))
@@ -291,6 +293,45 @@ class SeriesSampler:
             hdr=hdr_bytes,
         )
 
+    def _exact(
+        self, method: PercentileMethod, es_spec: EarlyStoppingSpec | None, edges: list[float]
+    ) -> tuple[list[float], list[int], dict[str, float | None] | None]:
+        """Percentiles, display-histogram counts and early-stopping map, all exact.
+
+        Every one is a rank or a "how many below" question, answered together
+        by one selection over the raw values (:mod:`registry.selection`).
+        """
+        r = self._rollup
+        n = r.count
+        ranks = rank_indices(method, self.config.percentiles, n).tolist()
+        es_idx = (
+            early_stopping_indices(n, self.config.percentiles, es_spec)
+            if es_spec is not None
+            else {}
+        )
+        es_ranks = [i for i in es_idx.values() if i is not None]
+        sel = select_exact(
+            self.values.chunks,
+            self._hdr,
+            count=n,
+            vmin=r.min,
+            vmax=r.max,
+            dtype=self._np_dtype,
+            ranks=ranks + es_ranks,
+            cuts=edges[1:-1],
+        )
+        picked = sel.values.tolist()
+        values = [float(v) for v in picked[: len(ranks)]]
+        # counts per bucket from "how many below" each interior edge (np.histogram's
+        # half-open buckets, the last one closed; values outside go to the end buckets)
+        below = [0, *sel.below, n]
+        counts = [below[i + 1] - below[i] for i in range(len(below) - 1)]
+        es_map: dict[str, float | None] | None = None
+        if es_spec is not None:
+            at = iter(picked[len(ranks) :])
+            es_map = {k: (float(next(at)) if i is not None else None) for k, i in es_idx.items()}
+        return values, counts, es_map
+
     def _early_stopping_map(
         self, data: npt.NDArray[Any] | None, spec: EarlyStoppingSpec
     ) -> dict[str, float | None]:
@@ -301,22 +342,3 @@ class SeriesSampler:
             key: float(data[i]) if data is not None and i is not None else None
             for key, i in indices.items()
         }
-
-
-def _sorted_histogram(data: npt.NDArray[Any], edges: list[float]) -> list[int]:
-    """``np.histogram(np.clip(data, edges[0], edges[-1]), edges)`` for sorted ``data``.
-
-    The same counts (half-open buckets, the last one closed) by bisecting the
-    sorted values at the interior edges instead of letting numpy sort again.
-    For integers ``v < e`` is ``v < ceil(e)``, so the cuts are integer keys
-    and the values never get converted to float (numpy converts them; the two
-    agree below 2**53, and beyond it we compare in float as numpy does).
-    """
-    cuts = np.asarray(edges[1:-1], dtype=np.float64)
-    if data.dtype.kind in "iu":
-        if data.size and max(abs(int(data[0])), abs(int(data[-1]))) < _FLOAT_EXACT:
-            cuts = np.ceil(cuts).astype(data.dtype)
-        else:
-            data = data.astype(np.float64)
-    positions = np.searchsorted(data, cuts, side="left")
-    return np.diff(np.concatenate(([0], positions, [data.size]))).tolist()
