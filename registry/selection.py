@@ -78,8 +78,10 @@ def sorted_reference(
     parts = [np.asarray(c) for c in chunks()]
     data = np.sort(np.concatenate(parts)) if parts else np.empty(0, dtype)
     values = data[np.asarray(ranks, dtype=np.int64)] if len(ranks) else data[:0]
-    if data.dtype.kind in "iu" and data.size and max(abs(int(data[0])), abs(int(data[-1]))) < (
-        _FLOAT_EXACT
+    if (
+        data.dtype.kind in "iu"
+        and data.size
+        and max(abs(int(data[0])), abs(int(data[-1]))) < (_FLOAT_EXACT)
     ):
         keys: npt.NDArray[Any] = np.asarray(_int_cuts(cuts), dtype=np.int64)
     else:

@@ -44,7 +44,6 @@ __all__ = ["SeriesConfig", "SeriesSampler", "display_edges", "nearest_rank"]
 logger = logging.getLogger(__name__)
 
 
-
 def display_edges(min_value: float, max_value: float, n_buckets: int) -> list[float]:
     """Upstream's ``n_buckets + 1`` display edges over the observed ``[min, max]``.
 
@@ -127,9 +126,7 @@ class SeriesConfig:
 class SeriesSampler:
     """One series' state. ``pending`` is the hot-path buffer; call ``stat`` to fold and read."""
 
-    def __init__(
-        self, name: str, config: SeriesConfig, values: SeriesValues | None = None
-    ) -> None:
+    def __init__(self, name: str, config: SeriesConfig, values: SeriesValues | None = None) -> None:
         self.name = name
         self.config = config
         self._np_dtype = np.int64 if config.dtype is int else np.float64
