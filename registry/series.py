@@ -25,7 +25,7 @@ from __future__ import annotations
 import array
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -39,7 +39,16 @@ from registry.selection import select_exact
 from registry.snapshot import DEFAULT_PERCENTILES, SeriesStat, percentile_key
 from registry.store.raw_store import SeriesValues
 
-__all__ = ["SeriesConfig", "SeriesSampler", "display_edges", "nearest_rank"]
+__all__ = [
+    "EXACT",
+    "HDR_ONLY",
+    "LIVE",
+    "SeriesConfig",
+    "SeriesSampler",
+    "describe_series",
+    "display_edges",
+    "nearest_rank",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -138,7 +147,6 @@ class SeriesSampler:
         self.values = values if values is not None else SeriesValues(self._np_dtype)
         self._warned_clamp = False
         self.dropped_non_finite = 0
-        self._keys = tuple(percentile_key(p) for p in config.percentiles)
 
     # -- hot-path companions ---------------------------------------------------
 
@@ -241,101 +249,116 @@ class SeriesSampler:
         early-stopping map from the raw values (terminal snapshots);
         otherwise nearest rank and histogram from the HDR (live snapshots).
         """
-        r = self._rollup
-        hdr_bytes = self._hdr.encode()
-        es_spec = early_stopping if exact and self.config.tail_latency else None
-        if r.count == 0:
-            # upstream's empty series: min/max the int 0 even for a float series
-            zero: int | float = 0 if self._np_dtype is np.int64 else 0.0
-            return SeriesStat(
-                name=self.name,
-                count=0,
-                total=zero,
-                min=0,
-                max=0,
-                sum_sq=zero,
-                percentiles=dict.fromkeys(self._keys, 0.0),
-                histogram=[],
-                early_stopping_percentiles=(
-                    None if es_spec is None else self._early_stopping_map(None, es_spec)
-                ),
-                hdr=hdr_bytes,
-            )
-        n = r.count
-        lo, hi = float(r.min), float(r.max)
-        edges = display_edges(lo, hi, self.config.n_histogram_buckets)
-        es_map: dict[str, float | None] | None = None
-        if exact:
-            values, counts, es_map = self._exact(method, es_spec, edges)
-        else:
-            values = [
-                min(hi, max(lo, float(self._hdr.value_at_rank(nearest_rank(p, n)))))
-                for p in self.config.percentiles
-            ]
-            reps, weights = self._hdr.nonzero_buckets()
-            binned = np.histogram(np.clip(reps, edges[0], edges[-1]), bins=edges, weights=weights)
-            counts = binned[0].astype(np.int64).tolist()
-        histogram = [((edges[i], edges[i + 1]), int(c)) for i, c in enumerate(counts)]
+        return describe_series(
+            self.name,
+            self.config,
+            self._rollup,
+            self._hdr,
+            mode=EXACT if exact else LIVE,
+            chunks=self.values.chunks,
+            method=method,
+            early_stopping=early_stopping,
+        )
+
+
+#: How :func:`describe_series` reads a series: HDR nearest rank (live snapshots),
+#: exact from every raw value (terminal ones), or the terminal statistics located in
+#: the HDR alone (a merge missing some raw values: approximate).
+LIVE, EXACT, HDR_ONLY = "live", "exact", "hdr"
+
+
+def describe_series(
+    name: str,
+    config: SeriesConfig,
+    rollup: Rollup,
+    hdr: HdrFold,
+    *,
+    mode: str,
+    chunks: Callable[[], Iterable[npt.NDArray[Any]]] | None = None,
+    method: PercentileMethod = PercentileMethod.NEAREST_RANK,
+    early_stopping: EarlyStoppingSpec | None = None,
+) -> SeriesStat:
+    """The :class:`SeriesStat` of a series from its rollups, HDR and (``EXACT``) raw values.
+
+    ``chunks()`` yields every raw value (any order); ``hdr`` must count exactly
+    those. ``EXACT`` and ``HDR_ONLY`` give tail-latency series their
+    early-stopping map (when ``early_stopping`` is set) and pick percentiles by
+    ``method``; ``LIVE`` is nearest rank on the HDR, no map.
+    """
+    keys = tuple(percentile_key(p) for p in config.percentiles)
+    np_dtype = np.int64 if config.dtype is int else np.float64
+    r = rollup
+    hdr_bytes = hdr.encode()
+    terminal = mode != LIVE
+    es_spec = early_stopping if terminal and config.tail_latency else None
+    if r.count == 0:
+        # upstream's empty series: min/max the int 0 even for a float series
+        zero: int | float = 0 if np_dtype is np.int64 else 0.0
         return SeriesStat(
-            name=self.name,
-            count=n,
-            total=r.total,
-            min=r.min,
-            max=r.max,
-            # a float, as upstream sends it: the correctly rounded value of the exact sum
-            sum_sq=float(r.sum_sq),
-            percentiles=dict(zip(self._keys, values, strict=True)),
-            histogram=histogram,
-            early_stopping_percentiles=es_map,
+            name=name,
+            count=0,
+            total=zero,
+            min=0,
+            max=0,
+            sum_sq=zero,
+            percentiles=dict.fromkeys(keys, 0.0),
+            histogram=[],
+            early_stopping_percentiles=(
+                None
+                if es_spec is None
+                else dict.fromkeys(early_stopping_indices(0, config.percentiles, es_spec))
+            ),
             hdr=hdr_bytes,
         )
-
-    def _exact(
-        self, method: PercentileMethod, es_spec: EarlyStoppingSpec | None, edges: list[float]
-    ) -> tuple[list[float], list[int], dict[str, float | None] | None]:
-        """Percentiles, display-histogram counts and early-stopping map, all exact.
-
-        Every one is a rank or a "how many below" question, answered together
-        by one selection over the raw values (:mod:`registry.selection`).
-        """
-        r = self._rollup
-        n = r.count
-        ranks = rank_indices(method, self.config.percentiles, n).tolist()
-        es_idx = (
-            early_stopping_indices(n, self.config.percentiles, es_spec)
-            if es_spec is not None
-            else {}
-        )
-        es_ranks = [i for i in es_idx.values() if i is not None]
+    n = r.count
+    lo, hi = float(r.min), float(r.max)
+    edges = display_edges(lo, hi, config.n_histogram_buckets)
+    es_map: dict[str, float | None] | None = None
+    ranks = (
+        rank_indices(method, config.percentiles, n).tolist()
+        if terminal
+        else [nearest_rank(p, n) - 1 for p in config.percentiles]
+    )
+    es_idx = early_stopping_indices(n, config.percentiles, es_spec) if es_spec is not None else {}
+    es_ranks = [i for i in es_idx.values() if i is not None]
+    if mode == EXACT:
+        assert chunks is not None, "exact statistics need the raw values"
         sel = select_exact(
-            self.values.chunks,
-            self._hdr,
+            chunks,
+            hdr,
             count=n,
             vmin=r.min,
             vmax=r.max,
-            dtype=self._np_dtype,
+            dtype=np_dtype,
             ranks=ranks + es_ranks,
             cuts=edges[1:-1],
         )
-        picked = sel.values.tolist()
-        values = [float(v) for v in picked[: len(ranks)]]
+        picked = [float(v) for v in sel.values.tolist()]
         # counts per bucket from "how many below" each interior edge (np.histogram's
         # half-open buckets, the last one closed; values outside go to the end buckets)
         below = [0, *sel.below, n]
         counts = [below[i + 1] - below[i] for i in range(len(below) - 1)]
-        es_map: dict[str, float | None] | None = None
-        if es_spec is not None:
-            at = iter(picked[len(ranks) :])
-            es_map = {k: (float(next(at)) if i is not None else None) for k, i in es_idx.items()}
-        return values, counts, es_map
-
-    def _early_stopping_map(
-        self, data: npt.NDArray[Any] | None, spec: EarlyStoppingSpec
-    ) -> dict[str, float | None]:
-        # an empty series (data None) still gets the map, all None: the feature is on
-        n = 0 if data is None else int(data.size)
-        indices = early_stopping_indices(n, self.config.percentiles, spec)
-        return {
-            key: float(data[i]) if data is not None and i is not None else None
-            for key, i in indices.items()
-        }
+    else:
+        # the HDR bucket's highest equivalent value, clamped to the exact [min, max]
+        picked = [min(hi, max(lo, float(hdr.value_at_rank(k + 1)))) for k in ranks + es_ranks]
+        reps, weights = hdr.nonzero_buckets()
+        binned = np.histogram(np.clip(reps, edges[0], edges[-1]), bins=edges, weights=weights)
+        counts = binned[0].astype(np.int64).tolist()
+    values = picked[: len(ranks)]
+    if es_spec is not None:
+        at = iter(picked[len(ranks) :])
+        es_map = {k: (next(at) if i is not None else None) for k, i in es_idx.items()}
+    histogram = [((edges[i], edges[i + 1]), int(c)) for i, c in enumerate(counts)]
+    return SeriesStat(
+        name=name,
+        count=n,
+        total=r.total,
+        min=r.min,
+        max=r.max,
+        # a float, as upstream sends it: the correctly rounded value of the exact sum
+        sum_sq=float(r.sum_sq),
+        percentiles=dict(zip(keys, values, strict=True)),
+        histogram=histogram,
+        early_stopping_percentiles=es_map,
+        hdr=hdr_bytes,
+    )

@@ -34,6 +34,7 @@ from registry.aggregator import AggregatorService
 from registry.aggregator.service import Hook, SnapshotListener
 from registry.mlperf.early_stopping import EarlyStoppingSpec
 from registry.percentiles import PercentileMethod
+from registry.store.raw_store import DEFAULT_MEMORY_BYTES
 from registry.transport import check_endpoint
 
 __all__ = ["add_parser", "build_service", "run"]
@@ -125,6 +126,28 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             "ignore SIGINT (for a benchmark that starts the aggregator in its own process "
             "group, as mlcommons/endpoints does: its session.ended decides the end)"
         ),
+    )
+    p.add_argument(
+        "--raw-memory-mb",
+        type=float,
+        default=DEFAULT_MEMORY_BYTES / 2**20,
+        metavar="MB",
+        help=(
+            "raw values kept in memory, in MiB across all series; beyond it they go to the "
+            "raw store in OUTPUT_DIR/raw (default: %(default)g)"
+        ),
+    )
+    p.add_argument(
+        "--no-raw-store",
+        dest="raw_store",
+        action="store_false",
+        help="keep every raw value in memory and write no raw store (no exact merge later)",
+    )
+    p.add_argument(
+        "--no-samples",
+        dest="samples",
+        action="store_false",
+        help="do not write samples.parquet (one row per tracked sample)",
     )
     p.add_argument(
         "--run-id",
@@ -225,6 +248,8 @@ def build_service(
         raise UsageError(
             f"--n-histogram-buckets must be in 1..10000, got {args.n_histogram_buckets}"
         )
+    if not (math.isfinite(args.raw_memory_mb) and 0 <= args.raw_memory_mb <= 2**40):
+        raise UsageError(f"--raw-memory-mb must be a number of MiB >= 0, got {args.raw_memory_mb}")
     out: Path = args.output_dir
     if out.exists() and not out.is_dir():
         raise UsageError(f"--output-dir {out}: exists and is not a directory")
@@ -253,6 +278,9 @@ def build_service(
         ignore_sigint=args.ignore_sigint,
         readiness=args.readiness,
         ready_marker=args.ready_marker,
+        raw_store=args.raw_store,
+        raw_memory_bytes=int(args.raw_memory_mb * 2**20),
+        samples=args.samples,
         listeners=listeners,
         on_start=on_start,
         on_stop=on_stop,
