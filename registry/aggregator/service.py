@@ -56,7 +56,7 @@ from registry.aggregator.metrics import AggregatorEventCodec, AggregatorMetrics
 from registry.aggregator.sample_log import SampleLog
 from registry.aggregator.session import SessionMachine
 from registry.clock import anchor, clock_block
-from registry.final_source import read_final_file
+from registry.final_source import read_final_document
 from registry.metrics_registry import MetricsRegistry
 from registry.mlperf.early_stopping import EarlyStoppingSpec
 from registry.percentiles import PercentileMethod
@@ -364,8 +364,10 @@ class AggregatorService:
         try:
             if not file_written:
                 raise OSError("the publisher could not write it")
-            from_file = read_final_file(self.final_snapshot_path)
-            report = build_report(from_file, source="file", run_id=self.run_id, labels=self.labels)
+            from_file, run = read_final_document(self.final_snapshot_path)
+            report = build_report(
+                from_file, source="file", run=run, run_id=self.run_id, labels=self.labels
+            )
         except (OSError, ValueError) as exc:
             source, reason = "terminal_frame", f"{FINAL_SNAPSHOT_NAME} unusable: {exc}"
             report = build_report(

@@ -49,8 +49,10 @@ logger = logging.getLogger(__name__)
 
 #: In-memory bound for raw values across all series of a registry.
 DEFAULT_MEMORY_BYTES = 256 * 1024 * 1024
-#: Values per memory block and per spilled record batch (512 KiB of int64).
+#: Values per memory block and at most per spilled record batch (512 KiB of int64).
 BLOCK_VALUES = 1 << 16
+#: Fewest values per spilled record batch.
+MIN_SPILL_VALUES = 1 << 10
 MANIFEST_NAME = "manifest.json"
 STORE_FORMAT = "bench-metrics raw store 1 (Arrow IPC stream, one column 'value')"
 
@@ -72,6 +74,8 @@ class MemoryBudget:
         self.limit = int(limit_bytes)
         self.used = 0
         self._lock = threading.Lock()
+        # the spill buffers sit beside the bound: keep them a small part of it
+        self.spill_values = max(MIN_SPILL_VALUES, min(BLOCK_VALUES, self.limit // 64 // 8))
 
     def take(self, nbytes: int) -> int:
         """Reserve up to ``nbytes``; returns how many were granted."""
@@ -111,7 +115,10 @@ class SeriesValues:
         #: values held in memory / written to the file
         self.in_memory = 0
         self.spilled = 0
+        #: values the file held when the run ended (written as they were folded)
+        self.spilled_while_running = 0
         self.finalized = False
+        self._spill_size = budget.spill_values if budget is not None else BLOCK_VALUES
 
     @property
     def count(self) -> int:
@@ -151,28 +158,30 @@ class SeriesValues:
         self._fill = n
 
     def _spill(self, batch: npt.NDArray[Any]) -> None:
+        size = self._spill_size
         if self._writer is None:
             assert self._spill_path is not None
             self._writer = SegmentWriter(self._spill_path, self.dtype, metadata=self._metadata)
-            self._spill_buf = np.empty(BLOCK_VALUES, dtype=self.dtype)
+            self._spill_buf = np.empty(size, dtype=self.dtype)
         buf = self._spill_buf
         assert buf is not None
         pos = 0
         n = int(batch.size)
         while pos < n:
-            if self._spill_fill == 0 and n - pos >= BLOCK_VALUES:
-                take = (n - pos) // BLOCK_VALUES * BLOCK_VALUES
+            if self._spill_fill == 0 and n - pos >= size:
+                # whole batches straight from the fold's array, at most a block each
+                take = min(n - pos, BLOCK_VALUES) // size * size
                 self._writer.write(batch[pos : pos + take])
                 self.spilled += take
                 pos += take
                 continue
-            take = min(BLOCK_VALUES - self._spill_fill, n - pos)
+            take = min(size - self._spill_fill, n - pos)
             buf[self._spill_fill : self._spill_fill + take] = batch[pos : pos + take]
             self._spill_fill += take
             pos += take
-            if self._spill_fill == BLOCK_VALUES:
+            if self._spill_fill == size:
                 self._writer.write(buf)
-                self.spilled += BLOCK_VALUES
+                self.spilled += size
                 self._spill_fill = 0
 
     # -- reading ---------------------------------------------------------------
@@ -206,6 +215,7 @@ class SeriesValues:
         """Write what memory and the spill buffer hold, close the file (stores only)."""
         if self.finalized or self._spill_path is None:
             return
+        self.spilled_while_running = self.spilled
         if self._writer is None:
             self._writer = SegmentWriter(self._spill_path, self.dtype, metadata=self._metadata)
         for chunk in self._memory_chunks():
@@ -267,6 +277,7 @@ class RawStore:
             entries[name] = {
                 "file": series_file_name(name),
                 "values": values.count,
+                "spilled_while_running": values.spilled_while_running,
                 **series_info.get(name, {}),
             }
         write_json_atomic(
