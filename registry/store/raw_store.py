@@ -106,6 +106,7 @@ class SeriesValues:
         self._blocks: list[npt.NDArray[Any]] = []
         self._fill = 0  # values used in the last block when it is a partial one
         self._open_block: npt.NDArray[Any] | None = None
+        self._open_index = -1
         self._budget = budget
         self._spill_path = spill_path
         self._metadata = metadata or {}
@@ -151,8 +152,12 @@ class SeriesValues:
             block[self._fill : self._fill + n] = batch
             self._fill += n
             return
+        if block is not None:
+            # the open block is done: keep only its filled part
+            self._blocks[self._open_index] = block[: self._fill]
         block = np.empty(BLOCK_VALUES, dtype=self.dtype)
         block[:n] = batch
+        self._open_index = len(self._blocks)
         self._blocks.append(block)
         self._open_block = block
         self._fill = n
