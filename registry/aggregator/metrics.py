@@ -53,11 +53,11 @@ from typing import Any
 import msgspec
 
 from registry.aggregator.rows import NO_COUNT, UNSET, SampleTable
-from registry.aggregator.sample_log import SampleLog
 from registry.aggregator.session import SessionMachine
 from registry.events import EventCodec, EventRecord, EventType
 from registry.events.data import ErrorData, PromptData
 from registry.metrics_registry import MetricsRegistry
+from registry.store.sample_log import SampleLog
 
 __all__ = [
     "COUNTERS",

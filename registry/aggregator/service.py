@@ -53,7 +53,6 @@ import zmq.asyncio
 
 from registry.aggregator.event_subscriber import EventSubscriber
 from registry.aggregator.metrics import AggregatorEventCodec, AggregatorMetrics
-from registry.aggregator.sample_log import SampleLog
 from registry.aggregator.session import SessionMachine
 from registry.clock import anchor, clock_block
 from registry.final_source import read_final_document
@@ -64,6 +63,7 @@ from registry.publisher import MetricsPublisher
 from registry.report import build_report, write_report
 from registry.snapshot import MetricsSnapshot, SessionState
 from registry.store.raw_store import DEFAULT_MEMORY_BYTES, RawStore
+from registry.store.sample_log import SampleLog
 from registry.store.samples import SAMPLES_NAME, SampleWriter
 
 __all__ = [

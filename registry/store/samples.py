@@ -1,6 +1,6 @@
 """``samples.parquet``: one row per tracked sample (SPEC §11), written incrementally off the loop.
 
-The aggregator appends row tuples to a :class:`~registry.aggregator.sample_log.SampleLog`
+The aggregator appends row tuples to a :class:`~registry.store.sample_log.SampleLog`
 on its event loop; :class:`SampleWriter` takes them (``submit``) and, in its
 own worker thread, turns them into Arrow columns and writes a Parquet row
 group whenever :data:`ROW_GROUP_ROWS` rows are buffered. ``close`` writes the
@@ -25,10 +25,11 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from registry.aggregator.sample_log import SAMPLE_FIELDS
 from registry.atomic_file import fsync_directory, temporary_path
+from registry.store.sample_log import SAMPLE_FIELDS
 
 __all__ = ["ROW_GROUP_ROWS", "SAMPLES_NAME", "SAMPLES_SCHEMA", "SampleWriter", "rows_to_table"]
 
@@ -62,53 +63,50 @@ SAMPLES_SCHEMA = pa.schema(
     metadata={"producer": "bench-metrics", "clock": "producer monotonic, ns"},
 )
 
-_POS = {name: i for i, name in enumerate(SAMPLE_FIELDS)}
-
-
-def _column(rows: Sequence[tuple[Any, ...]], name: str) -> list[Any]:
-    i = _POS[name]
-    return [r[i] for r in rows]
-
-
-def _diff(a: list[Any], b: list[Any]) -> list[Any]:
-    return [None if x is None or y is None else x - y for x, y in zip(a, b, strict=True)]
-
-
 def rows_to_table(rows: Sequence[tuple[Any, ...]], run_id: str | None) -> pa.Table:
-    """A table of :data:`SAMPLES_SCHEMA` from :data:`SAMPLE_FIELDS` tuples."""
-    issued = _column(rows, "issued_ns")
-    first = _column(rows, "first_ns")
-    complete = _column(rows, "complete_ns")
-    errors = _column(rows, "error_type")
-    conversation = [c or None for c in _column(rows, "conversation_id")]
+    """A table of :data:`SAMPLES_SCHEMA` from :data:`SAMPLE_FIELDS` tuples.
+
+    One transposition (``zip(*rows)``) and one Arrow conversion per column;
+    the derived durations are Arrow arithmetic (nulls propagate).
+    """
     n = len(rows)
+    if n == 0:
+        return SAMPLES_SCHEMA.empty_table()
+    raw = dict(zip(SAMPLE_FIELDS, zip(*rows, strict=True), strict=True))
+    types = {f.name: f.type for f in SAMPLES_SCHEMA}
+
+    def col(name: str) -> pa.Array:
+        return pa.array(raw[name], types[name])
+
+    issued = col("issued_ns")
+    first = col("first_ns")
+    complete = col("complete_ns")
+    errors = pa.array(raw["error_type"], pa.string())
+    conversation = pa.array(raw["conversation_id"], pa.string())
     columns: dict[str, Any] = {
-        "run_id": pa.array([run_id] * n, pa.string()).dictionary_encode(),
-        "sample_uuid": _column(rows, "sample_uuid"),
-        "conversation_id": conversation,
-        "turn": _column(rows, "turn"),
-        "worker_id": _column(rows, "worker_id"),
-        "window": _column(rows, "window"),
+        "run_id": pa.DictionaryArray.from_arrays(
+            pa.array([0] * n, pa.int32()), pa.array([run_id], pa.string())
+        ),
+        "sample_uuid": col("sample_uuid"),
+        # "" (no conversation) is null
+        "conversation_id": pc.if_else(pc.equal(conversation, ""), None, conversation),
+        "turn": col("turn"),
+        "worker_id": col("worker_id"),
+        "window": col("window"),
         "issued_ns": issued,
         "first_ns": first,
         "complete_ns": complete,
-        "ttft_ns": _diff(first, issued),
-        "latency_ns": _diff(complete, issued),
-        "tpot_ns": _column(rows, "tpot_ns"),
-        "n_chunks": _column(rows, "n_chunks"),
-        "isl": _column(rows, "isl"),
-        "osl": _column(rows, "osl"),
-        "finish_reason": _column(rows, "finish_reason"),
-        "failed": [e is not None for e in errors],
+        "ttft_ns": pc.subtract(first, issued),
+        "latency_ns": pc.subtract(complete, issued),
+        "tpot_ns": col("tpot_ns"),
+        "n_chunks": col("n_chunks"),
+        "isl": col("isl"),
+        "osl": col("osl"),
+        "finish_reason": col("finish_reason"),
+        "failed": pc.is_valid(errors),
         "error_type": errors,
     }
-    arrays = [
-        columns[f.name]
-        if isinstance(columns[f.name], pa.Array)
-        else pa.array(columns[f.name], f.type)
-        for f in SAMPLES_SCHEMA
-    ]
-    return pa.Table.from_arrays(arrays, schema=SAMPLES_SCHEMA)
+    return pa.Table.from_arrays([columns[f.name] for f in SAMPLES_SCHEMA], schema=SAMPLES_SCHEMA)
 
 
 class SampleWriter:
