@@ -38,7 +38,7 @@ import numpy.typing as npt
 
 from registry.hdr import HdrFold
 
-__all__ = ["Selection", "select_exact", "sorted_reference"]
+__all__ = ["CountMismatch", "Selection", "select_exact", "sorted_reference"]
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +50,10 @@ SMALL = 4096
 _FLOAT_EXACT = 2**53
 
 Chunks = Callable[[], Iterable[npt.NDArray[Any]]]
+
+
+class CountMismatch(ValueError):
+    """The values read are not as many as the series counts (a raw-store file cut short)."""
 
 
 class Selection:
@@ -72,11 +76,17 @@ def _int_cuts(cuts: Sequence[float]) -> list[int]:
 
 
 def sorted_reference(
-    chunks: Chunks, dtype: Any, ranks: Sequence[int], cuts: Sequence[float]
+    chunks: Chunks,
+    dtype: Any,
+    ranks: Sequence[int],
+    cuts: Sequence[float],
+    count: int | None = None,
 ) -> Selection:
     """The same answers from a sort of every value (the fallback, and the tests' oracle)."""
     parts = [np.asarray(c) for c in chunks()]
     data = np.sort(np.concatenate(parts)) if parts else np.empty(0, dtype)
+    if count is not None and data.size != count:
+        raise CountMismatch(f"read {data.size} values, the series counts {count}")
     values = data[np.asarray(ranks, dtype=np.int64)] if len(ranks) else data[:0]
     if (
         data.dtype.kind in "iu"
@@ -151,12 +161,15 @@ def _key_table(loc: _Locator, buckets: Iterable[int]) -> tuple[npt.NDArray[np.ui
 
 def _collect(
     chunks: Chunks, table: npt.NDArray[np.uint8], shift: int, is_float: bool
-) -> list[npt.NDArray[Any]]:
-    """The one pass: every value whose key the table marks, piece by piece."""
+) -> tuple[list[npt.NDArray[Any]], int]:
+    """The one pass: every value whose key the table marks, piece by piece; and how many
+    values there were."""
     fbuf = np.empty(_PIECE, dtype=np.float64)
     mbuf = np.empty(_PIECE, dtype=np.uint8)
     kept: list[npt.NDArray[Any]] = []
+    seen = 0
     for chunk in chunks():
+        seen += chunk.size
         for start in range(0, chunk.size, _PIECE):
             piece = chunk[start : start + _PIECE]
             n = piece.size
@@ -173,7 +186,7 @@ def _collect(
             hit = piece[mask.view(np.bool_)]
             if hit.size:
                 kept.append(hit)
-    return kept
+    return kept, seen
 
 
 def select_exact(
@@ -194,16 +207,17 @@ def select_exact(
     twice on the fallback); ``hdr`` must count exactly those values, ``count``
     is their number, ``vmin``/``vmax`` their exact extremes (the rollups).
     Integer series compare with a cut as numpy compares an integer with a
-    float (exact below 2**53; beyond, the sort answers).
+    float (exact below 2**53; beyond, the sort answers). :class:`CountMismatch`
+    when ``chunks()`` yields another number of values than ``count``.
     """
     is_float = np.dtype(dtype).kind == "f"
     if count < small or (
         not is_float and max(abs(int(vmin)), abs(int(vmax))) >= _FLOAT_EXACT and len(cuts)
     ):
-        return sorted_reference(chunks, dtype, ranks, cuts)
+        return sorted_reference(chunks, dtype, ranks, cuts, count)
     if hdr.total != count:
         logger.warning("HDR holds %d values, the series %d: sorting instead", hdr.total, count)
-        return sorted_reference(chunks, dtype, ranks, cuts)
+        return sorted_reference(chunks, dtype, ranks, cuts, count)
     loc = _Locator(hdr, is_float, vmin, vmax)
     cum = loc.cum
     thresholds: list[float | int] = [float(c) for c in cuts] if is_float else [*_int_cuts(cuts)]
@@ -231,7 +245,9 @@ def select_exact(
     if needed:
         order = sorted(needed)
         table, shift = _key_table(loc, order)
-        kept = _collect(chunks, table, shift, is_float)
+        kept, seen = _collect(chunks, table, shift, is_float)
+        if seen != count:
+            raise CountMismatch(f"read {seen} values, the series counts {count}")
         pool = np.concatenate(kept) if kept else np.empty(0, dtype=dtype)
         idx = hdr.index_of(pool)
         wanted = np.zeros(loc.counts.size, dtype=np.bool_)
@@ -246,7 +262,7 @@ def select_exact(
                 pool.size,
                 expected,
             )
-            return sorted_reference(chunks, dtype, ranks, cuts)
+            return sorted_reference(chunks, dtype, ranks, cuts, count)
         # position of each needed bucket's first value inside the pool
         starts = np.cumsum([0] + [int(loc.counts[b]) for b in order[:-1]]).tolist()
         pool_below = dict(zip(order, starts, strict=True))

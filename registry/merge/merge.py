@@ -47,6 +47,7 @@ from registry.mlperf.early_stopping import EarlyStoppingSpec
 from registry.percentiles import PercentileMethod
 from registry.report import build_report, write_report
 from registry.rollups import Rollup
+from registry.selection import CountMismatch
 from registry.series import EXACT, HDR_ONLY, SeriesConfig, describe_series
 from registry.snapshot import CounterStat, MetricsSnapshot, SeriesStat, SessionState
 from registry.snapshot_codec import snapshot_to_dict
@@ -151,16 +152,30 @@ def _series(
         for run in runs:
             yield from run.raw_chunks(name)
 
-    stat = describe_series(
-        name,
-        config,
-        _rollup(runs, name, exact),
-        hdr,
-        mode=EXACT if exact else HDR_ONLY,
-        chunks=chunks if exact else None,
-        method=method,
-        early_stopping=es,
-    )
+    try:
+        stat = describe_series(
+            name,
+            config,
+            _rollup(runs, name, exact),
+            hdr,
+            mode=EXACT if exact else HDR_ONLY,
+            chunks=chunks if exact else None,
+            method=method,
+            early_stopping=es,
+        )
+    except CountMismatch as exc:
+        for run in runs:  # which file is short is not known: none of them is trusted
+            run.raw_missing.setdefault(name, f"raw store files do not hold every value ({exc})")
+        stat = describe_series(
+            name,
+            config,
+            _rollup(runs, name, False),
+            hdr,
+            mode=HDR_ONLY,
+            method=method,
+            early_stopping=es,
+        )
+        exact = False
     return stat, exact
 
 

@@ -63,11 +63,6 @@ class RunDir:
         yield from read_values(self.raw_files[series])
 
 
-def _stored_values(path: Path) -> int:
-    # batch lengths only: the memory map is not read
-    return sum(int(chunk.size) for chunk in read_values(path))
-
-
 def _load_raw(run: RunDir) -> None:
     manifest_path = run.path / RAW_DIR / MANIFEST_NAME
     series = run.snapshot.series
@@ -89,7 +84,8 @@ def _load_raw(run: RunDir) -> None:
         if not path.is_file():
             run.raw_missing[name] = f"raw store file {path.name} missing"
             continue
-        if entry.get("count") != stat.count or _stored_values(path) != stat.count:
+        # the selection pass checks that the file really holds them all
+        if entry.get("count") != stat.count or entry.get("values") != stat.count:
             run.raw_missing[name] = f"raw store file {path.name} does not hold all {stat.count}"
             continue
         run.raw_files[name] = path

@@ -63,6 +63,7 @@ SAMPLES_SCHEMA = pa.schema(
     metadata={"producer": "bench-metrics", "clock": "producer monotonic, ns"},
 )
 
+
 def rows_to_table(rows: Sequence[tuple[Any, ...]], run_id: str | None) -> pa.Table:
     """A table of :data:`SAMPLES_SCHEMA` from :data:`SAMPLE_FIELDS` tuples.
 
