@@ -106,9 +106,9 @@ def test_selection_keeps_only_a_small_share_of_a_large_series() -> None:
     original = selection._collect
 
     def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
-        out = original(*args, **kwargs)
+        out, seen = original(*args, **kwargs)
         kept.append(sum(a.size for a in out))
-        return out
+        return out, seen
 
     selection._collect = spy
     try:
