@@ -339,9 +339,11 @@ def _prepare_output_dir(path: str) -> Path:
     output_dir = Path(path).resolve()
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
-        for name in FINAL_FILES:
+        for name in (*FINAL_FILES, "samples.parquet"):
             # An earlier run's files would otherwise pass for this one's.
             (output_dir / name).unlink(missing_ok=True)
+        # and its raw store for this run's (a merge reads it)
+        shutil.rmtree(output_dir / "raw", ignore_errors=True)
     except OSError as exc:
         raise UsageError(f"cannot use --output-dir {output_dir}: {exc.strerror or exc}") from None
     return output_dir
