@@ -319,3 +319,12 @@ def test_dashboard_shows_what_the_issue_asks_for(dashboard) -> None:
         assert name in exprs
     units = {p["fieldConfig"]["defaults"]["unit"] for p in panels}
     assert {"s", "reqps"} <= units
+
+
+def test_whole_run_panels_add_every_load_generators_buckets(dashboard) -> None:
+    """SPEC §11: Prometheus is the live distributed engine; the whole-run quantiles over
+    all instances come from their cumulative buckets summed by ``le`` (no rate)."""
+    exprs = [q.expr for q in panel_queries(dashboard)]
+    for stem in ("ttft", "tpot", "sample_latency"):
+        want = f"histogram_quantile(0.99, sum by (le) (bench_{stem}_seconds_bucket{{"
+        assert any(e.startswith(want) for e in exprs), stem
