@@ -317,7 +317,7 @@ def merge_runs(run_dirs: Sequence[str | Path], out_dir: str | Path) -> MergeResu
         )
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / FINAL_SNAPSHOT_NAME, snapshot_to_dict(snap, run=run_block))
-    report = build_report(snapshot_to_dict(snap, run=run_block), source="file")
+    report = build_report(snap, source="file", run=run_block)
     write_report(out / REPORT_NAME, report)
     samples_rows: int | None = None
     if any(r.samples is not None for r in runs):

@@ -75,7 +75,7 @@ class MemoryBudget:
         self.used = 0
         self._lock = threading.Lock()
         # the spill buffers sit beside the bound: keep them a small part of it
-        self.spill_values = max(MIN_SPILL_VALUES, min(BLOCK_VALUES, self.limit // 64 // 8))
+        self.spill_values = max(MIN_SPILL_VALUES, min(BLOCK_VALUES, self.limit // 16 // 8))
 
     def take(self, nbytes: int) -> int:
         """Reserve up to ``nbytes``; returns how many were granted."""
