@@ -200,3 +200,26 @@ def test_runs_that_do_not_belong_together_are_refused_in_one_line(
     ):
         res = run_cli(*argv)
         assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, res.stderr
+
+
+def test_a_raw_store_file_cut_short_makes_its_series_approximate_not_wrong(
+    runs: dict[str, tuple[Path, list[Path]]], tmp_path: Path
+) -> None:
+    whole, parts = runs["synthetic"]
+    copies = []
+    for p in parts:
+        shutil.copytree(p, tmp_path / p.name)
+        copies.append(tmp_path / p.name)
+    cut = copies[1] / "raw" / "chunk_delta_ns.arrows"
+    data = cut.read_bytes()
+    cut.write_bytes(data[: len(data) // 2])  # as a crash or a full disk would leave it
+    res = run_cli("merge", str(tmp_path / "merged"), *map(str, copies))
+    assert res.returncode == 0, res.stderr
+    merged = _load(tmp_path / "merged" / "final_snapshot.json")
+    info = merged["run"]["merge"]
+    assert info["approximate_series"] == ["chunk_delta_ns"]
+    assert "do not hold every value" in info["approximate_reason"]["chunk_delta_ns"]
+    single = {m["name"]: m for m in _load(whole / "final_snapshot.json")["metrics"]}
+    for m in merged["metrics"]:
+        if m["type"] == "series" and m["name"] != "chunk_delta_ns":
+            assert m["percentiles"] == single[m["name"]]["percentiles"], m["name"]
