@@ -53,7 +53,7 @@ from registry.snapshot import CounterStat, MetricsSnapshot, SeriesStat, SessionS
 from registry.snapshot_codec import snapshot_to_dict
 from registry.store.samples import SAMPLES_NAME, SAMPLES_SCHEMA
 
-__all__ = ["MergeResult", "check_compatible", "merge_runs"]
+__all__ = ["MergeResult", "check_compatible", "merge_runs", "merged_snapshot"]
 
 logger = logging.getLogger(__name__)
 
@@ -258,16 +258,15 @@ def _merge_samples(runs: Sequence[RunDir], alignments: Sequence[Alignment], out:
     return rows
 
 
-def merge_runs(run_dirs: Sequence[str | Path], out_dir: str | Path) -> MergeResult:
-    """Merge ``run_dirs`` into ``out_dir`` (created); :class:`MergeError` for unusable input."""
+def merged_snapshot(
+    run_dirs: Sequence[str | Path],
+) -> tuple[MetricsSnapshot, dict[str, Any], list[RunDir], list[Alignment]]:
+    """The merged terminal snapshot and its run block (reads the runs, writes nothing)."""
     if not run_dirs:
         raise MergeError("no run directories given")
-    out = Path(out_dir)
     resolved = [Path(d).resolve() for d in run_dirs]
     if len(set(resolved)) != len(resolved):
         raise MergeError("a run directory is given twice")
-    if out.resolve() in resolved:
-        raise MergeError(f"{out}: the output directory cannot be one of the runs")
     runs = [load_run(d) for d in run_dirs]
     check_compatible(runs)
     ref = runs[0]
@@ -315,6 +314,15 @@ def merge_runs(run_dirs: Sequence[str | Path], out_dir: str | Path) -> MergeResu
             ", ".join(approximate),
             "; ".join(run_block["merge"]["approximate_reason"].values()),
         )
+    return snap, run_block, runs, alignments
+
+
+def merge_runs(run_dirs: Sequence[str | Path], out_dir: str | Path) -> MergeResult:
+    """Merge ``run_dirs`` into ``out_dir`` (created); :class:`MergeError` for unusable input."""
+    out = Path(out_dir)
+    if out.resolve() in {Path(d).resolve() for d in run_dirs}:
+        raise MergeError(f"{out}: the output directory cannot be one of the runs")
+    snap, run_block, runs, alignments = merged_snapshot(run_dirs)
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / FINAL_SNAPSHOT_NAME, snapshot_to_dict(snap, run=run_block))
     report = build_report(snap, source="file", run=run_block)
@@ -322,6 +330,7 @@ def merge_runs(run_dirs: Sequence[str | Path], out_dir: str | Path) -> MergeResu
     samples_rows: int | None = None
     if any(r.samples is not None for r in runs):
         samples_rows = _merge_samples(runs, alignments, out / SAMPLES_NAME)
+    approximate = run_block["merge"]["approximate_series"]
     return MergeResult(
         snapshot=snap,
         run=run_block,
