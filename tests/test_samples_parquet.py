@@ -105,3 +105,18 @@ def test_no_samples_turns_the_file_off(tmp_path: Path) -> None:
     assert not (out / "raw").exists()
     run = json.loads((out / "final_snapshot.json").read_text())["run"]
     assert run["samples"] is None and run["raw_store"] is None
+
+
+def test_the_final_files_run_block_follows_the_schema(session_a: Path) -> None:
+    import jsonschema
+
+    from registry.schemas import FINAL_SNAPSHOT_SCHEMA_PATH
+
+    schema = json.loads(FINAL_SNAPSHOT_SCHEMA_PATH.read_text())
+    doc = json.loads((session_a / "final_snapshot.json").read_text())
+    jsonschema.validate(doc, schema)
+    run = doc["run"]
+    assert run["clock"]["start"]["wall_ns"] > 1.6e18 and run["clock"]["boot_id"]
+    assert len(run["timeline"]["windows"]) == 2  # session A has two tracking windows
+    assert run["series"]["ttft_ns"]["tail_latency"] is True
+    assert run["raw_store"] == {"dir": "raw", "memory_bytes": 256 * 2**20}
