@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from fractions import Fraction
 
@@ -134,7 +135,7 @@ def test_display_histogram_counts_sum_to_count(values, state, n_buckets) -> None
     hi = max(float(max(values)), 10.0 * lo)
     assert math.isclose(edges[0], lo, rel_tol=1e-12)
     assert math.isclose(edges[-1], hi, rel_tol=1e-12)
-    assert all(a < b for a, b in zip(edges, edges[1:], strict=False))
+    assert all(a < b for a, b in itertools.pairwise(edges))
     if state is COMPLETE:
         want = np.histogram(np.clip(values, edges[0], edges[-1]), bins=edges)[0]
         assert [n for _, n in stat.histogram] == want.tolist()

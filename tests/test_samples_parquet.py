@@ -46,7 +46,10 @@ def test_one_row_per_tracked_sample_agreeing_with_the_final_snapshot(session_a: 
     lat = [r["latency_ns"] for r in completed]
     assert len(lat) == series["sample_latency_ns"]["count"]
     assert sum(lat) == series["sample_latency_ns"]["total"]
-    assert (min(lat), max(lat)) == (series["sample_latency_ns"]["min"], series["sample_latency_ns"]["max"])
+    assert (min(lat), max(lat)) == (
+        series["sample_latency_ns"]["min"],
+        series["sample_latency_ns"]["max"],
+    )
     ttft = [r["ttft_ns"] for r in rows if r["ttft_ns"] is not None]
     assert (min(ttft), max(ttft)) == (series["ttft_ns"]["min"], series["ttft_ns"]["max"])
     isl = [r["isl"] for r in rows if r["isl"] is not None]
@@ -99,7 +102,9 @@ def test_the_schema_is_the_one_the_readme_documents(session_a: Path) -> None:
 
 def test_no_samples_turns_the_file_off(tmp_path: Path) -> None:
     frames = frames_of(records_of_frames(SESSION_A_FRAMES))
-    out = run_aggregate(tmp_path, "nosamples", frames, "--streaming", "--no-samples", "--no-raw-store")
+    out = run_aggregate(
+        tmp_path, "nosamples", frames, "--streaming", "--no-samples", "--no-raw-store"
+    )
     assert (out / "final_snapshot.json").exists()
     assert not (out / "samples.parquet").exists()
     assert not (out / "raw").exists()

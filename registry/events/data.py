@@ -113,10 +113,10 @@ class PromptData(msgspec.Struct, tag=True, array_like=True, frozen=True, gc=Fals
         return array_length(self.token_ids)
 
     def token_id_list(self) -> list[int] | None:
-        return decode_raw(self.token_ids, list[int] | None)  # type: ignore[no-any-return]
+        return decode_raw(self.token_ids, list[int] | None)
 
     def message_list(self) -> list[dict[str, Any]] | None:
-        return decode_raw(self.messages, list[dict[str, Any]] | None)  # type: ignore[no-any-return]
+        return decode_raw(self.messages, list[dict[str, Any]] | None)
 
     @property
     def has_messages(self) -> bool:
@@ -143,13 +143,13 @@ class TextModelOutput(msgspec.Struct, tag=True, array_like=True, frozen=True, gc
 
     def output_value(self) -> str | tuple[str, ...]:
         v = decode_raw(self.output, str | tuple[str, ...] | None)
-        return "" if v is None else v  # type: ignore[no-any-return]
+        return "" if v is None else v
 
     def reasoning_value(self) -> str | tuple[str, ...] | None:
-        return decode_raw(self.reasoning, str | tuple[str, ...] | None)  # type: ignore[no-any-return]
+        return decode_raw(self.reasoning, str | tuple[str, ...] | None)
 
     def tool_calls_value(self) -> list[Any] | None:
-        return decode_raw(self.tool_calls, list[Any] | None)  # type: ignore[no-any-return]
+        return decode_raw(self.tool_calls, list[Any] | None)
 
 
 class ErrorData(msgspec.Struct, tag=True, array_like=True, frozen=True, gc=False):
