@@ -125,3 +125,24 @@ def test_the_final_files_run_block_follows_the_schema(session_a: Path) -> None:
     assert len(run["timeline"]["windows"]) == 2  # session A has two tracking windows
     assert run["series"]["ttft_ns"]["tail_latency"] is True
     assert run["raw_store"] == {"dir": "raw", "memory_bytes": 256 * 2**20}
+
+
+def test_the_writer_writes_row_groups_as_rows_come_and_renames_at_close(tmp_path: Path) -> None:
+    from registry.store.samples import ROW_GROUP_ROWS, SampleWriter
+
+    path = tmp_path / "samples.parquet"
+    writer = SampleWriter(path, run_id=None)  # a run without an id: null run_id
+    row = ("u", "", None, 3, 0, 10, 12, 20, None, 2, 5, 7, "stop", None)
+    for _ in range(3):
+        writer.submit([row] * (ROW_GROUP_ROWS // 2 + 1))
+    assert not path.exists()  # nothing half-written under the final name
+    assert writer.close_sync(
+        [("v", "c1", 2, None, 1, 30, None, None, None, 0, None, None, None, "Timeout")]
+    )
+    f = pq.ParquetFile(path)
+    assert f.metadata.num_rows == 3 * (ROW_GROUP_ROWS // 2 + 1) + 1
+    assert f.metadata.num_row_groups >= 2
+    last = f.read().to_pylist()[-1]
+    assert last["run_id"] is None and last["failed"] is True and last["complete_ns"] is None
+    assert last["conversation_id"] == "c1" and last["error_type"] == "Timeout"
+    assert [p.name for p in tmp_path.iterdir()] == ["samples.parquet"]

@@ -85,8 +85,12 @@ def rows_to_table(rows: Sequence[tuple[Any, ...]], run_id: str | None) -> pa.Tab
     errors = pa.array(raw["error_type"], pa.string())
     conversation = pa.array(raw["conversation_id"], pa.string())
     columns: dict[str, Any] = {
-        "run_id": pa.DictionaryArray.from_arrays(
-            pa.array([0] * n, pa.int32()), pa.array([run_id], pa.string())
+        "run_id": (
+            pa.DictionaryArray.from_arrays(
+                pa.array([0] * n, pa.int32()), pa.array([run_id], pa.string())
+            )
+            if run_id is not None
+            else pa.DictionaryArray.from_arrays(pa.nulls(n, pa.int32()), pa.array([], pa.string()))
         ),
         "sample_uuid": col("sample_uuid"),
         # "" (no conversation) is null
