@@ -42,6 +42,7 @@ def _peak_rss_kib(pid: int) -> int:
     raise AssertionError("no VmHWM")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
 def test_ten_million_samples_with_flat_memory_and_exact_finals(tmp_path: Path) -> None:
     proc, events = start_aggregate(tmp_path, "long", "--raw-memory-mb", "16", "--no-samples")

@@ -140,3 +140,51 @@ def test_a_writer_killed_with_sigkill_leaves_every_batch_it_reported(tmp_path: P
 def test_bad_bounds_are_refused() -> None:
     with pytest.raises(ValueError, match="memory bound"):
         RawStore("/tmp/never", memory_bytes=-1)
+
+
+def test_a_store_that_cannot_be_written_loses_no_value(tmp_path: Path) -> None:
+    """No directory can be made (its parent is a file): every value stays in memory."""
+    (tmp_path / "a-file").write_text("x")
+    store = RawStore(tmp_path / "a-file" / "raw", memory_bytes=64 * 1024)
+    on_disk, in_memory = _registry(store), _registry(None)
+    _feed(on_disk, 3, 10)
+    _feed(in_memory, 3, 10)
+    assert all(on_disk.series_sampler(n).values.spill_failed for n in on_disk.series_names)
+    a = on_disk.build_snapshot(state=SessionState.COMPLETE, n_pending_tasks=0)
+    b = in_memory.build_snapshot(state=SessionState.COMPLETE, n_pending_tasks=0)
+    assert a.metrics == b.metrics
+    with pytest.raises(OSError):
+        on_disk.finalize_raw_store()
+
+
+def test_a_disk_that_fails_mid_run_loses_no_value(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The 6th batch write fails (say, the disk is full) after the file got five: those
+    stay in the file, the rest in memory, none twice."""
+    real_write = SegmentWriter.write
+    calls = {"n": 0}
+
+    def flaky(self: SegmentWriter, values: np.ndarray) -> None:
+        calls["n"] += 1
+        if calls["n"] == 6:
+            raise OSError(28, "No space left on device")
+        real_write(self, values)
+
+    monkeypatch.setattr(SegmentWriter, "write", flaky)
+    store = RawStore(tmp_path / "raw", memory_bytes=64 * 1024)
+    on_disk, in_memory = _registry(store), _registry(None)
+    _feed(on_disk, 4, 10)
+    _feed(in_memory, 4, 10)
+    failed = [n for n in on_disk.series_names if on_disk.series_sampler(n).values.spill_failed]
+    assert len(failed) == 1
+    values = on_disk.series_sampler(failed[0]).values
+    assert 0 < values.spilled < values.count
+    a = on_disk.build_snapshot(state=SessionState.COMPLETE, n_pending_tasks=0)
+    b = in_memory.build_snapshot(state=SessionState.COMPLETE, n_pending_tasks=0)
+    assert a.metrics == b.metrics
+    for name in on_disk.series_names:
+        assert np.array_equal(
+            np.sort(on_disk.series_sampler(name).raw_values()),
+            np.sort(in_memory.series_sampler(name).raw_values()),
+        )

@@ -118,6 +118,8 @@ class SeriesValues:
         self.spilled = 0
         #: values the file held when the run ended (written as they were folded)
         self.spilled_while_running = 0
+        #: writing the file failed once: values stay in memory from then on
+        self.spill_failed = False
         self.finalized = False
         self._spill_size = budget.spill_values if budget is not None else BLOCK_VALUES
 
@@ -131,7 +133,7 @@ class SeriesValues:
         """Keep ``batch`` (1-D, this dtype): in memory while the budget lasts, else spill."""
         if batch.size == 0:
             return
-        if self._budget is not None and self._spill_path is not None:
+        if self._budget is not None and self._spill_path is not None and not self.spill_failed:
             fits = self._budget.take(batch.nbytes) // self.dtype.itemsize
             if fits < batch.size:
                 self._keep(batch[:fits])
@@ -164,30 +166,45 @@ class SeriesValues:
 
     def _spill(self, batch: npt.NDArray[Any]) -> None:
         size = self._spill_size
-        if self._writer is None:
-            assert self._spill_path is not None
-            self._writer = SegmentWriter(self._spill_path, self.dtype, metadata=self._metadata)
-            self._spill_buf = np.empty(size, dtype=self.dtype)
-        buf = self._spill_buf
-        assert buf is not None
         pos = 0
         n = int(batch.size)
-        while pos < n:
-            if self._spill_fill == 0 and n - pos >= size:
-                # whole batches straight from the fold's array, at most a block each
-                take = min(n - pos, BLOCK_VALUES) // size * size
-                self._writer.write(batch[pos : pos + take])
-                self.spilled += take
+        try:
+            if self._writer is None:
+                assert self._spill_path is not None
+                self._spill_path.parent.mkdir(parents=True, exist_ok=True)
+                self._writer = SegmentWriter(self._spill_path, self.dtype, metadata=self._metadata)
+                self._spill_buf = np.empty(size, dtype=self.dtype)
+            buf = self._spill_buf
+            assert buf is not None
+            while pos < n:
+                if self._spill_fill == 0 and n - pos >= size:
+                    # whole batches straight from the fold's array, at most a block each
+                    take = min(n - pos, BLOCK_VALUES) // size * size
+                    self._writer.write(batch[pos : pos + take])
+                    self.spilled += take
+                    pos += take
+                    continue
+                take = min(size - self._spill_fill, n - pos)
+                buf[self._spill_fill : self._spill_fill + take] = batch[pos : pos + take]
+                self._spill_fill += take
                 pos += take
-                continue
-            take = min(size - self._spill_fill, n - pos)
-            buf[self._spill_fill : self._spill_fill + take] = batch[pos : pos + take]
-            self._spill_fill += take
-            pos += take
-            if self._spill_fill == size:
-                self._writer.write(buf)
-                self.spilled += size
-                self._spill_fill = 0
+                if self._spill_fill == size:
+                    self._writer.write(buf)
+                    self.spilled += size
+                    self._spill_fill = 0
+        except OSError:
+            # A full or failing disk must not lose values: what is not known to be in the
+            # file (the buffer, the rest of this batch) stays in memory, and so does every
+            # later value, beyond the bound (logged once).
+            logger.exception(
+                "raw store file %s cannot be written: keeping this series' values in memory",
+                self._spill_path,
+            )
+            self.spill_failed = True
+            if self._spill_buf is not None and self._spill_fill:
+                self._keep(self._spill_buf[: self._spill_fill].copy())
+            self._spill_fill = 0
+            self._keep(batch[pos:])
 
     # -- reading ---------------------------------------------------------------
 
@@ -204,7 +221,8 @@ class SeriesValues:
             yield from self._memory_chunks()
         if self._writer is not None or self.finalized:
             assert self._spill_path is not None
-            yield from read_values(self._spill_path)
+            # only what is known to be written whole (a failed write may have left a part)
+            yield from read_values(self._spill_path, limit=self.spilled)
         if self._spill_fill and not self.finalized:
             assert self._spill_buf is not None
             yield self._spill_buf[: self._spill_fill]
@@ -220,7 +238,10 @@ class SeriesValues:
         """Write what memory and the spill buffer hold, close the file (stores only)."""
         if self.finalized or self._spill_path is None:
             return
+        if self.spill_failed:
+            raise OSError(f"raw store file {self._spill_path} could not be written earlier")
         self.spilled_while_running = self.spilled
+        self._spill_path.parent.mkdir(parents=True, exist_ok=True)
         if self._writer is None:
             self._writer = SegmentWriter(self._spill_path, self.dtype, metadata=self._metadata)
         for chunk in self._memory_chunks():
@@ -257,7 +278,6 @@ class RawStore:
         if file_name in self._names:
             raise ValueError(f"series {name!r}: its store file name {file_name!r} is taken")
         self._names.add(file_name)
-        self.directory.mkdir(parents=True, exist_ok=True)
         values = SeriesValues(
             dtype,
             budget=self.budget,
@@ -277,6 +297,7 @@ class RawStore:
         if self.finalized:
             return path
         entries: dict[str, Any] = {}
+        self.directory.mkdir(parents=True, exist_ok=True)
         for name, values in self._series.items():
             values.finalize()
             entries[name] = {

@@ -90,8 +90,11 @@ class SegmentWriter:
             self._file.close()
 
 
-def read_values(path: str | os.PathLike[str]) -> Iterator[npt.NDArray[Any]]:
-    """Every complete batch of ``path`` as a read-only numpy array (memory-mapped, no copy).
+def read_values(
+    path: str | os.PathLike[str], *, limit: int | None = None
+) -> Iterator[npt.NDArray[Any]]:
+    """Every complete batch of ``path`` as a read-only numpy array (memory-mapped, no copy),
+    at most ``limit`` values in all.
 
     A file cut short by a crash yields its complete batches and logs where it
     stopped; a missing or empty file yields nothing.
@@ -109,7 +112,8 @@ def read_values(path: str | os.PathLike[str]) -> Iterator[npt.NDArray[Any]]:
         logger.warning("raw store file %s has no readable schema (%s): skipped", p, exc)
         return
     n = 0
-    while True:
+    left = limit
+    while left is None or left > 0:
         try:
             batch = reader.read_next_batch()
         except StopIteration:
@@ -123,4 +127,8 @@ def read_values(path: str | os.PathLike[str]) -> Iterator[npt.NDArray[Any]]:
             )
             return
         n += 1
-        yield batch.column(0).to_numpy(zero_copy_only=True)
+        values = batch.column(0).to_numpy(zero_copy_only=True)
+        if left is not None:
+            values = values[:left]
+            left -= values.size
+        yield values
