@@ -10,7 +10,7 @@ $(PY):
 	$(PY) -m pip install -q --upgrade pip
 
 $(STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,tokenizer]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(PY) bench/exporter.py
 	$(PY) bench/synthetic_load.py
 	$(PY) bench/store.py
+	$(PY) bench/tokenizer.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

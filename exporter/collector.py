@@ -140,6 +140,7 @@ class SnapshotCollector:
         self._lock = threading.Lock()
         self._received = 0
         self._decode_errors = 0
+        self._generation = 0
         self._warned: set[tuple[str, str]] = set()
 
     # -- feeding -------------------------------------------------------------
@@ -166,11 +167,18 @@ class SnapshotCollector:
         with self._lock:
             self._view = view
             self._received += 1
+            self._generation += 1
 
     def count_decode_error(self, n: int = 1) -> None:
         """Count undecodable frames (``<ns>_exporter_decode_errors_total``)."""
         with self._lock:
             self._decode_errors += n
+            self._generation += 1
+
+    @property
+    def generation(self) -> int:
+        """Changes whenever what a scrape would show changes, but for the clock (age, up)."""
+        return self._generation
 
     def _plan_for(self, snapshot: MetricsSnapshot) -> FamilyPlan:
         counters = tuple(m.name for m in snapshot.metrics if isinstance(m, CounterStat))

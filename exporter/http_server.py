@@ -1,17 +1,24 @@
 """The exporter's HTTP endpoint: ``/metrics``, ``/healthz`` and a landing page at ``/``.
 
-aiohttp serves; ``prometheus_client.aiohttp.make_aiohttp_handler`` renders
-``/metrics`` with content negotiation (text 0.0.4 / OpenMetrics 1.0) and aiohttp
-compresses when the scraper asks for gzip. TLS is an ``ssl.SSLContext`` given
-to the site, basic auth a middleware (both from :mod:`exporter.web_config`).
+aiohttp serves. ``/metrics`` keeps the semantics of
+``prometheus_client.aiohttp.make_aiohttp_handler`` (content negotiation between
+text 0.0.4 and OpenMetrics 1.0, ``name[]`` filters, gzip/deflate as aiohttp
+negotiates them) but renders each variant once per snapshot
+(:mod:`exporter.exposition_cache`) and serves the same bytes to every
+scraper. TLS is an ``ssl.SSLContext`` given to the listening socket, basic
+auth a middleware (both from :mod:`exporter.web_config`).
 
-Note: ``make_aiohttp_handler`` renders on the event loop thread (it calls the
-collectors synchronously): 2-3 ms for the demo's metric set (bench/exporter.py).
-On the loop of a busy service that is cheaper than a server thread contending
-for the GIL; :class:`MetricsServerThread` gives sync callers a loop of their own.
+No client can hold the server or the run (:mod:`exporter.http_limits`): a
+connection cap, a deadline for request heads, aiohttp's bounds on lines,
+fields, headers and pipelining, an idle keep-alive timeout, a request limit
+per connection, bodies refused unread, and connections closed whose client
+stops reading. Bad requests are logged as one WARNING line per kind,
+rate-limited, without tracebacks or header contents (:mod:`exporter.request_log`);
+aiohttp's access log is off.
 
 The server binds 127.0.0.1 unless told otherwise. It never changes what it
 serves: it only renders the collectors of the registry it was given.
+:class:`MetricsServerThread` runs it on its own loop in a thread.
 """
 
 from __future__ import annotations
@@ -22,17 +29,28 @@ import html
 import json
 import logging
 import socket
+import ssl
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import hdrs, web
-from prometheus_client.aiohttp import make_aiohttp_handler
 from prometheus_client.registry import Collector
 
+from exporter.exposition_cache import ExpositionCache
+from exporter.http_limits import ConnectionGuard, GuardedConnection, ServerLimits
+from exporter.request_log import RequestLog
 from exporter.web_config import WebConfig
 
-__all__ = ["DEFAULT_HOST", "MetricsServer", "MetricsServerThread", "bind_socket", "parse_listen"]
+__all__ = [
+    "DEFAULT_HOST",
+    "MetricsServer",
+    "MetricsServerThread",
+    "ServerLimits",
+    "bind_socket",
+    "parse_listen",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +123,43 @@ _LANDING = """<!doctype html>
 """
 
 
+class _GuardedSite(web.BaseSite):
+    """A site on an already bound socket whose connections go through a :class:`ConnectionGuard`."""
+
+    __slots__ = ("_factory", "_handshake_timeout", "_name", "_sock")
+
+    def __init__(
+        self,
+        runner: web.BaseRunner,
+        sock: socket.socket,
+        factory: ConnectionGuard,
+        *,
+        ssl_context: ssl.SSLContext | None,
+        handshake_timeout: float,
+    ) -> None:
+        super().__init__(runner, ssl_context=ssl_context)
+        self._sock = sock
+        self._factory = factory
+        self._handshake_timeout = handshake_timeout
+        host, port = sock.getsockname()[:2]
+        self._name = f"{'https' if ssl_context else 'http'}://{host}:{port}"
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    async def start(self) -> None:
+        await super().start()
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            self._factory,
+            sock=self._sock,
+            ssl=self._ssl_context,
+            backlog=self._backlog,
+            ssl_handshake_timeout=self._handshake_timeout if self._ssl_context else None,
+        )
+
+
 class MetricsServer:
     """An aiohttp server over one ``prometheus_client`` registry (or collector).
 
@@ -112,6 +167,9 @@ class MetricsServer:
     tell the bound one. ``health`` supplies the ``/healthz`` body (and details on
     the landing page). ``sock``: serve on this already bound socket (see
     :func:`bind_socket`) instead of binding ``host``/``port`` in :meth:`start`.
+    ``generation`` returns a new value whenever the registry's data changed (the
+    collector's ``generation``): renderings are reused until then, and for at most
+    a second in any case. ``limits`` bound what a client can hold.
     """
 
     def __init__(
@@ -124,6 +182,9 @@ class MetricsServer:
         health: HealthFn | None = None,
         title: str = "bench-metrics exporter",
         sock: socket.socket | None = None,
+        generation: Callable[[], object] | None = None,
+        limits: ServerLimits | None = None,
+        request_log: RequestLog | None = None,
     ) -> None:
         self.registry = registry
         self._sock = sock
@@ -132,23 +193,37 @@ class MetricsServer:
         self.web_config = web_config or WebConfig()
         self._health = health
         self._title = title
+        self.limits = limits or ServerLimits()
+        self.request_log = request_log or RequestLog()
+        self.cache = ExpositionCache(registry, generation=generation)
+        self.guard: ConnectionGuard | None = None
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
 
     # -- app ----------------------------------------------------------------------
 
     def _make_app(self) -> web.Application:
-        middlewares = []
+        middlewares: list[Any] = [self._limits_middleware]
         auth = self.web_config.auth
         if auth is not None:
 
             @web.middleware
-            async def basic_auth(
-                request: web.Request,
-                handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
-            ) -> web.StreamResponse:
-                if await auth.check(request.headers.get(hdrs.AUTHORIZATION)):
+            async def basic_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+                try:
+                    ok = await auth.check(request.headers.get(hdrs.AUTHORIZATION))
+                except Exception as exc:  # a check that breaks is a refusal, never a 500
+                    self.request_log.report(
+                        f"auth-error:{type(exc).__name__}",
+                        f"checking credentials failed with {type(exc).__name__}; answered 401",
+                        level=logging.ERROR,
+                    )
+                    ok = False
+                if ok:
                     return await handler(request)
+                self.request_log.report(
+                    "unauthorized",
+                    f"refused a request without valid credentials from {request.remote} (401)",
+                )
                 return web.Response(
                     status=401,
                     text="401 Unauthorized\n",
@@ -157,10 +232,48 @@ class MetricsServer:
 
             middlewares.append(basic_auth)
         app = web.Application(middlewares=middlewares)
-        app.router.add_get("/metrics", make_aiohttp_handler(self.registry))
+        app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/", self._landing)
         return app
+
+    @web.middleware
+    async def _limits_middleware(
+        self, request: web.Request, handler: Handler
+    ) -> web.StreamResponse:
+        transport = request.transport
+        conn = transport.get_protocol() if transport is not None else None
+        guarded = conn if isinstance(conn, GuardedConnection) else None
+        number = guarded.request_started() if guarded is not None else 0
+        try:
+            if request.body_exists:
+                # No endpoint takes a body; it is never read (aiohttp closes after the reply).
+                self.request_log.report(
+                    "body", f"refused a request with a body from {request.remote} (413)"
+                )
+                resp: web.StreamResponse = web.Response(
+                    status=413, text="413 Payload Too Large: no endpoint takes a body\n"
+                )
+                resp.force_close()
+                return resp
+            resp = await handler(request)
+        finally:
+            if guarded is not None:
+                guarded.request_finished()
+        if number >= self.limits.max_requests_per_connection:
+            resp.force_close()  # keep-alive limit: the client reconnects for the next one
+        return resp
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        exposition = self.cache.get(
+            ",".join(request.headers.getall(hdrs.ACCEPT, [])),
+            request.headers.get(hdrs.ACCEPT_ENCODING, ""),
+            request.query.getall("name[]", []),
+        )
+        headers = {hdrs.CONTENT_TYPE: exposition.content_type}
+        if exposition.content_encoding is not None:
+            headers[hdrs.CONTENT_ENCODING] = exposition.content_encoding
+        return web.Response(body=exposition.body, headers=headers)
 
     async def _healthz(self, request: web.Request) -> web.Response:
         body: dict[str, Any] = {"status": "ok"}
@@ -182,25 +295,35 @@ class MetricsServer:
     # -- lifecycle ----------------------------------------------------------------
 
     async def start(self) -> None:
-        """Bind and serve (``OSError`` when the address cannot be bound)."""
+        """Bind (unless given a socket) and serve (``OSError`` when it cannot be bound)."""
         if self._runner is not None:
             raise RuntimeError("MetricsServer already started")
-        runner = web.AppRunner(self._make_app(), access_log=None, shutdown_timeout=2.0)
+        if self._sock is None:
+            self._sock = bind_socket(self.host, self._requested_port)
+        runner = web.AppRunner(
+            self._make_app(),
+            access_log=None,  # an access log line per scrape is noise, and names users
+            shutdown_timeout=2.0,
+            logger=self.request_log,
+            **self.limits.aiohttp_kwargs(),
+        )
         await runner.setup()
-        site: web.BaseSite
-        if self._sock is not None:
-            site = web.SockSite(runner, self._sock, ssl_context=self.web_config.ssl_context)
-        else:
-            site = web.TCPSite(
-                runner, self.host, self._requested_port, ssl_context=self.web_config.ssl_context
-            )
+        assert runner.server is not None
+        self.guard = ConnectionGuard(runner.server, self.limits, self.request_log)
+        site = _GuardedSite(
+            runner,
+            self._sock,
+            self.guard,
+            ssl_context=self.web_config.ssl_context,
+            handshake_timeout=self.limits.tls_handshake_timeout_s,
+        )
         try:
             await site.start()
         except BaseException:
             await runner.cleanup()
             raise
         self._runner = runner
-        self._port = int(runner.addresses[0][1])
+        self._port = int(self._sock.getsockname()[1])
         logger.info("serving /metrics at %s", self.url)
 
     async def stop(self) -> None:
@@ -208,6 +331,8 @@ class MetricsServer:
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
+        if self.guard is not None:
+            self.guard.close_all()
         if self._sock is not None:
             self._sock.close()
 
@@ -280,6 +405,13 @@ class MetricsServerThread:
                 loop.call_soon_threadsafe(stop.set)
         if self._thread is not None:
             self._thread.join(timeout)
+
+    def cpu_time(self) -> float:
+        """CPU seconds the server thread has used so far (0.0 before it runs)."""
+        thread = self._thread
+        if thread is None or thread.ident is None or not thread.is_alive():
+            return 0.0
+        return time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
 
     @property
     def port(self) -> int:

@@ -92,7 +92,7 @@ class RateWindow:
         self._last_counter = snap.counter
         if not points or snap.timestamp_ns != points[-1][0]:
             c = snap.counters
-            done = c.get("total_samples_completed", 0) + c.get("total_samples_failed", 0)
+            done = c.get("total_samples_completed", 0)  # failed completions included
             points.append((snap.timestamp_ns, done, c.get("tracked_output_tokens", 0)))
             while len(points) > 2 and snap.timestamp_ns - points[1][0] >= self._span_ns:
                 points.popleft()
@@ -125,7 +125,8 @@ def _series_rows(snap: MetricsSnapshot, grid: Sequence[float]) -> list[SeriesRow
 
 
 def _done(c: dict[str, int | float]) -> int:
-    return int(c.get("total_samples_completed", 0) + c.get("total_samples_failed", 0))
+    # SPEC §6: completions count failed samples too.
+    return int(c.get("total_samples_completed", 0))
 
 
 def _average_qps(c: dict[str, int | float]) -> float | None:
@@ -196,7 +197,7 @@ def _counts(snap: MetricsSnapshot, rates: Rates | None) -> Table:
     failed = c.get("total_samples_failed", 0)
     in_flight = None
     if issued is not None and completed is not None:
-        in_flight = issued - completed - failed
+        in_flight = issued - completed  # failed samples complete too
     grid.add_row(
         kv("Issued", format_count(issued)),
         kv("Completed", format_count(completed), "bold green"),

@@ -35,6 +35,7 @@ from exporter.view_format import (
 )
 from registry.snapshot import percentile_key
 from registry.snapshot_codec import SnapshotDecodeError
+from registry.upstream_report import from_upstream_summary, is_upstream_summary
 
 __all__ = [
     "REPORT_GRID",
@@ -65,6 +66,8 @@ class ReportDocument:
 
 
 def _kind_of(data: Any) -> Kind:
+    if is_upstream_summary(data):
+        return "summary"
     if isinstance(data, dict):
         if isinstance(data.get("metrics"), list) and "state" in data:
             return "snapshot"
@@ -72,7 +75,8 @@ def _kind_of(data: Any) -> Kind:
             return "summary"
     raise ReportFileError(
         "neither a final snapshot (an object with 'state' and a 'metrics' list) nor a "
-        "result summary (an object with 'samples' and 'series')"
+        "result summary (an object with 'samples' and 'series', or mlcommons/endpoints' "
+        "with 'n_samples_issued' and 'latency')"
     )
 
 
@@ -117,7 +121,7 @@ def load_report_file(path: str | Path) -> ReportDocument:
         except SnapshotDecodeError as exc:
             raise ReportFileError(f"{p}: {exc}") from exc
     else:
-        report = data
+        report = from_upstream_summary(data) if is_upstream_summary(data) else data
         try:
             _check_summary(report)
         except ReportFileError as exc:
@@ -196,8 +200,9 @@ def _headline(r: Mapping[str, Any]) -> Table:
     grid.add_row(
         kv("Total duration", _seconds(r.get("total_duration_s"))),
         kv("Pending", format_count(_num(r.get("n_pending_tasks")))),
-        "",
-        "",
+        # MLPerf LoadGen's window (what mlcommons/endpoints reports as its QPS/TPS)
+        kv("LoadGen QPS", format_rate(_num(r.get("qps_legacy")), "")),
+        kv("LoadGen tokens/s", format_rate(_num(r.get("tps_legacy")), "")),
     )
     return grid
 

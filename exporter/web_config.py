@@ -13,7 +13,9 @@ The YAML layout is the exporter-toolkit's, so one file can serve both::
 
 This module only parses and checks: it turns the file into an
 ``ssl.SSLContext`` and a :class:`BasicAuth` checker, and says exactly what is
-wrong with a bad file. It never serves anything and never logs a password.
+wrong with a bad file. It never serves anything, never logs a password, user
+name or hash, and never runs bcrypt at load time (a hash of cost 31 would take
+days: costs above :data:`MAX_BCRYPT_COST` are refused instead).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import re
 import ssl
 import threading
 from dataclasses import dataclass
@@ -32,7 +35,24 @@ from typing import Any
 import bcrypt
 import yaml
 
-__all__ = ["BasicAuth", "WebConfig", "WebConfigError", "load_web_config"]
+__all__ = [
+    "BCRYPT_MAX_PASSWORD_BYTES",
+    "MAX_BCRYPT_COST",
+    "BasicAuth",
+    "WebConfig",
+    "WebConfigError",
+    "load_web_config",
+]
+
+#: Highest bcrypt cost accepted (each check costs 2**cost rounds: 14 is ~1 s here, 31 is days).
+MAX_BCRYPT_COST = 14
+#: Lowest cost bcrypt itself accepts.
+MIN_BCRYPT_COST = 4
+#: bcrypt reads at most this many bytes of a password; longer ones are refused (401).
+BCRYPT_MAX_PASSWORD_BYTES = 72
+
+# $2a$ / $2b$ / $2y$, a two-digit cost, then 22 characters of salt and 31 of hash.
+_BCRYPT_HASH = re.compile(r"\$2[aby]\$(\d\d)\$[./A-Za-z0-9]{53}")
 
 
 class WebConfigError(ValueError):
@@ -76,7 +96,10 @@ class BasicAuth:
 
     def _verify(self, user: str, password: bytes) -> bool:
         hashed = self._users.get(user)
-        ok = bcrypt.checkpw(password, hashed if hashed is not None else _DUMMY_HASH)
+        try:
+            ok = bcrypt.checkpw(password, hashed if hashed is not None else _DUMMY_HASH)
+        except ValueError:  # anything bcrypt refuses to check is simply not the password
+            return False
         return ok and hashed is not None
 
     async def check(self, header: str | None) -> bool:
@@ -85,6 +108,10 @@ class BasicAuth:
         if parsed is None:
             return False
         user, password = parsed
+        if len(password) > BCRYPT_MAX_PASSWORD_BYTES:
+            # bcrypt would ignore the rest (older versions) or raise (bcrypt >= 5): a
+            # hash can never vouch for such a password, so it is wrong, like any other.
+            return False
         digest = self._digest(user, password)
         with self._lock:
             if digest in self._good:
@@ -145,6 +172,11 @@ def _file(path: Path, section: dict[str, Any], key: str) -> Path:
 
 
 def _tls_context(path: Path, section: Any) -> ssl.SSLContext:
+    if section is None or section == {}:
+        # Present but empty must not quietly mean plain HTTP (with basic auth in clear).
+        raise _fail(
+            path, "tls_server_config needs cert_file and key_file (remove it to serve plain HTTP)"
+        )
     if not isinstance(section, dict):
         raise _fail(path, "tls_server_config must be a mapping")
     unknown = set(section) - _TLS_KEYS
@@ -175,7 +207,7 @@ def _tls_context(path: Path, section: Any) -> ssl.SSLContext:
     return ctx
 
 
-def _users(path: Path, section: Any) -> dict[str, bytes]:
+def _users(path: Path, section: Any, max_cost: int) -> dict[str, bytes]:
     if not isinstance(section, dict) or not section:
         raise _fail(path, "basic_auth_users must be a non-empty mapping of user: bcrypt hash")
     users: dict[str, bytes] = {}
@@ -184,16 +216,29 @@ def _users(path: Path, section: Any) -> dict[str, bytes]:
             raise _fail(path, f"basic_auth_users: invalid user name {user!r}")
         if not isinstance(hashed, str) or not hashed.startswith(("$2a$", "$2b$", "$2y$")):
             raise _fail(path, f"basic_auth_users.{user}: not a bcrypt hash")
-        try:
-            bcrypt.checkpw(b"", hashed.encode())
-        except ValueError as exc:
-            raise _fail(path, f"basic_auth_users.{user}: invalid bcrypt hash ({exc})") from exc
+        match = _BCRYPT_HASH.fullmatch(hashed)
+        if match is None:
+            raise _fail(
+                path,
+                f"basic_auth_users.{user}: invalid bcrypt hash "
+                "(expected $2y$NN$ followed by 53 characters of [./A-Za-z0-9])",
+            )
+        cost = int(match.group(1))
+        if not MIN_BCRYPT_COST <= cost <= max_cost:
+            raise _fail(
+                path,
+                f"basic_auth_users.{user}: bcrypt cost {cost} is outside {MIN_BCRYPT_COST}.."
+                f"{max_cost} (each check costs 2^cost rounds); rehash it, e.g. htpasswd -nBC 10",
+            )
         users[user] = hashed.encode()
     return users
 
 
-def load_web_config(path: str | Path) -> WebConfig:
-    """Parse and check ``path`` (``WebConfigError`` saying what is wrong)."""
+def load_web_config(path: str | Path, *, max_bcrypt_cost: int = MAX_BCRYPT_COST) -> WebConfig:
+    """Parse and check ``path`` (``WebConfigError`` saying what is wrong).
+
+    bcrypt hashes of a cost above ``max_bcrypt_cost`` are refused.
+    """
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
@@ -210,6 +255,8 @@ def load_web_config(path: str | Path) -> WebConfig:
     unknown = set(doc) - _TOP_KEYS
     if unknown:
         raise _fail(p, f"unsupported keys {sorted(unknown)} (supported: {sorted(_TOP_KEYS)})")
-    ctx = _tls_context(p, doc["tls_server_config"]) if doc.get("tls_server_config") else None
-    auth = BasicAuth(_users(p, doc["basic_auth_users"])) if "basic_auth_users" in doc else None
+    ctx = _tls_context(p, doc["tls_server_config"]) if "tls_server_config" in doc else None
+    auth = None
+    if "basic_auth_users" in doc:
+        auth = BasicAuth(_users(p, doc["basic_auth_users"], max_bcrypt_cost))
     return WebConfig(ssl_context=ctx, auth=auth)

@@ -1,8 +1,10 @@
 """bench-metrics' authoritative path: everything that decides a number.
 
-Recording (:class:`MetricsRegistry`), the snapshot types and their wire codec
-(SPEC §3, §4), the snapshot stream and final file (:class:`MetricsPublisher`,
-:class:`SnapshotSubscriber`, :func:`load_final_snapshot`; SPEC §2, §7). The
+Recording (:class:`MetricsRegistry`; percentile methods in
+:mod:`registry.percentiles`, MLPerf early stopping in :mod:`registry.mlperf`),
+the snapshot types and their wire codec (SPEC §3, §4), the snapshot stream
+and final file (:class:`MetricsPublisher`, :class:`SnapshotSubscriber`,
+:func:`load_final_snapshot`; SPEC §2, §7). The
 generic ZeroMQ transport lives in :mod:`registry.transport`. The hot path
 (``record``, ``increment``) does constant, tiny work; all folding happens when
 a snapshot is built.

@@ -107,6 +107,8 @@ class MetricsPublisher:
         #: whether the final file / the terminal frame made it
         self.final_file_written = False
         self.final_frame_sent = False
+        #: why the final file could not be written (``None`` when it was, or not yet tried)
+        self.final_file_error: str | None = None
 
     # -- configuration -----------------------------------------------------------
 
@@ -253,7 +255,12 @@ class MetricsPublisher:
         try:
             await self._run_blocking(self._write_final_file, snap)
             self.final_file_written = True
-        except Exception:
+        except OSError as exc:
+            # A full or read-only disk is the machine's state, not a bug: one line, no traceback.
+            self.final_file_error = exc.strerror or str(exc)
+            log.error("could not write the final snapshot file %s: %s", path, self.final_file_error)
+        except Exception as exc:
+            self.final_file_error = f"{type(exc).__name__}: {exc}"
             log.exception("could not write the final snapshot file %s", path)
         try:
             _, payload = await self._run_blocking(self._codec.encode, snap)
@@ -272,7 +279,7 @@ class MetricsPublisher:
         )
         return snap
 
-    def _final_run_block(self) -> dict[str, Any]:
+    def run_block(self) -> dict[str, Any]:
         """The file's ``run`` block: the registry's settings, then ``run_info()`` over them."""
         es = self._registry.early_stopping
         run: dict[str, Any] = {
@@ -290,7 +297,7 @@ class MetricsPublisher:
 
     def _write_final_file(self, snap: MetricsSnapshot) -> None:
         self.final_snapshot_path.parent.mkdir(parents=True, exist_ok=True)
-        doc = snapshot_to_dict(snap, run=self._final_run_block())
+        doc = snapshot_to_dict(snap, run=self.run_block())
         try:
             write_json_atomic(self.final_snapshot_path, doc)
         except (TypeError, ValueError):

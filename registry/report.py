@@ -10,6 +10,11 @@ a COMPLETE snapshot with no pending tasks, and otherwise
 a counter the snapshot lacks is ``null``, a rate over a zero duration is
 ``null``, and non-finite floats become ``null`` (strict JSON).
 
+It reads upstream's (mlcommons/endpoints) final files as well as ours and
+reproduces upstream's own Report numbers where both have them: the legacy
+LoadGen rates (``qps_legacy``/``tps_legacy``, upstream's ``qps``/``tps``), the
+sample standard deviation, the early-stopping maps.
+
 Building never touches the network; writing only touches the given path.
 """
 
@@ -54,6 +59,7 @@ _VERSIONED = {
     "hdrhistogram": "hdrhistogram",
     "prometheus_client": "prometheus-client",
     "pyarrow": "pyarrow",
+    "scipy": "scipy",
 }
 _SOURCE_TEXT = {
     "terminal_frame": "taken from the terminal frame of the snapshot stream, "
@@ -131,9 +137,10 @@ def _window(counters: Mapping[str, int | float], prefix: str) -> dict[str, int |
     issued = _int_or_none(counters, f"{prefix}_samples_issued")
     completed = _int_or_none(counters, f"{prefix}_samples_completed")
     failed = _int_or_none(counters, f"{prefix}_samples_failed")
+    # Completions count failed samples too (SPEC §6), so in flight = issued - completed.
     in_flight = None
-    if issued is not None and completed is not None and failed is not None:
-        in_flight = issued - completed - failed
+    if issued is not None and completed is not None:
+        in_flight = issued - completed
     return {"issued": issued, "completed": completed, "failed": failed, "in_flight": in_flight}
 
 
@@ -224,8 +231,8 @@ def _incomplete_reason(
     if snap.n_pending_tasks:
         n = snap.n_pending_tasks
         why.append(
-            f"{n} tracked sample{'s were' if n != 1 else ' was'} still in flight when the "
-            f"session ended; {'their' if n != 1 else 'its'} metrics are missing"
+            f"{n} tokenization{'s' if n != 1 else ''} had not finished when the final snapshot "
+            f"was taken; the token series (isl, osl, tpot_ns) miss {'them' if n != 1 else 'it'}"
         )
     complete = not why
     if not complete and source != "file":

@@ -13,6 +13,12 @@ for the next fold; :meth:`SeriesSampler.fold` and :meth:`SeriesSampler.stat`
 do the numpy work, possibly on another thread. The copy is never exposed as a buffer of ``pending``
 itself, since an exported buffer would make a concurrent append fail.
 
+A terminal ``stat`` reads the raw values at ranks, by selection: percentiles at
+the index the registry's method picks (:mod:`registry.percentiles`), upstream's display
+histogram (:func:`display_edges`) and, for tail-latency series, the MLPerf
+early-stopping map (:mod:`registry.mlperf.early_stopping`). This module never
+decides those rules itself; it only applies them to the values it holds.
+
 Guarantees: every recorded value is folded exactly once; raw values are kept
 at 8 bytes each (int64 or float64) in a :class:`~registry.store.SeriesValues`:
 memory blocks, and with a raw store the values beyond its memory bound on

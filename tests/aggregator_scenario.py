@@ -79,6 +79,7 @@ SCENARIO_COUNTERS = {
     "events_unmatched": 1,  # the error for C after its completion
     "events_out_of_order": 0,
     "session_errors": 0,
+    "tokenization_errors": 0,  # no tokenizer
 }
 
 SCENARIO_SERIES = {

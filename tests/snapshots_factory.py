@@ -26,11 +26,14 @@ def fill(
     in_flight: int = 0,
     elapsed_s: float = 10.0,
 ) -> None:
-    """Record ``completed`` successful samples with TTFT 1..n ms, latency 10x that."""
+    """Record ``completed`` successful samples with TTFT 1..n ms, latency 10x that.
+
+    As the aggregator counts (SPEC §6), the ``failed`` samples completed too.
+    """
     issued = completed + failed + in_flight
     for prefix in ("total", "tracked"):
         reg.increment(f"{prefix}_samples_issued", issued)
-        reg.increment(f"{prefix}_samples_completed", completed)
+        reg.increment(f"{prefix}_samples_completed", completed + failed)
         reg.increment(f"{prefix}_samples_failed", failed)
     reg.increment("tracked_finish_reason_stop", completed - completed // 4)
     reg.increment("tracked_finish_reason_length", completed // 4)

@@ -298,7 +298,7 @@ def test_anomalies_are_counted_not_fatal(caplog: pytest.LogCaptureFixture) -> No
         ev(T.SAMPLE_COMPLETE, 9, "a", output_tokens=1),
     ]
     with caplog.at_level(logging.WARNING):
-        reg, _agg = run(events)
+        reg, _ = run(events)
     snap = reg.build_snapshot(state=SessionState.COMPLETE, n_pending_tasks=0)
     c = snap.counters
     assert c["events_unmatched"] == 3

@@ -17,6 +17,7 @@ import pytest
 from registry.atomic_file import temp_files_for, write_atomic, write_json_atomic
 from registry.snapshot import SessionState
 from registry.snapshot_codec import snapshot_from_dict
+from tests.helpers import wait_until
 
 CHILD = Path(__file__).with_name("atomic_writer_child.py")
 REPO = Path(__file__).resolve().parents[1]
@@ -122,6 +123,10 @@ def test_kill_9_at_30_random_moments_never_leaves_a_partial_file(tmp_path: Path)
         assert helper.stdout.readline().strip() == "ready"
         for attempt in range(30):
             writer = int(ask(f"go {generation or 0}"))
+            if attempt == 0:
+                # One complete write first, however slow fsync is on a busy disk
+                # (it can take longer than the random window below).
+                assert wait_until(target.exists, 60), f"the first write never landed (seed {seed})"
             # The random moment of death: anywhere in the first few writes.
             time.sleep(rng.uniform(0.0, 0.25))
             os.kill(writer, signal.SIGKILL)

@@ -37,7 +37,12 @@ USER, PASSWORD = "prom", "s3cret:with colon"
 
 def serve(collector: SnapshotCollector, web_config: WebConfig | None = None) -> MetricsServerThread:
     server = MetricsServer(
-        registry_of(collector), "127.0.0.1", 0, web_config, health=collector.health
+        registry_of(collector),
+        "127.0.0.1",
+        0,
+        web_config,
+        health=collector.health,
+        generation=lambda: collector.generation,
     )
     thread = MetricsServerThread(server)
     thread.start()

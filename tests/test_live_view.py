@@ -40,9 +40,9 @@ def test_live_snapshot_shows_state_progress_counts_and_quantiles() -> None:
     assert "LIVE" in text
     assert "10.0 s of ~25 s planned" in text
     assert "1,010 / ~2,000 samples" in text and "50.5%" in text
-    assert "Issued 1,015" in text and "Completed 1,000" in text and "Failed 10" in text
+    assert "Issued 1,015" in text and "Completed 1,010" in text and "Failed 10" in text
     assert "In flight 5" in text
-    assert "avg QPS 100.0" in text  # 1000 tracked completions over 10 s
+    assert "avg QPS 101.0" in text  # 1010 tracked completions (10 failed) over 10 s
     assert "Quantiles (live, HDR)" in text
     # TTFT values are 1..1000 ms: nearest-rank p50/p90/p99 = 500/900/990 ms (HDR is exact here).
     assert row(text, "TTFT") == ["1,000", "500 ms", "500 ms", "900 ms", "990 ms", "1.00 s"]
@@ -138,7 +138,7 @@ def test_live_view_keeps_the_last_snapshot_and_renders_rates() -> None:
 def test_progress_line_has_the_headline_figures() -> None:
     line = progress_line(snapshot(completed=200, failed=3, in_flight=1))
     assert "live" in line
-    assert "issued 204" in line and "completed 200" in line and "failed 3" in line
+    assert "issued 204" in line and "completed 203" in line and "failed 3" in line
     assert "ttft p50 100 ms p99 198 ms" in line
     assert "\n" not in line
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import logging
 import os
 import statistics
@@ -115,6 +116,77 @@ def test_final_file_is_the_exact_terminal_snapshot_and_idempotent(tmp_path: Path
         assert pub.final_file_written and pub.final_frame_sent
 
     asyncio.run(main())
+
+
+def test_final_file_carries_the_run_block_asked_once(tmp_path: Path) -> None:
+    calls: list[int] = []
+
+    def run_info() -> dict[str, Any]:
+        calls.append(1)
+        return {"run_id": "r7", "labels": {"model": "m"}, "early_stopping": None}
+
+    async def main() -> None:
+        reg = MetricsRegistry(percentile_method="numpy-lower")
+        reg.register_series("ttft_ns", hdr_low=1, hdr_high=10**9, tail_latency=True)
+        reg.record_many("ttft_ns", list(range(1, 100)))
+        path = tmp_path / "final_snapshot.json"
+        pub = MetricsPublisher(
+            reg, endpoint="tcp://127.0.0.1:0", final_snapshot_path=path, run_info=run_info
+        )
+        pub.start(live_state)
+        assert await async_wait_until(lambda: pub.ticks >= 2)
+        assert calls == []  # live ticks never ask
+        final = await pub.publish_final(n_pending_tasks=0)
+        await pub.publish_final(n_pending_tasks=0)
+        await pub.aclose()
+        doc = json.loads(path.read_text())
+        assert list(doc)[-1] == "run" and calls == [1]
+        # the registry's settings first; run_info() has the last word
+        assert doc["run"] == {
+            "percentile_method": "numpy-lower",
+            "early_stopping": None,
+            "run_id": "r7",
+            "labels": {"model": "m"},
+        }
+        assert read_final_file(path) == final
+        es = final.series["ttft_ns"].early_stopping_percentiles
+        assert es is not None and es["50.0"] is not None
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("bad", ["raises", "not json"])
+def test_a_bad_run_info_never_costs_the_final_file(
+    tmp_path: Path, bad: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    def run_info() -> dict[str, Any]:
+        if bad == "raises":
+            raise RuntimeError("no run info today")
+        return {"when": object()}
+
+    async def main() -> None:
+        path = tmp_path / "final_snapshot.json"
+        pub = MetricsPublisher(
+            make_registry(),
+            endpoint="tcp://127.0.0.1:0",
+            final_snapshot_path=path,
+            run_info=run_info,
+        )
+        final = await pub.publish_final(n_pending_tasks=0)
+        await pub.aclose()
+        assert pub.final_file_written and read_final_file(path) == final
+        run = json.loads(path.read_text()).get("run")
+        if bad == "raises":  # the registry's settings are still recorded
+            assert run == {
+                "percentile_method": "nearest-rank",
+                "early_stopping": run["early_stopping"],
+            }
+        else:
+            assert run is None
+
+    with caplog.at_level(logging.ERROR, logger="registry.publisher"):
+        asyncio.run(main())
+    assert any("run" in r.getMessage() for r in caplog.records)
 
 
 def test_read_only_directory_logs_and_still_sends_the_terminal_frame(

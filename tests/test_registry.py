@@ -10,7 +10,15 @@ import numpy as np
 import pytest
 from hdrh.histogram import HdrHistogram
 
-from registry import DEFAULT_PERCENTILES, MetricsRegistry, SessionState, percentile_key
+from registry import (
+    DEFAULT_PERCENTILES,
+    EarlyStoppingSpec,
+    MetricsRegistry,
+    PercentileMethod,
+    SessionState,
+    percentile_key,
+)
+from registry.mlperf import early_stopping_indices
 
 LIVE = SessionState.LIVE
 COMPLETE = SessionState.COMPLETE
@@ -274,3 +282,69 @@ def test_captures_never_built_or_built_out_of_order_lose_and_double_count_nothin
     assert older.build().series["lat"].total == 1 + 2 + 3 + 4
     final = reg.build_snapshot(state=COMPLETE, n_pending_tasks=0).series["lat"]
     assert (final.count, final.total) == (4, 10)
+
+
+def test_settings_are_readable_and_checked() -> None:
+    reg = MetricsRegistry()
+    assert reg.percentile_method is PercentileMethod.NEAREST_RANK
+    assert reg.early_stopping == EarlyStoppingSpec(confidence=0.99, tolerance=0.0)
+    reg.register_series("ttft_ns", hdr_low=1, hdr_high=10**9, tail_latency=True)
+    reg.register_series("isl", hdr_low=1, hdr_high=10**6)
+    assert reg.series_config("ttft_ns").tail_latency is True
+    assert reg.series_config("isl").tail_latency is False
+    off = MetricsRegistry(percentile_method="loadgen", early_stopping=None)
+    assert off.percentile_method is PercentileMethod.LOADGEN and off.early_stopping is None
+    with pytest.raises(TypeError, match="EarlyStoppingSpec"):
+        MetricsRegistry(early_stopping=0.99)  # type: ignore[arg-type]
+
+
+def _tail_registry(n: int = 1000, **kwargs) -> MetricsRegistry:
+    reg = MetricsRegistry(**kwargs)
+    reg.register_series("ttft_ns", hdr_low=1, hdr_high=10**9, tail_latency=True)
+    reg.register_series("isl", hdr_low=1, hdr_high=10**6)
+    reg.record_many("ttft_ns", np.arange(1, n + 1))
+    reg.record_many("isl", np.arange(1, n + 1))
+    return reg
+
+
+@pytest.mark.parametrize("state", [COMPLETE, SessionState.INTERRUPTED])
+def test_terminal_snapshots_give_tail_latency_series_their_early_stopping_map(state) -> None:
+    reg = _tail_registry()
+    stat = reg.build_snapshot(state=state, n_pending_tasks=0).series
+    es = stat["ttft_ns"].early_stopping_percentiles
+    assert es is not None and list(es) == [
+        "99.9",
+        "99.0",
+        "97.0",
+        "95.0",
+        "90.0",
+        "80.0",
+        "75.0",
+        "50.0",
+    ]
+    indices = early_stopping_indices(1000, DEFAULT_PERCENTILES)
+    assert es == {k: (None if i is None else float(i + 1)) for k, i in indices.items()}
+    # p99: 1000 >= 838 = h(2) + 2 but < h(3) + 3: t = 2, the estimate is sorted[n - 2]
+    assert es["99.9"] is None and es["99.0"] == 999.0
+    assert stat["isl"].early_stopping_percentiles is None  # not a tail-latency series
+
+
+def test_live_snapshots_and_a_disabled_test_have_no_map() -> None:
+    live = _tail_registry().build_snapshot(state=LIVE, n_pending_tasks=0)
+    assert live.series["ttft_ns"].early_stopping_percentiles is None
+    draining = _tail_registry().build_snapshot(state=SessionState.DRAINING, n_pending_tasks=0)
+    assert draining.series["ttft_ns"].early_stopping_percentiles is None
+    off = _tail_registry(early_stopping=None).build_snapshot(state=COMPLETE, n_pending_tasks=0)
+    assert off.series["ttft_ns"].early_stopping_percentiles is None
+
+
+def test_a_lower_confidence_gives_estimates_earlier() -> None:
+    strict = _tail_registry(400).build_snapshot(state=COMPLETE, n_pending_tasks=0)
+    loose = _tail_registry(400, early_stopping=EarlyStoppingSpec(confidence=0.5)).build_snapshot(
+        state=COMPLETE, n_pending_tasks=0
+    )
+    s = strict.series["ttft_ns"].early_stopping_percentiles
+    lo = loose.series["ttft_ns"].early_stopping_percentiles
+    assert s is not None and lo is not None
+    assert s["99.0"] is None and lo["99.0"] is not None  # 400 < 662, but enough at 0.5
+    assert all(lo[k] <= s[k] for k in s if s[k] is not None)

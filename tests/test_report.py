@@ -52,15 +52,19 @@ def test_complete_report_numbers() -> None:
     validate(r)
     assert r["state"] == "complete" and r["complete"] is True
     assert r["incomplete_reason"] is None and r["source_reason"] is None
-    assert r["samples"]["all"] == {"issued": 8, "completed": 4, "failed": 3, "in_flight": 1}
-    assert r["samples"]["tracked"] == {"issued": 6, "completed": 3, "failed": 2, "in_flight": 1}
+    # completions include failed ones (SPEC §6): in flight = issued - completed
+    assert r["samples"]["all"] == {"issued": 8, "completed": 6, "failed": 4, "in_flight": 2}
+    assert r["samples"]["tracked"] == {"issued": 6, "completed": 4, "failed": 2, "in_flight": 2}
     assert r["duration_s"] == pytest.approx(1900e-9)
     assert r["total_duration_s"] == pytest.approx(4000e-9)
-    assert r["qps"] == pytest.approx(3 / 1900e-9)
-    assert r["tps"] == pytest.approx(9 / 1900e-9)
-    assert r["output_tokens"] == 9
+    assert r["qps"] == pytest.approx(4 / 1900e-9)
+    assert r["tps"] == pytest.approx(11 / 1900e-9)
+    assert r["output_tokens"] == 11
+    # legacy LoadGen window 2100 -> 4500: (completed - 1) / window
+    assert r["qps_legacy"] == pytest.approx(3 / 2400e-9)
+    assert r["tps_legacy"] == pytest.approx(11 / 2400e-9)
     assert r["finish_reasons"] == {
-        "stop": 1,
+        "stop": 2,
         "length": 1,
         "tool_calls": 0,
         "content_filter": 0,
@@ -69,11 +73,11 @@ def test_complete_report_numbers() -> None:
     }
     ttft = r["series"]["ttft_ns"]
     assert ttft["unit"] == "ns" and r["series"]["isl"]["unit"] == "tokens"
-    assert ttft["count"] == 3 and ttft["min"] == 100 and ttft["max"] == 1000
-    assert ttft["avg"] == pytest.approx(1400 / 3)
+    assert ttft["count"] == 4 and ttft["min"] == 100 and ttft["max"] == 1000
+    assert ttft["avg"] == pytest.approx(1700 / 4)
     assert ttft["median"] == 300 == ttft["percentiles"]["50.0"]
     assert ttft["std_dev"] == pytest.approx(snap.series["ttft_ns"].std_dev)
-    assert sum(b["count"] for b in ttft["histogram"]) == 3
+    assert sum(b["count"] for b in ttft["histogram"]) == 4
     assert set(r["series"]) == set(SCENARIO_SERIES)
     assert r["counters"]["events_unmatched"] == 1
     assert r["run"]["run_id"] == "r1" and r["run"]["labels"] == {"model": "m"}
@@ -83,11 +87,16 @@ def test_complete_report_numbers() -> None:
 
 
 def test_pending_tasks_make_it_incomplete() -> None:
-    r = build_report(scenario_snapshot(), source="file")
+    r = build_report(scenario_snapshot(pending=1), source="file")
     validate(r)
     assert r["state"] == "complete" and r["n_pending_tasks"] == 1
     assert r["complete"] is False
-    assert "1 tracked sample was still in flight" in r["incomplete_reason"]
+    assert "1 tokenization had not finished" in r["incomplete_reason"]
+    r = build_report(scenario_snapshot(pending=7), source="file")
+    assert r["complete"] is False
+    assert "7 tokenizations had not finished" in r["incomplete_reason"]
+    # samples still in flight at the end do not make a report incomplete
+    assert build_report(scenario_snapshot(), source="file")["complete"] is True
 
 
 def test_interrupted_from_latest_live_says_why() -> None:
@@ -99,7 +108,7 @@ def test_interrupted_from_latest_live_says_why() -> None:
     validate(r)
     assert r["complete"] is False
     why = r["incomplete_reason"]
-    assert "interrupted" in why and "3 tracked samples were still in flight" in why
+    assert "interrupted" in why and "3 tokenizations had not finished" in why
     assert "terminal frame" in why and "final_snapshot.json is missing" in why
 
     live = build_report(scenario_snapshot(SessionState.LIVE, pending=0), source="latest_live")
@@ -139,7 +148,10 @@ def test_empty_and_foreign_snapshots_give_nulls_not_nan() -> None:
         "median": None,
         "std_dev": None,
         "percentiles": {},
-        "early_stopping_percentiles": None,  # the aggregator's series are not tail_latency yet
+        # ttft_ns is a tail-latency series: an empty one still has its (all-null) map
+        "early_stopping_percentiles": dict.fromkeys(
+            ("99.9", "99.0", "97.0", "95.0", "90.0", "80.0", "75.0", "50.0")
+        ),
         "histogram": [],
     }
     # A snapshot from another producer: unknown counters, a non-finite value.

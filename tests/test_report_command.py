@@ -42,8 +42,8 @@ def test_final_snapshot_file(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     # count, min, mean, p50, p90, p95, p99, p99.9, max, std dev of TTFT = 1..1000 ms.
     ttft = "1,000 | 1.00 ms | 500 ms | 500 ms | 900 ms | 950 ms | 990 ms | 999 ms | 1.00 s | 289 ms"
     assert cells(text, "TTFT") == ttft.split(" | ")
-    assert cells(text, "all") == ["1,015", "1,000", "10", "5"]
-    assert "QPS 100.0" in text and "Tokens/s 6,400" in text
+    assert cells(text, "all") == ["1,015", "1,010", "10", "5"]
+    assert "QPS 101.0" in text and "Tokens/s 6,400" in text
     assert "stop 750 · length 250" in text
     assert "tool_calls" not in text  # zero counts are left out
 
@@ -147,3 +147,18 @@ def test_narrow_terminal_drops_columns_instead_of_cutting_numbers(
     assert "…" not in text
     assert all(len(line) <= 80 for line in text.splitlines())
     assert "990 ms" in cells(text, "TTFT")
+
+
+def test_upstreams_own_files_render(capsys: pytest.CaptureFixture[str]) -> None:
+    """mlcommons/endpoints' final_snapshot.json and its own result_summary.json."""
+    from upstream_fixtures import SESSION_A_UPSTREAM
+
+    snap_text = report_text(capsys, SESSION_A_UPSTREAM / "final_snapshot.json")
+    assert cells(snap_text, "tracked") == ["400", "391", "9", "9"]
+    assert "LoadGen QPS 58.0" in snap_text  # (391 - 1) / 6.72 s, upstream's own qps
+    summary_text = report_text(capsys, SESSION_A_UPSTREAM / "result_summary.json")
+    assert cells(summary_text, "tracked") == ["400", "391", "9", "9"]
+    assert "LoadGen QPS 58.0" in summary_text and "LoadGen tokens/s 6,826" in summary_text
+    # same series rows from either file (counts come from upstream's histogram counts)
+    for row in ("TTFT", "TPOT", "Request latency", "Input tokens", "Output tokens"):
+        assert cells(summary_text, row) == cells(snap_text, row), row

@@ -30,6 +30,7 @@ from upstream_fixtures import (
     SESSION_A_UPSTREAM_NOTOK,
     SNAPSHOT_FINAL,
     SNAPSHOT_FRAMES,
+    TOKENIZER_DIR,
     load_json,
     read_frames,
 )
@@ -165,6 +166,88 @@ def test_session_a_into_aggregate_equals_upstreams_final_snapshot(workdir: Path)
     c = {m["name"]: m["value"] for m in ours["metrics"] if m["type"] == "counter"}
     assert c["events_malformed"] == c["events_out_of_order"] == 0
     assert "Traceback" not in err
+
+
+# -- with upstream's tokenizer (session-a.upstream/) ---------------------------------
+
+#: What a tokenizer decides: the three token series (the rest is checked above).
+TOKEN_SERIES = ("isl", "osl", "tpot_ns")
+
+
+@pytest.fixture(scope="module")
+def session_a_tokenized() -> Iterator[tuple[dict[str, Any], str, dict[str, Any]]]:
+    """Session A replayed once into ``aggregate --tokenizer`` (the fixture's tokenizer):
+    our final snapshot, the aggregator's stderr, our report."""
+    pytest.importorskip("transformers", reason="needs the extra bench-metrics[tokenizer]")
+    d = Path(tempfile.mkdtemp(prefix="bm-up-tok-"))
+    try:
+        out, err = run_aggregate(
+            d, "--percentile-method", "numpy-lower", "--tokenizer", str(TOKENIZER_DIR)
+        )
+        final = json.loads((out / "final_snapshot.json").read_text())
+        yield final, err, json.loads((out / "result_summary.json").read_text())
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def test_session_a_with_the_tokenizer_equals_upstreams_final_snapshot(
+    session_a_tokenized: tuple[dict[str, Any], str, dict[str, Any]],
+) -> None:
+    ours, err, _ = session_a_tokenized
+    theirs = load_json(SESSION_A_UPSTREAM / "final_snapshot.json")
+    diffs = diff_final_snapshots(ours, theirs)
+    n_fields = sum(len(m) for m in theirs["metrics"]) + 2
+    print(f"session A, with the tokenizer: {len(diffs)} of {n_fields} upstream fields differ")
+    assert diffs == [], "\n".join(diffs)
+    assert "Traceback" not in err
+
+
+def test_session_a_token_counts_equal_upstreams_with_its_tokenizer(
+    session_a_tokenized: tuple[dict[str, Any], str, dict[str, Any]],
+) -> None:
+    """Every count, sum and extreme of isl, osl and tpot_ns, the backlog and every counter:
+    what the tokenization decides, independently of the percentile and histogram rules."""
+    ours, err, report = session_a_tokenized
+    theirs = load_json(SESSION_A_UPSTREAM / "final_snapshot.json")
+    assert (
+        (ours["state"], ours["n_pending_tasks"])
+        == ("complete", 0)
+        == (
+            theirs["state"],
+            theirs["n_pending_tasks"],
+        )
+    )
+    mine = {m["name"]: m for m in ours["metrics"]}
+    for m in theirs["metrics"]:
+        if m["type"] == "counter":
+            assert mine[m["name"]]["value"] == m["value"], m["name"]
+    for name in TOKEN_SERIES:
+        o, t = mine[name], next(m for m in theirs["metrics"] if m["name"] == name)
+        for key in ("count", "min", "max"):
+            assert o[key] == t[key], (name, key, o[key], t[key])
+        for key in ("total", "sum_sq"):
+            assert _close(float(o[key]), float(t[key])), (name, key, o[key], t[key])
+    # the README's table: 400 prompts (306 token ids, 64 texts, 30 chat prompts), 380
+    # non-empty successful outputs, 376 of them with something after the first chunk
+    assert [mine[n]["count"] for n in TOKEN_SERIES] == [400, 380, 376]
+    c = {m["name"]: m["value"] for m in ours["metrics"] if m["type"] == "counter"}
+    assert c["tracked_output_tokens"] == mine["osl"]["total"] == 45_890
+    assert c["tokenization_errors"] == 0 and c["events_malformed"] == 0
+    assert "Traceback" not in err
+    assert ours["run"]["tokenizer"]["name"] == str(TOKENIZER_DIR.resolve())
+    # upstream's report: TPS over the legacy LoadGen window, each series' extremes and mean
+    # (std_dev and percentiles follow the registry's rules: the full comparison above)
+    summary = load_json(SESSION_A_UPSTREAM / "result_summary.json")
+    legacy_s = c["legacy_loadgen_window_duration_ns"] / 1e9
+    assert report["output_tokens"] / legacy_s == pytest.approx(summary["tps"], rel=REL)
+    for ours_name, theirs_name in (
+        ("isl", "input_sequence_lengths"),
+        ("osl", "output_sequence_lengths"),
+        ("tpot_ns", "tpot"),
+    ):
+        s_, t = report["series"][ours_name], summary[theirs_name]
+        assert (s_["min"], s_["max"]) == (t["min"], t["max"]), ours_name
+        assert s_["avg"] == pytest.approx(t["avg"], rel=REL), ours_name
 
 
 def test_report_of_session_a_agrees_with_upstreams_result_summary(workdir: Path) -> None:

@@ -71,8 +71,8 @@ def test_watch_follows_the_stream_and_ends_on_the_terminal_snapshot(ipc_endpoint
 
     rc, lines = asyncio.run(main())
     assert rc == 0, lines
-    assert "issued 105  completed 100  failed 2" in lines[0]
-    assert "complete" in lines[-1] and "completed 101" in lines[-1]
+    assert "issued 105  completed 102  failed 2" in lines[0]
+    assert "complete" in lines[-1] and "completed 103" in lines[-1]
     assert "ttft p50" in lines[-1]
 
 

@@ -17,9 +17,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import gc
+import logging
 import math
 import os
 import secrets
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -30,11 +33,14 @@ from exporter.mirror import (
     mirror_service,
     parse_label_args,
 )
+from exporter.output_dir import lock_output_dir
 from registry.aggregator import AggregatorService
+from registry.aggregator.event_subscriber import DEFAULT_MAX_FRAME_BYTES
 from registry.aggregator.service import Hook, SnapshotListener
 from registry.mlperf.early_stopping import EarlyStoppingSpec
 from registry.percentiles import PercentileMethod
 from registry.store.raw_store import DEFAULT_MEMORY_BYTES
+from registry.tokens import TokenCounter, TokenizerUnavailable, load_tokenizer
 from registry.transport import check_endpoint
 
 __all__ = ["add_parser", "build_service", "run"]
@@ -44,8 +50,10 @@ exit status:
   0         session.ended received; final_snapshot.json and result_summary.json written
             (state interrupted when the session sent session.interrupted first)
   130, 143  interrupted by SIGINT / SIGTERM; INTERRUPTED final files written
-  1         internal error; INTERRUPTED final files written
-  2         bad command line
+  1         internal error; INTERRUPTED final files written (when the disk allows)
+  2         bad command line, or --output-dir is in use by another run
+  3         final_snapshot.json or result_summary.json could not be written (the log
+            names which); the terminal frame was still sent
 """
 
 
@@ -120,6 +128,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="buckets of each series' display histogram (default: %(default)s)",
     )
     p.add_argument(
+        "--max-frame-bytes",
+        type=int,
+        default=DEFAULT_MAX_FRAME_BYTES,
+        metavar="N",
+        help=(
+            "larger event messages are counted as malformed and skipped undecoded "
+            "(default: %(default)s = 64 MiB)"
+        ),
+    )
+    p.add_argument(
         "--ignore-sigint",
         action="store_true",
         help=(
@@ -162,10 +180,76 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar="K=V",
         help="a run label for the report and the metrics (repeatable)",
     )
+    add_tokenizer_arguments(p)
     # The Prometheus mirror is off unless --listen or --pushgateway is given.
     add_exporter_arguments(p, listen_default=None, linger_default=30.0, with_labels=False)
     add_upstream_arguments(p)
     p.set_defaults(run=run)
+
+
+def add_tokenizer_arguments(p: argparse.ArgumentParser) -> None:
+    """``--tokenizer``, ``--tokenizer-workers``, ``--drain-timeout`` (also upstream's flags)."""
+    g = p.add_argument_group(
+        "token counts from the text",
+        "Text prompts, chat prompts and streamed outputs are tokenized with a local Hugging "
+        "Face tokenizer directory (offline; needs the extra bench-metrics[tokenizer]). "
+        "Without --tokenizer, isl comes from token ids only and osl/tpot_ns only from the "
+        "output_tokens extension, as upstream skips them.",
+    )
+    g.add_argument(
+        "--tokenizer",
+        type=Path,
+        metavar="PATH",
+        help="local tokenizer directory (tokenizer.json, tokenizer_config.json, ...)",
+    )
+    g.add_argument(
+        "--tokenizer-workers",
+        type=int,
+        default=2,
+        metavar="N",
+        help=(
+            "threads that tokenize while the run goes, 0..64; 0 = none, everything waits for "
+            "the end of the run (default: %(default)s)"
+        ),
+    )
+    g.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help=(
+            "seconds the backlog of tokenizations may take after session.ended; what is left "
+            "stays in n_pending_tasks and the report is not complete (0 = no limit, the "
+            "default)"
+        ),
+    )
+
+
+#: The most tokenizer threads one aggregator may start.
+MAX_TOKENIZER_WORKERS = 64
+
+
+def check_tokenizer_arguments(args: argparse.Namespace) -> None:
+    """One-line :class:`UsageError` for a bad ``--tokenizer-workers`` / ``--drain-timeout``."""
+    if not 0 <= args.tokenizer_workers <= MAX_TOKENIZER_WORKERS:
+        raise UsageError(
+            f"--tokenizer-workers must be in 0..{MAX_TOKENIZER_WORKERS}, "
+            f"got {args.tokenizer_workers}"
+        )
+    if not (math.isfinite(args.drain_timeout) and args.drain_timeout >= 0):
+        raise UsageError(
+            f"--drain-timeout must be a finite number of seconds >= 0, got {args.drain_timeout}"
+        )
+
+
+def load_token_counter(path: Path | None) -> TokenCounter | None:
+    """The counter over ``--tokenizer PATH`` (``None`` without one); one-line UsageError."""
+    if path is None:
+        return None
+    try:
+        return TokenCounter(load_tokenizer(path), name=str(path.resolve()))
+    except TokenizerUnavailable as exc:
+        raise UsageError(f"--tokenizer {exc}") from None
 
 
 def add_upstream_arguments(p: argparse.ArgumentParser) -> None:
@@ -242,6 +326,8 @@ def build_service(
         raise UsageError(f"--es-confidence must be in (0, 1), got {args.es_confidence}")
     if not (math.isfinite(args.es_tolerance) and 0 <= args.es_tolerance < 1):
         raise UsageError(f"--es-tolerance must be in [0, 1), got {args.es_tolerance}")
+    if args.max_frame_bytes < 1024:
+        raise UsageError(f"--max-frame-bytes must be >= 1024, got {args.max_frame_bytes}")
     if not 1 <= args.hdr_sig_figs <= 5:
         raise UsageError(f"--hdr-sig-figs must be in 1..5, got {args.hdr_sig_figs}")
     if not 1 <= args.n_histogram_buckets <= 10_000:
@@ -250,6 +336,7 @@ def build_service(
         )
     if not (math.isfinite(args.raw_memory_mb) and 0 <= args.raw_memory_mb <= 2**40):
         raise UsageError(f"--raw-memory-mb must be a number of MiB >= 0, got {args.raw_memory_mb}")
+    check_tokenizer_arguments(args)
     out: Path = args.output_dir
     if out.exists() and not out.is_dir():
         raise UsageError(f"--output-dir {out}: exists and is not a directory")
@@ -259,6 +346,7 @@ def build_service(
         raise UsageError(f"--output-dir {out}: cannot create: {exc.strerror or exc}") from None
     if not os.access(out, os.W_OK | os.X_OK):
         raise UsageError(f"--output-dir {out}: not writable")
+    tokens = load_token_counter(args.tokenizer)
     return AggregatorService(
         events_endpoint=args.events,
         snapshots_endpoint=args.snapshots,
@@ -281,6 +369,10 @@ def build_service(
         raw_store=args.raw_store,
         raw_memory_bytes=int(args.raw_memory_mb * 2**20),
         samples=args.samples,
+        tokenizer=tokens,
+        tokenizer_workers=args.tokenizer_workers,
+        drain_timeout_s=args.drain_timeout or None,
+        max_frame_bytes=args.max_frame_bytes,
         listeners=listeners,
         on_start=on_start,
         on_stop=on_stop,
@@ -323,12 +415,30 @@ def apply_upstream_arguments(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     options = exporter_options(args)
     service = build_service(args)
-    mirror = mirror_service(service, options)
+    # Before anything is written: one run per output directory (SPEC §7).
+    lock = lock_output_dir(service.output_dir, service.run_id)
     try:
-        return asyncio.run(service.run())
-    except OSError as exc:
-        # Raised before any event is read: the snapshot endpoint cannot be bound.
-        raise UsageError(str(exc)) from None
+        mirror = mirror_service(service, options)
+        # Everything imported and loaded so far (transformers alone is ~50k objects)
+        # lives as long as the process: keep it out of the collector, so that a full
+        # collection during the run (it holds the GIL, so stalls the loop) stays short.
+        gc.collect()
+        gc.freeze()
+        try:
+            rc = asyncio.run(service.run())
+        except OSError as exc:
+            # Raised before any event is read: the snapshot endpoint cannot be bound.
+            raise UsageError(str(exc)) from None
+        finally:
+            if mirror is not None:
+                mirror.close()
     finally:
-        if mirror is not None:
-            mirror.close()
+        lock.release()
+    if service.tokenizer_stuck:
+        # The final files are on disk; finalising the interpreter with a thread inside
+        # the tokenizer's native code would abort the process instead of exiting rc.
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(rc)
+    return rc

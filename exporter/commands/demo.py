@@ -34,6 +34,7 @@ from typing import Any
 
 from rich.console import Console
 
+from exporter.commands.aggregate import add_tokenizer_arguments, check_tokenizer_arguments
 from exporter.commands.watch import install_stop_signals
 from exporter.errors import UsageError
 from exporter.live_display import show_live
@@ -44,6 +45,7 @@ from exporter.mirror import (
     check_listen_free,
     exporter_options,
 )
+from exporter.output_dir import lock_output_dir
 from exporter.parent_watch import child_env
 from exporter.report_view import (
     ReportDocument,
@@ -54,8 +56,16 @@ from exporter.report_view import (
 from registry.events.publisher import EventPublisher
 from registry.events.synthetic import SourceStats, SyntheticLoad, drive
 from registry.final_source import FinalSnapshotUnavailable, load_final_snapshot
+from registry.percentiles import PercentileMethod
 from registry.report import build_report
+from registry.run_lock import RunLock
 from registry.subscriber import SnapshotSubscriber
+from registry.tokens.loader import (
+    EXTRA_HINT,
+    TokenizerUnavailable,
+    check_tokenizer_dir,
+    transformers_available,
+)
 
 __all__ = [
     "AGGREGATOR_PASSTHROUGH",
@@ -80,6 +90,8 @@ FINAL_FILES = ("final_snapshot.json", "result_summary.json")
 AGGREGATOR_PASSTHROUGH: list[tuple[str, str]] = [
     ("interval", "--interval"),
     ("run_id", "--run-id"),
+    ("percentile_method", "--percentile-method"),
+    ("no_early_stopping", "--no-early-stopping"),
     # the Prometheus mirror runs inside the aggregator process
     ("listen", "--listen"),
     ("web_config", "--web-config"),
@@ -88,6 +100,10 @@ AGGREGATOR_PASSTHROUGH: list[tuple[str, str]] = [
     ("push_job", "--push-job"),
     ("namespace", "--namespace"),
     ("stale_after", "--stale-after"),
+    # token counts from the text (the source then sends text instead of counts)
+    ("tokenizer", "--tokenizer"),
+    ("tokenizer_workers", "--tokenizer-workers"),
+    ("drain_timeout", "--drain-timeout"),
 ]
 
 # How long the aggregator may take to subscribe to the events after it starts.
@@ -158,6 +174,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--run-id", default=None, metavar="ID", help="run id (default: demo-<date>-<time>)"
     )
+    parser.add_argument(
+        "--percentile-method",
+        choices=[m.value for m in PercentileMethod],
+        default=None,
+        help="the aggregator's exact percentile method (default: nearest-rank)",
+    )
+    parser.add_argument(
+        "--no-early-stopping",
+        action="store_true",
+        help="leave out the MLPerf early-stopping estimates",
+    )
+    add_tokenizer_arguments(parser)
     # The demo exits after printing its report: no linger unless asked for.
     add_exporter_arguments(
         parser, listen_default=DEFAULT_LISTEN, linger_default=0.0, with_labels=False
@@ -175,6 +203,7 @@ def load_from_args(args: argparse.Namespace) -> SyntheticLoad:
             streaming=args.streaming,
             error_rate=args.error_rate,
             tokens_per_chunk=args.tokens_per_chunk,
+            text=getattr(args, "tokenizer", None) is not None,
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
@@ -246,9 +275,10 @@ class _Aggregator:
     Ctrl-C reaches only the demo, which decides when and how to stop it; armed to
     get SIGTERM if the demo dies first."""
 
-    def __init__(self, cmd: list[str], log_path: Path | None) -> None:
+    def __init__(self, cmd: list[str], log_path: Path | None, lock: RunLock) -> None:
         self.cmd = cmd
         self.log_path = log_path
+        self.lock = lock
         self.proc: asyncio.subprocess.Process | None = None
 
     async def start(self) -> None:
@@ -263,7 +293,9 @@ class _Aggregator:
                 stderr=stderr,
                 start_new_session=True,
                 # Its own session escapes a group kill: a parent-death SIGTERM ends it instead.
-                env=child_env(),
+                # It writes the files under the demo's output-directory lock.
+                pass_fds=(self.lock.fileno(),),
+                env={**child_env(), **self.lock.child_env()},
             )
         finally:
             if stderr is not None:
@@ -329,24 +361,29 @@ async def _final_document(output_dir: Path, sub: SnapshotSubscriber) -> ReportDo
     except FinalSnapshotUnavailable as exc:
         log.error("no final snapshot: %s", exc)
         return None
-    report = build_report(found.snapshot, source=found.source, reason=found.reason)
+    report = build_report(found.snapshot, source=found.source, reason=found.reason, run=found.run)
     if found.source == "file":
         return ReportDocument(path=final, kind="snapshot", report=report)
     return ReportDocument(path=Path("snapshot stream"), kind="summary", report=report)
 
 
-def _prepare_output_dir(path: str) -> Path:
+def _prepare_output_dir(path: str, run_id: str) -> tuple[Path, RunLock]:
     output_dir = Path(path).resolve()
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot use --output-dir {output_dir}: {exc.strerror or exc}") from None
+    lock = lock_output_dir(output_dir, run_id)  # before anything in it is touched
+    try:
         for name in (*FINAL_FILES, "samples.parquet"):
             # An earlier run's files would otherwise pass for this one's.
             (output_dir / name).unlink(missing_ok=True)
         # and its raw store for this run's (a merge reads it)
         shutil.rmtree(output_dir / "raw", ignore_errors=True)
     except OSError as exc:
+        lock.release()
         raise UsageError(f"cannot use --output-dir {output_dir}: {exc.strerror or exc}") from None
-    return output_dir
+    return output_dir, lock
 
 
 async def _wait_for_file(path: Path, timeout: float) -> bool:
@@ -396,9 +433,18 @@ async def _linger(
 
 
 async def _demo(args: argparse.Namespace, load: SyntheticLoad) -> int:
-    output_dir = _prepare_output_dir(args.output_dir)
     if args.run_id is None:
         args.run_id = time.strftime("demo-%Y%m%d-%H%M%S")
+    output_dir, lock = _prepare_output_dir(args.output_dir, args.run_id)
+    try:
+        return await _demo_locked(args, load, output_dir, lock)
+    finally:
+        lock.release()
+
+
+async def _demo_locked(
+    args: argparse.Namespace, load: SyntheticLoad, output_dir: Path, lock: RunLock
+) -> int:
     stop = asyncio.Event()
     install_stop_signals(stop)
     console = Console()
@@ -407,7 +453,7 @@ async def _demo(args: argparse.Namespace, load: SyntheticLoad) -> int:
     events_ep, snapshots_ep = f"ipc://{tmp}/events", f"ipc://{tmp}/snapshots"
     cmd = aggregator_command(args, events=events_ep, snapshots=snapshots_ep, output_dir=output_dir)
     # Under the live view the aggregator's log lines would tear the screen: they go to a file.
-    aggregator = _Aggregator(cmd, output_dir / "aggregator.log" if tui else None)
+    aggregator = _Aggregator(cmd, output_dir / "aggregator.log" if tui else None, lock)
     stats = SourceStats()
     problems: list[str] = []
     summary = output_dir / "result_summary.json"
@@ -530,7 +576,22 @@ def _finish(
     return 1 if problems else 0
 
 
+def check_tokenizer_options(args: argparse.Namespace) -> None:
+    """``--tokenizer`` and friends, checked here so a bad one is one line and exit 2 before
+    the aggregator process starts (it loads the tokenizer itself)."""
+    check_tokenizer_arguments(args)
+    if args.tokenizer is None:
+        return
+    try:
+        args.tokenizer = check_tokenizer_dir(args.tokenizer).resolve()
+    except TokenizerUnavailable as exc:
+        raise UsageError(f"--tokenizer {exc}") from None
+    if not transformers_available():
+        raise UsageError(f"--tokenizer needs transformers and tokenizers: {EXTRA_HINT}")
+
+
 def run(args: argparse.Namespace) -> int:
+    check_tokenizer_options(args)
     load = load_from_args(args)
     # bad exporter options and a busy --listen port fail here, not in the aggregator process
     check_listen_free(exporter_options(args).listen)

@@ -19,11 +19,24 @@ from __future__ import annotations
 from registry.events import EventRecord
 from registry.transport import MessageCodec, ZmqSubscriber
 
-__all__ = ["EventSubscriber"]
+__all__ = ["DEFAULT_MAX_FRAME_BYTES", "EventSubscriber"]
+
+#: The largest event message decoded; a larger one is counted as malformed and
+#: skipped undecoded. Upstream batches 1,000 records per message, and a
+#: ``sample.issued`` record carries its prompt's token ids (3-5 bytes each): a
+#: non-streaming batch of 8k-token prompts is about 16 MB, so the default
+#: leaves room for long prompts while one hostile frame cannot cost more.
+DEFAULT_MAX_FRAME_BYTES = 64 * 1024 * 1024
 
 
 class EventSubscriber(ZmqSubscriber[EventRecord]):
     """Connects to ``endpoint`` (lossless) and returns events batch by batch."""
 
-    def __init__(self, codec: MessageCodec[EventRecord], endpoint: str) -> None:
-        super().__init__(codec, endpoint, rcvhwm=0)
+    def __init__(
+        self,
+        codec: MessageCodec[EventRecord],
+        endpoint: str,
+        *,
+        max_message_bytes: int | None = DEFAULT_MAX_FRAME_BYTES,
+    ) -> None:
+        super().__init__(codec, endpoint, rcvhwm=0, max_message_bytes=max_message_bytes)

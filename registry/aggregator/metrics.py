@@ -19,17 +19,24 @@ same events give the same numbers (the fixture tests compare field by field):
 - Finish reasons: tracked completions with a ``finish_reason`` string; the
   five known ones by name, any other string as ``other``, none when absent.
 - ``tracked_duration_ns``: Σ over tracking windows of (latest completion of a
-  sample issued in it, or the window start) - window start. ``legacy_loadgen_
-  window_duration_ns``: first tracked issue → completion of the latest-issued
-  tracked sample that completed. ``total_duration_ns``: ``session.started`` →
-  the latest event (by timestamp), ``session.ended`` included. All three are
+  sample issued in it, or the window start) - window start.
+  ``legacy_loadgen_window_duration_ns``: first tracked issue → completion of
+  the latest-issued tracked sample that completed. ``total_duration_ns``:
+  ``session.started`` → the latest event (by timestamp), ``session.ended`` included. All three are
   kept current at every batch (upstream refreshes the first two only at
   ``stop_performance_tracking`` and the end; the final values are equal).
 - Token counts: the producer's ``input_tokens``/``output_tokens`` (our
   extension) take precedence; else ISL is the number of ``token_ids`` (read
-  from the msgpack array header, no list built). Text prompts and outputs need
-  a tokenizer; without one they are skipped, as upstream skips them.
-  ``n_pending_tasks`` counts tokenizations not yet recorded.
+  from the msgpack array header, no list built). Text prompts, chat prompts
+  and outputs need a tokenizer (``tokens=``); without one they are skipped, as
+  upstream skips them. With one, the handler submits the payload to the
+  :class:`~registry.tokens.TokenizerPool` and the counts are recorded when
+  its workers are done: ``isl`` for the prompt, ``osl`` (also added to
+  ``tracked_output_tokens``) and ``tpot_ns`` = (complete - first receive) /
+  tokens after the first chunk, skipped when that is 0. What is tokenized is
+  :mod:`registry.tokens.rules`. ``n_pending_tasks`` counts tokenizations not
+  yet recorded; ``tokenization_errors`` those the tokenizer raised on (each
+  costs its own value only).
 - Events after ``session.ended`` are ignored, the rest of its batch included.
 
 Ours in addition: ``tracked_output_tokens`` and the data-quality counters
@@ -55,9 +62,12 @@ import msgspec
 from registry.aggregator.rows import NO_COUNT, UNSET, SampleTable
 from registry.aggregator.session import SessionMachine
 from registry.events import EventCodec, EventRecord, EventType
-from registry.events.data import ErrorData, PromptData
+from registry.events.data import ErrorData, PromptData, TextModelOutput
 from registry.metrics_registry import MetricsRegistry
 from registry.store.sample_log import SampleLog
+from registry.tokens import OUTPUT, PROMPT, TokenCounter, TokenizerPool, TokenJob
+from registry.tokens.pool import Count
+from registry.tokens.rules import needs_after_first_chunk_count, needs_output_count
 
 __all__ = [
     "COUNTERS",
@@ -107,6 +117,7 @@ DIAGNOSTIC_COUNTERS: tuple[str, ...] = (
     "events_unmatched",
     "events_out_of_order",
     "session_errors",
+    "tokenization_errors",
 )
 
 NS_SERIES_BOUNDS: dict[str, int] = {"hdr_low": 1, "hdr_high": 3_600_000_000_000, "sig_figs": 3}
@@ -140,9 +151,12 @@ class AggregatorMetrics:
     """SPEC §6 computations over ``registry``, driving ``session``.
 
     Feed it with :meth:`handle_many` (one call per received batch). Read
-    :attr:`n_pending_tasks` for the snapshot's pending count. With a
-    ``sample_log``, every tracked sample's record is appended to it when the
-    sample completes (:meth:`log_in_flight` adds those still running).
+    :attr:`n_pending_tasks` for the snapshot's pending count. With ``tokens``
+    (a counter over a loaded tokenizer) text is tokenized by :attr:`tokenizer`
+    in ``tokenizer_workers`` threads; its results are recorded on the event
+    loop that called :meth:`handle_many`. With a ``sample_log``, every tracked
+    sample's record is appended to it when the sample completes
+    (:meth:`log_in_flight` adds those still running).
     """
 
     def __init__(
@@ -153,6 +167,8 @@ class AggregatorMetrics:
         session: SessionMachine | None = None,
         sig_figs: int = 3,
         n_histogram_buckets: int = 30,
+        tokens: TokenCounter | None = None,
+        tokenizer_workers: int = 2,
         sample_log: SampleLog | None = None,
     ) -> None:
         self.registry = registry
@@ -202,6 +218,7 @@ class AggregatorMetrics:
         self._n_unmatched = 0
         self._n_out_of_order = 0
         self._n_session_errors = 0
+        self._n_token_errors = 0
         self._tracked_duration = 0
         self._total_duration = 0
         self._finish = dict.fromkeys(FINISH_REASONS, 0)
@@ -210,6 +227,15 @@ class AggregatorMetrics:
 
         record = registry.record
         self._record = record
+        #: the tokenization backlog (``None`` without a tokenizer)
+        self.tokenizer: TokenizerPool | None = None
+        if tokens is not None:
+            self.tokenizer = TokenizerPool(
+                tokens,
+                workers=tokenizer_workers,
+                on_counts=self._on_token_counts,
+                after_batch=self._flush,
+            )
         series = registry.series_names
         self._has_ttft = "ttft_ns" in series
         self._append_gap: Callable[[int], None] = (
@@ -238,7 +264,8 @@ class AggregatorMetrics:
     @property
     def n_pending_tasks(self) -> int:
         """Tokenizations not yet recorded (0 without a tokenizer)."""
-        return 0
+        pool = self.tokenizer
+        return pool.pending if pool is not None else 0
 
     @property
     def n_in_flight(self) -> int:
@@ -436,6 +463,7 @@ class AggregatorMetrics:
             ("events_unmatched", self._n_unmatched),
             ("events_out_of_order", self._n_out_of_order),
             ("session_errors", self._n_session_errors),
+            ("tokenization_errors", self._n_token_errors),
         ):
             delta = value - flushed.get(name, 0)
             if delta:
@@ -490,6 +518,9 @@ class AggregatorMetrics:
         if not uuid:
             self._no_uuid(rec)
             return
+        # Read the prompt before changing anything: a prompt whose token ids are not
+        # an array raises here, and the record is then not applied at all.
+        isl = self._input_tokens(rec)
         self._n_issued += 1
         if not self._tracking:
             if uuid in self.rows:
@@ -514,10 +545,14 @@ class AggregatorMetrics:
         self._n_tracked_issued += 1
         if rec.conversation_id or rec.turn is not None:
             rows.tags[slot] = (rec.conversation_id, rec.turn)
-        isl = self._input_tokens(rec)
         if isl is not None:
             self._record("isl", isl)
             rows.set_isl(slot, isl)
+            return
+        pool = self.tokenizer
+        data = rec.data
+        if pool is not None and isinstance(data, PromptData) and (data.text or data.has_messages):
+            pool.submit(TokenJob(PROMPT, data))
 
     def _input_tokens(self, rec: EventRecord) -> int | None:
         n = rec.input_tokens
@@ -599,14 +634,16 @@ class AggregatorMetrics:
         record = self._record
         record("sample_latency_ns", ts - issued)
         out = rec.output_tokens
+        first = rows.recv_first[slot]
         tpot: float | None = None
         if out is not msgspec.UNSET:
             record("osl", out)
             self._n_output_tokens += out
-            first = rows.recv_first[slot]
             if self._has_ttft and first != UNSET and out > 1:
                 tpot = (ts - first) / (out - 1)
                 record("tpot_ns", tpot)
+        elif self.tokenizer is not None and isinstance(rec.data, TextModelOutput):
+            self._submit_output(rec.data, ts - first if self._has_ttft and first != UNSET else None)
         reason = rec.finish_reason
         if isinstance(reason, str):
             key = reason if reason in self._finish else "other"
@@ -632,6 +669,47 @@ class AggregatorMetrics:
         if issued > self._legacy_max_issued:
             self._legacy_max_issued = issued
             self._legacy_end = ts
+
+    def _submit_output(self, data: TextModelOutput, tpot_span: int | None) -> None:
+        """Queue an output's OSL and, given complete - first receive, TPOT's denominator."""
+        osl = needs_output_count(data)
+        tpot = tpot_span is not None and needs_after_first_chunk_count(data)
+        if osl or tpot:
+            assert self.tokenizer is not None
+            job = TokenJob(
+                OUTPUT, data, after_first_chunk=tpot, context=tpot_span, weight=osl + tpot
+            )
+            self.tokenizer.submit(job)
+
+    def _on_token_counts(self, job: TokenJob, first: Count, second: Count) -> None:
+        """A finished job (on the loop): record by upstream's rules; errors cost their value."""
+        if job.kind == PROMPT:
+            if isinstance(first, int):
+                self._record("isl", first)
+            elif isinstance(first, Exception):
+                self._token_error(first)
+            return
+        if isinstance(first, int):
+            self._record("osl", first)
+            self._n_output_tokens += first
+        elif isinstance(first, Exception):
+            self._token_error(first)
+        if isinstance(second, int):
+            if second > 0:
+                self._record("tpot_ns", job.context / second)
+        elif isinstance(second, Exception) and second is not first:
+            self._token_error(second)
+
+    def _token_error(self, exc: Exception) -> None:
+        self._n_token_errors += 1
+        if "tokenization" not in self._warned:
+            self._warned.add("tokenization")
+            logger.warning(
+                "the tokenizer failed on an input (%s: %s); its value is skipped and counted "
+                "in tokenization_errors; further failures are not logged",
+                type(exc).__name__,
+                " ".join(str(exc).split())[:200],
+            )
 
     def _on_error(self, rec: EventRecord) -> None:
         self._n_failed += 1
@@ -663,15 +741,19 @@ class AggregatorEventCodec(EventCodec):
 
     def on_decode_error(self, payload: bytes, exc: Exception) -> EventRecord | None:
         self.errors += 1
-        self._metrics.count_malformed(classify_bad_payload(payload))
+        self._metrics.count_malformed(classify_bad_payload(payload, exc))
         return None
 
 
 _KNOWN_TYPES = frozenset(t.value for t in EventType)
 
 
-def classify_bad_payload(payload: bytes | memoryview) -> str:
-    """A short kind for an undecodable event payload (for one log line per kind)."""
+def classify_bad_payload(payload: bytes | memoryview, exc: Exception | None = None) -> str:
+    """A short kind for an undecodable event payload (for one log line per kind).
+
+    The decoder's own reason (which field broke which rule, never a value) is
+    kept when the payload is a map of a known type.
+    """
     try:
         obj: Any = msgspec.msgpack.decode(payload)
     except (msgspec.DecodeError, ValueError, TypeError):
@@ -681,4 +763,5 @@ def classify_bad_payload(payload: bytes | memoryview) -> str:
     event_type = obj.get("event_type")
     if isinstance(event_type, str) and event_type not in _KNOWN_TYPES:
         return f"unknown event type {event_type[:60]!r}"
-    return "map with missing or mistyped fields"
+    reason = str(exc).removeprefix("invalid event payload: ") if exc is not None else ""
+    return f"invalid record: {reason[:120]}" if reason else "map with missing or mistyped fields"

@@ -5,13 +5,19 @@ It connects to the benchmark's event endpoint, applies every event to
 snapshots through a :class:`~registry.publisher.MetricsPublisher` bound on the
 snapshot endpoint. The run ends in one of two ways:
 
-- ``session.ended`` → DRAINING: the service stops reading, the publisher
-  writes the COMPLETE ``final_snapshot.json`` and sends the terminal frame,
-  the state becomes COMPLETE, ``result_summary.json`` is written beside it,
-  and :meth:`AggregatorService.run` returns 0.
+- ``session.ended`` → DRAINING: the service stops reading, the tokenizer's
+  backlog (if a tokenizer is configured) is counted within ``drain_timeout_s``
+  (``None``: no limit; live snapshots meanwhile show it shrinking in
+  ``n_pending_tasks``), then the publisher writes the COMPLETE
+  ``final_snapshot.json`` and sends the terminal frame, the state becomes
+  COMPLETE, ``result_summary.json`` is written beside it, and
+  :meth:`AggregatorService.run` returns 0. Tokenizations the budget did not
+  cover stay in the final ``n_pending_tasks`` (the report then says the run
+  is not complete, and why).
 - SIGTERM or SIGINT (or :meth:`AggregatorService.interrupt`) at any moment
   before that: the service stops reading at once and writes an INTERRUPTED
-  final snapshot holding everything applied so far, then the report, and
+  final snapshot holding everything applied so far (a tokenization backlog is
+  not drained: it stays in ``n_pending_tasks``), then the report, and
   returns ``128 + signal number`` (130 for SIGINT, 143 for SIGTERM), as a
   shell reports a process killed by that signal, so scripts can tell an
   interrupted run from a complete one. A signal that arrives once the final
@@ -51,7 +57,7 @@ import msgspec
 import zmq
 import zmq.asyncio
 
-from registry.aggregator.event_subscriber import EventSubscriber
+from registry.aggregator.event_subscriber import DEFAULT_MAX_FRAME_BYTES, EventSubscriber
 from registry.aggregator.metrics import AggregatorEventCodec, AggregatorMetrics
 from registry.aggregator.session import SessionMachine
 from registry.clock import anchor, clock_block
@@ -65,6 +71,7 @@ from registry.snapshot import MetricsSnapshot, SessionState
 from registry.store.raw_store import DEFAULT_MEMORY_BYTES, RawStore
 from registry.store.sample_log import SampleLog
 from registry.store.samples import SAMPLES_NAME, SampleWriter
+from registry.tokens import TokenCounter
 
 __all__ = [
     "FINAL_SNAPSHOT_NAME",
@@ -86,6 +93,15 @@ Hook = Callable[[], Awaitable[Any]]
 
 #: Exit code when the ingest loop itself failed (a bug, not bad input).
 EXIT_INTERNAL_ERROR = 1
+#: How long the tokenizer's threads get to finish the input they count, after the end.
+TOKENIZER_JOIN_S = 5.0
+#: Records applied per loop step. Upstream's messages hold at most 1,000 records, about
+#: 0.7 ms of work, and go in one step (each step folds the counters once, so smaller
+#: steps cost ingest rate); bigger messages from other producers are split, so no step
+#: holds the loop for long. A snapshot between two steps is consistent.
+APPLY_SLICE = 1024
+#: Exit code when final_snapshot.json or result_summary.json could not be written.
+EXIT_FINAL_FILES_NOT_WRITTEN = 3
 
 
 class AggregatorService:
@@ -108,6 +124,10 @@ class AggregatorService:
         ignore_sigint: bool = False,
         readiness: tuple[str, int] | None = None,
         ready_marker: bool = False,
+        tokenizer: TokenCounter | None = None,
+        tokenizer_workers: int = 2,
+        drain_timeout_s: float | None = None,
+        max_frame_bytes: int | None = DEFAULT_MAX_FRAME_BYTES,
         listeners: Sequence[SnapshotListener] = (),
         on_start: Sequence[Hook] = (),
         on_stop: Sequence[Hook] = (),
@@ -118,6 +138,10 @@ class AggregatorService:
     ) -> None:
         if not interval_s > 0:
             raise ValueError(f"interval_s must be > 0, got {interval_s!r}")
+        if drain_timeout_s is not None and not drain_timeout_s >= 0:
+            raise ValueError(f"drain_timeout_s must be >= 0 or None, got {drain_timeout_s!r}")
+        #: seconds the end-of-run tokenization may take (``None``: no limit)
+        self.drain_timeout_s = drain_timeout_s or None
         self.events_endpoint = events_endpoint
         self.snapshots_endpoint = snapshots_endpoint
         self.output_dir = Path(output_dir)
@@ -135,6 +159,7 @@ class AggregatorService:
             if raw_store
             else None
         )
+        self.max_frame_bytes = max_frame_bytes
         self.registry = MetricsRegistry(
             percentile_method=percentile_method,
             early_stopping=early_stopping,
@@ -151,6 +176,8 @@ class AggregatorService:
             sig_figs=sig_figs,
             n_histogram_buckets=n_histogram_buckets,
             sample_log=self.sample_log,
+            tokens=tokenizer,
+            tokenizer_workers=tokenizer_workers,
         )
         self._clock_start: dict[str, int] | None = None
         self._clock_end: dict[str, int] | None = None
@@ -168,10 +195,15 @@ class AggregatorService:
         #: the terminal snapshot and the report, once written
         self.final_snapshot: MetricsSnapshot | None = None
         self.report: dict[str, Any] | None = None
+        #: final files that could not be written, with the reason
+        self.unwritten_files: dict[str, str] = {}
         #: the snapshot endpoint actually bound (set once running)
         self.bound_snapshots_endpoint: str | None = None
         self._publisher: MetricsPublisher | None = None
         self._codec = AggregatorEventCodec(self.metrics)
+        #: a tokenizer thread was still in the tokenizer when run() returned: the
+        #: process must end with os._exit (finalising would abort in native code)
+        self.tokenizer_stuck = False
 
     # -- seams -----------------------------------------------------------------
 
@@ -215,24 +247,6 @@ class AggregatorService:
         if new is SessionState.LIVE and self._clock_start is None:
             self._clock_start = anchor()
 
-    def run_block(self) -> dict[str, Any]:
-        """What the final files' ``run`` block says about this run beyond the registry's
-        settings: id, labels, clock anchors, timeline, series settings, stores."""
-        reg = self.registry
-        return {
-            "run_id": self.run_id,
-            "labels": dict(self.labels),
-            "clock": clock_block(self._clock_start, self._clock_end),
-            "timeline": self.metrics.timeline(),
-            "series": {name: reg.series_config(name).describe() for name in reg.series_names},
-            "raw_store": (
-                None
-                if self.raw_store is None
-                else {"dir": RAW_STORE_DIR, "memory_bytes": self.raw_store.budget.limit}
-            ),
-            "samples": SAMPLES_NAME if self.sample_log is not None else None,
-        }
-
     def _flush_samples(self, snap: MetricsSnapshot) -> None:
         # a tick listener: hand the rows completed since the last tick to the writer's thread
         if self._sample_writer is not None and self.sample_log is not None:
@@ -244,7 +258,8 @@ class AggregatorService:
         """Aggregate until ``session.ended`` or a signal; write the final files.
 
         Returns the process exit code: 0 after a COMPLETE run, 128 + signal
-        number after an interrupted one, 1 if the ingest loop failed.
+        number after an interrupted one, 3 when a final file could not be
+        written (whatever the state), 1 if the ingest loop failed.
         """
         self._loop = loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
@@ -254,7 +269,7 @@ class AggregatorService:
             endpoint=self.snapshots_endpoint,
             final_snapshot_path=self.final_snapshot_path,
             interval_s=self.interval_s,
-            run_info=self.run_block,
+            run_info=self.run_info,
         )
         self._publisher = publisher
         self.bound_snapshots_endpoint = publisher.endpoint
@@ -263,7 +278,9 @@ class AggregatorService:
             publisher.add_listener(self._flush_samples)
         for fn in self._listeners:
             publisher.add_listener(fn)
-        subscriber = EventSubscriber(self._codec, self.events_endpoint)
+        subscriber = EventSubscriber(
+            self._codec, self.events_endpoint, max_message_bytes=self.max_frame_bytes
+        )
         installed = self._install_signal_handlers(loop)
         ingest: asyncio.Task[None] | None = None
         failed = False
@@ -271,6 +288,8 @@ class AggregatorService:
             for hook in self._on_start:
                 await hook()
             subscriber.open()
+            if self.metrics.tokenizer is not None:
+                self.metrics.tokenizer.start(loop)
             publisher.start(self._runtime_state)
             await self._announce_ready()
             logger.info(
@@ -287,6 +306,8 @@ class AggregatorService:
                 ingest.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await ingest
+            if self.signal is None:
+                await self._drain_tokenizer()
         except Exception:
             logger.exception("the aggregator's ingest failed; writing INTERRUPTED final files")
             failed = True
@@ -304,8 +325,17 @@ class AggregatorService:
         finally:
             await publisher.aclose()
             self._remove_signal_handlers(loop, installed)
+            await self._stop_tokenizer()
+        if self.unwritten_files:
+            logger.error(
+                "final files NOT written: %s (the terminal frame was %s)",
+                "; ".join(f"{name} ({why})" for name, why in self.unwritten_files.items()),
+                "sent" if publisher.final_frame_sent else "NOT sent",
+            )
         if failed:
             return EXIT_INTERNAL_ERROR
+        if self.unwritten_files:
+            return EXIT_FINAL_FILES_NOT_WRITTEN
         if self.session.state is SessionState.INTERRUPTED and self.signal is not None:
             return 128 + self.signal
         return 0
@@ -318,7 +348,12 @@ class AggregatorService:
         framing_counted = 0
         while session.state.rank < draining:
             batch = await subscriber.recv_batch()
-            handle_many(batch)
+            for i in range(0, len(batch), APPLY_SLICE):
+                if i:
+                    # Between slices of a big message: the loop stays responsive (ticks,
+                    # signals, the tokenizer's deliveries) while a message is applied.
+                    await asyncio.sleep(0)
+                handle_many(batch[i : i + APPLY_SLICE] if len(batch) > APPLY_SLICE else batch)
             self.events_applied += len(batch)
             # The subscriber drops broken frames (wrong frame count, topic, batch)
             # before any payload reaches the codec: count those as malformed too.
@@ -332,7 +367,62 @@ class AggregatorService:
             # ticks and signal handlers run even under a continuous stream.
             await asyncio.sleep(0)
 
+    def _tokenizer_info(self) -> dict[str, Any] | None:
+        """The run block's ``tokenizer``: which one counted, how (``None`` without one)."""
+        pool = self.metrics.tokenizer
+        if pool is None:
+            return None
+        return {
+            **pool.counter.describe(),
+            "workers": pool.workers,
+            "drain_timeout_s": self.drain_timeout_s,
+        }
+
+    async def _drain_tokenizer(self) -> None:
+        """After ``session.ended``: count the tokenization backlog within the budget.
+
+        A signal meanwhile stops the drain at once (the run is then interrupted).
+        """
+        pool = self.metrics.tokenizer
+        if pool is None or pool.pending == 0:
+            return
+        budget = self.drain_timeout_s
+        logger.info(
+            "session ended: draining %d tokenizations (%s)",
+            pool.pending,
+            "no time limit" if budget is None else f"budget {budget:g} s",
+        )
+        assert self._stop is not None
+        drain = asyncio.create_task(pool.drain(budget), name="aggregator-token-drain")
+        stop = asyncio.create_task(self._stop.wait(), name="aggregator-stop")
+        try:
+            await asyncio.wait({drain, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (drain, stop):
+                task.cancel()
+            await asyncio.gather(drain, stop, return_exceptions=True)
+        if self.signal is not None:
+            logger.warning("drain stopped by a signal: %d tokenizations left", pool.pending)
+
+    async def _stop_tokenizer(self) -> None:
+        pool = self.metrics.tokenizer
+        if pool is None:
+            return
+        pool.close()
+        if not await asyncio.to_thread(pool.join, TOKENIZER_JOIN_S):
+            self.tokenizer_stuck = True
+            logger.warning(
+                "a tokenizer thread is still busy %g s after the end; the process must end "
+                "with os._exit",
+                TOKENIZER_JOIN_S,
+            )
+
     async def _finish(self, publisher: MetricsPublisher, *, interrupted: bool) -> None:
+        pool = self.metrics.tokenizer
+        if pool is not None:
+            # Freeze the backlog: a batch finishing from here on must not be recorded
+            # after n_pending_tasks was read for the final snapshot.
+            pool.close()
         self.metrics.refresh_durations()
         self._clock_end = anchor()
         pending = self.metrics.n_pending_tasks
@@ -342,6 +432,8 @@ class AggregatorService:
         if not interrupted:
             self.session.complete()
         self.final_snapshot = snap
+        if not publisher.final_file_written:
+            self.unwritten_files[FINAL_SNAPSHOT_NAME] = publisher.final_file_error or "unknown"
         self.report = self._write_report(snap, file_written=publisher.final_file_written)
         await self._complete_stores()
 
@@ -358,6 +450,27 @@ class AggregatorService:
             except Exception:
                 logger.exception("could not complete the raw store in %s", self.raw_store.directory)
 
+    def run_info(self) -> dict[str, Any]:
+        """This run's part of the final files' ``run`` block (the registry adds its
+        percentile method and early-stopping settings)."""
+        reg = self.registry
+        return {
+            "run_id": self.run_id,
+            "labels": dict(self.labels),
+            "streaming": self.metrics.streaming,
+            "tokenizer": self._tokenizer_info(),
+            # SPEC §11: what bench-metrics merge needs to align and check the runs
+            "clock": clock_block(self._clock_start, self._clock_end),
+            "timeline": self.metrics.timeline(),
+            "series": {name: reg.series_config(name).describe() for name in reg.series_names},
+            "raw_store": (
+                None
+                if self.raw_store is None
+                else {"dir": RAW_STORE_DIR, "memory_bytes": self.raw_store.budget.limit}
+            ),
+            "samples": SAMPLES_NAME if self.sample_log is not None else None,
+        }
+
     def _write_report(self, snap: MetricsSnapshot, *, file_written: bool) -> dict[str, Any]:
         """The report from the final file as written (SPEC §7 order), else from memory."""
         source, reason = "file", None
@@ -370,14 +483,21 @@ class AggregatorService:
             )
         except (OSError, ValueError) as exc:
             source, reason = "terminal_frame", f"{FINAL_SNAPSHOT_NAME} unusable: {exc}"
+            run = self._publisher.run_block() if self._publisher is not None else None
             report = build_report(
-                snap, source=source, reason=reason, run_id=self.run_id, labels=self.labels
+                snap,
+                source=source,
+                reason=reason,
+                run=run,
+                run_id=self.run_id,
+                labels=self.labels,
             )
         try:
             write_report(self.report_path, report)
             logger.info("report written to %s (source: %s)", self.report_path, source)
-        except OSError:
-            logger.exception("could not write the report %s", self.report_path)
+        except OSError as exc:
+            self.unwritten_files[REPORT_NAME] = exc.strerror or str(exc)
+            logger.error("could not write the report %s: %s", self.report_path, exc.strerror or exc)
         return report
 
     async def _announce_ready(self) -> None:

@@ -122,6 +122,17 @@ class PromptData(msgspec.Struct, tag=True, array_like=True, frozen=True, gc=Fals
     def has_messages(self) -> bool:
         return not _is_nil(self.messages)
 
+    def tools_value(self) -> list[dict[str, Any]] | None:
+        value: list[dict[str, Any]] | None = decode_raw(self.tools, list[dict[str, Any]] | None)
+        return value
+
+    def chat_template_kwargs_value(self) -> dict[str, Any] | None:
+        value: dict[str, Any] | None = decode_raw(self.chat_template_kwargs, dict[str, Any] | None)
+        return value
+
+    def tool_choice_value(self) -> str | dict[str, Any] | None:
+        return decode_raw(self.tool_choice, str | dict[str, Any] | None)
+
 
 class TextModelOutput(msgspec.Struct, tag=True, array_like=True, frozen=True, gc=False):
     """The response on ``sample.complete``: output and reasoning are a string or the

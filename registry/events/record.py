@@ -9,18 +9,34 @@ values. Our extension keys ``input_tokens`` / ``output_tokens`` (token counts
 the producer already knows) follow, only when set; upstream ignores them.
 Unknown keys are ignored; absent keys take their defaults.
 
+Validation happens here, at decoding, so a record is applied wholly or not at
+all: timestamps and token counts must fit a non-negative int64, uuids and
+conversation ids at most :data:`MAX_ID_LENGTH` characters. A record that
+breaks a rule does not decode (the aggregator counts it in
+``events_malformed``), so no handler ever sees half-valid input.
+
 Plain data: no behaviour beyond classifying its own type.
 """
 
 from __future__ import annotations
 
 import enum
+from typing import Annotated
 
 import msgspec
 
 from registry.events.data import ErrorData, PromptData, TextModelOutput
 
-__all__ = ["EventData", "EventRecord", "EventType"]
+__all__ = ["MAX_ID_LENGTH", "EventData", "EventRecord", "EventType"]
+
+#: The longest ``sample_uuid`` / ``conversation_id`` accepted: a uuid is 32-36
+#: characters; a longer id costs memory for every sample in flight.
+MAX_ID_LENGTH = 256
+_INT64_MAX = 2**63 - 1
+
+#: A count or timestamp: an integer in [0, 2**63 - 1].
+NonNegativeInt64 = Annotated[int, msgspec.Meta(ge=0, le=_INT64_MAX)]
+Identifier = Annotated[str, msgspec.Meta(max_length=MAX_ID_LENGTH)]
 
 
 class EventType(enum.StrEnum):
@@ -66,12 +82,12 @@ class EventRecord(msgspec.Struct, frozen=True, gc=False):
     ``None`` for ``turn`` and ``data``) and are then left off the wire."""
 
     event_type: EventType
-    timestamp_ns: int
-    sample_uuid: str = ""
-    conversation_id: str = ""
+    timestamp_ns: NonNegativeInt64
+    sample_uuid: Identifier = ""
+    conversation_id: Identifier = ""
     turn: int | None = None
     data: EventData | None = None
     finish_reason: str | msgspec.UnsetType | None = msgspec.UNSET
     worker_id: int | msgspec.UnsetType = msgspec.UNSET
-    input_tokens: int | msgspec.UnsetType = msgspec.UNSET
-    output_tokens: int | msgspec.UnsetType = msgspec.UNSET
+    input_tokens: NonNegativeInt64 | msgspec.UnsetType = msgspec.UNSET
+    output_tokens: NonNegativeInt64 | msgspec.UnsetType = msgspec.UNSET

@@ -24,6 +24,8 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
+import msgspec
+
 from registry.events.data import ErrorData, PromptData, TextModelOutput
 from registry.events.record import EventRecord, EventType
 
@@ -78,6 +80,12 @@ class SyntheticLoad:
     ``sample.complete`` without data or finish reason. The completion also
     carries our ``output_tokens`` extension, so output lengths and TPOT are
     known without a tokenizer.
+
+    ``text=True`` sends what an OpenAI-style client sends instead: the prompt
+    as ``PromptData`` text (``isl`` words) and the streamed chunks only, no
+    token ids and no ``output_tokens``, so the aggregator needs a tokenizer
+    (``--tokenizer``) for ISL, OSL and TPOT. Every word is one of ten common
+    English words, one token in any usual vocabulary.
     """
 
     qps: float = 200.0
@@ -99,6 +107,7 @@ class SyntheticLoad:
     finish_reasons: tuple[tuple[str, float], ...] = DEFAULT_FINISH_REASONS
     n_workers: int = 8
     warmup_s: float = 0.0
+    text: bool = False
 
     def __post_init__(self) -> None:
         def positive(name: str) -> None:
@@ -185,8 +194,12 @@ class _EventStream:
         if data is None:
             # Encoded once per length: a prompt is hundreds of ids, and encoding them
             # for every request would cost more than the rest of the request.
-            ids = [(7919 * i + 13) % 128_000 for i in range(isl)]
-            data = self.prompts[isl] = PromptData.build(token_ids=ids)
+            if self.load.text:
+                words = " ".join(_WORDS[(7 * i + 3) % len(_WORDS)] for i in range(isl))
+                data = self.prompts[isl] = PromptData.build(text=words)
+            else:
+                ids = [(7919 * i + 13) % 128_000 for i in range(isl)]
+                data = self.prompts[isl] = PromptData.build(token_ids=ids)
         return data
 
     def chunk_text(self, first: bool, n: int) -> str:
@@ -273,7 +286,7 @@ class _EventStream:
                 data=TextModelOutput.build(output=output),
                 finish_reason=self.finish_reason(),
                 worker_id=worker,
-                output_tokens=osl,
+                output_tokens=msgspec.UNSET if load.text else osl,
             ),
         )
 

@@ -29,8 +29,6 @@ import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from scipy.special import betainc
-
 from registry.percentiles import percent_to_fraction
 from registry.snapshot import percentile_key
 
@@ -93,6 +91,9 @@ def _least(passes: Callable[[int], bool], guess: int) -> int:
 
 @functools.lru_cache(maxsize=1 << 16)
 def _find_min_passing(t: int, x: float, target: float) -> int:
+    # imported here: scipy.special takes ~1 s to import, and most commands never need it
+    from scipy.special import betainc
+
     def passes(h: int) -> bool:
         return bool(betainc(h, t + 1, x) < target)
 

@@ -44,6 +44,7 @@ from registry.transport.codec import MessageCodec
 from registry.transport.endpoint import check_endpoint
 from registry.transport.framing import (
     BATCH_TOPIC,
+    TOPIC_LEN,
     FramingError,
     pad_topic,
     split_batch,
@@ -79,6 +80,8 @@ class ZmqSubscriber(Generic[T]):
     another topic is counted as dropped, so a foreign producer on the socket
     is noticed instead of decoded. ``rcvhwm``: receive queue bound in messages,
     0 = unlimited (lossless streams); default 1000, or 64 when ``conflate``.
+    ``max_message_bytes``: a larger message is counted as dropped without
+    being decoded (``None``: no limit).
 
     Create it (or enter ``async with``) on the loop that will read it; the
     socket is opened by :meth:`open` / ``__aenter__``.
@@ -95,9 +98,13 @@ class ZmqSubscriber(Generic[T]):
         rcvhwm: int | None = None,
         conflate: bool = False,
         linger_ms: int = 0,
+        max_message_bytes: int | None = None,
         context: zmq.asyncio.Context | None = None,
     ) -> None:
         check_endpoint(endpoint)
+        if max_message_bytes is not None and max_message_bytes < TOPIC_LEN:
+            raise ValueError(f"max_message_bytes must be >= {TOPIC_LEN}, got {max_message_bytes}")
+        self.max_message_bytes = max_message_bytes
         if rcvhwm is None:
             rcvhwm = CONFLATE_RCVHWM if conflate else 1000
         if rcvhwm < 0:
@@ -192,6 +199,10 @@ class ZmqSubscriber(Generic[T]):
     def _decode_message(self, frames: list[bytes]) -> list[T]:
         self.messages += 1
         try:
+            limit = self.max_message_bytes
+            if limit is not None and sum(len(f) for f in frames) > limit:
+                size = sum(len(f) for f in frames)
+                raise FramingError(f"message of {size:,} bytes exceeds the {limit:,}-byte limit")
             topic, payload = split_message(frames)
             if topic == BATCH_TOPIC:
                 payloads = split_batch(payload)

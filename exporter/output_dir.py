@@ -1,0 +1,30 @@
+"""The command line's side of the output-directory lock (:mod:`registry.run_lock`).
+
+``aggregate`` and ``demo`` call :func:`lock_output_dir` before they write
+anything in ``--output-dir``; a directory held by another run, or one where
+the lock file cannot be created, becomes a one-line :class:`UsageError`
+(exit 2). This module only translates errors; the lock itself is the
+registry's, as are the files it protects.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from exporter.errors import UsageError
+from registry.run_lock import DirectoryLocked, RunLock
+
+__all__ = ["lock_output_dir"]
+
+
+def lock_output_dir(directory: Path, run_id: str | None) -> RunLock:
+    """The held lock of ``directory`` for ``run_id`` (``UsageError`` naming the holder)."""
+    lock = RunLock(directory, run_id)
+    try:
+        return lock.acquire()
+    except DirectoryLocked as exc:
+        raise UsageError(f"--output-dir {exc}") from None
+    except OSError as exc:
+        raise UsageError(
+            f"--output-dir {directory}: cannot create the lock file: {exc.strerror or exc}"
+        ) from None

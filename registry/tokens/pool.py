@@ -1,0 +1,337 @@
+"""The tokenization backlog: jobs from the event loop, counted in worker threads (SPEC §6).
+
+The aggregator's handlers :meth:`TokenizerPool.submit` a :class:`TokenJob`
+(a prompt to count for ISL, or an output to count for OSL and TPOT) on the
+event loop; that is an append and an add. Batches of waiting jobs go to
+``workers`` daemon threads, which decode the payloads, apply
+:mod:`registry.tokens.rules` and count with :class:`TokenCounter` (the
+tokenizers library releases the GIL while it encodes). Each finished batch
+comes back to the loop with ``call_soon_threadsafe`` and is handed, job by
+job, to ``on_counts`` there, followed by one ``after_batch()``.
+
+Choices:
+
+* Results are delivered on the loop, in one callback per batch, so whatever
+  ``on_counts`` records lands between two snapshot captures (the publisher
+  captures on the loop between callbacks): at every capture, values recorded
+  + :attr:`TokenizerPool.pending` = tokenizations submitted.
+* Dispatch is continuous, not on a timer: a batch leaves as soon as a worker
+  is free, holding everything that waited (at most ``max_batch`` jobs), so
+  the backlog stays near zero while the pool keeps up and batches grow by
+  themselves when it does not. ``max_batch`` also bounds how long one batch
+  (which cannot be stopped) holds a worker after a drain gives up.
+* ``workers=0`` is upstream's "no tokenization while the run goes": jobs
+  wait until :meth:`drain`, which then uses one thread.
+* Worker threads are daemons, so a tokenizer stuck on one input can never
+  keep the process from exiting; but the interpreter aborts a daemon thread
+  caught in the tokenizer's native code while it finalises, so the owner
+  :meth:`join` s them after :meth:`close` (a closing batch skips its
+  remaining chat inputs, so that is quick) and ends the process with
+  ``os._exit`` if one is still stuck. Results that arrive after
+  :meth:`close` are dropped, never recorded after the final snapshot.
+
+Never runs tokenization on the event loop, never raises out of a worker, and
+never loses a job silently: every submitted job is either delivered or still
+counted in :attr:`pending`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from registry.events.data import PromptData, TextModelOutput
+from registry.tokens.counter import TokenCounter
+from registry.tokens.rules import (
+    TokenInput,
+    after_first_chunk_rule,
+    output_rule,
+    prompt_input,
+)
+
+__all__ = ["OUTPUT", "PROMPT", "Count", "TokenJob", "TokenizerPool"]
+
+log = logging.getLogger(__name__)
+
+#: Job kinds: a prompt (ISL) or an output (OSL, and TPOT's denominator when asked).
+PROMPT = 0
+OUTPUT = 1
+
+#: One tokenization's outcome: a count, ``None`` when the rules leave nothing to
+#: count, or the exception the tokenizer raised.
+Count = int | None | Exception
+
+DEFAULT_MAX_BATCH = 256
+
+
+class TokenJob:
+    """One sample's tokenization work. ``context`` is the submitter's, handed back."""
+
+    __slots__ = ("after_first_chunk", "context", "data", "kind", "weight")
+
+    def __init__(
+        self,
+        kind: int,
+        data: PromptData | TextModelOutput,
+        *,
+        after_first_chunk: bool = False,
+        context: Any = None,
+        weight: int = 1,
+    ) -> None:
+        self.kind = kind
+        self.data = data
+        self.after_first_chunk = after_first_chunk
+        self.context = context
+        #: tokenizations this job stands for in the backlog
+        self.weight = weight
+
+
+OnCounts = Callable[[TokenJob, Count, Count], None]
+
+
+def count_jobs(
+    counter: TokenCounter,
+    jobs: Sequence[TokenJob],
+    should_stop: Callable[[], bool] | None = None,
+) -> list[tuple[Count, Count]]:
+    """``(first, second)`` per job: a prompt's ``(isl, None)``, an output's ``(osl, tpot_n)``.
+
+    Runs in a worker thread. Every plain text of the batch goes to the
+    tokenizer in one call; a job whose payload cannot be decoded gets the
+    exception in both places it asked for.
+    """
+    inputs: list[TokenInput] = []
+    # Per job, two places: an index into inputs, None (nothing to count) or the exception.
+    plan: list[tuple[int | Exception | None, int | Exception | None]] = []
+
+    def slot(item: TokenInput | None) -> int | None:
+        if item is None:
+            return None
+        inputs.append(item)
+        return len(inputs) - 1
+
+    for job in jobs:
+        try:
+            data = job.data
+            if job.kind == PROMPT:
+                assert isinstance(data, PromptData)
+                plan.append((slot(prompt_input(data)), None))
+                continue
+            assert isinstance(data, TextModelOutput)
+            out, reasoning, calls = (
+                data.output_value(),
+                data.reasoning_value(),
+                data.tool_calls_value(),
+            )
+            first = slot(output_rule(out, reasoning, calls))
+            second = (
+                slot(after_first_chunk_rule(out, reasoning, calls))
+                if job.after_first_chunk
+                else None
+            )
+            plan.append((first, second))
+        except Exception as exc:
+            plan.append((exc, exc if job.after_first_chunk else None))
+    counts = counter.count_many(inputs, should_stop) if inputs else []
+
+    def value(p: int | Exception | None) -> Count:
+        return counts[p] if isinstance(p, int) else p
+
+    return [(value(a), value(b)) for a, b in plan]
+
+
+class TokenizerPool:
+    """Batches :class:`TokenJob` from the loop through ``workers`` threads; see the module doc."""
+
+    def __init__(
+        self,
+        counter: TokenCounter,
+        *,
+        on_counts: OnCounts,
+        workers: int = 2,
+        max_batch: int = DEFAULT_MAX_BATCH,
+        after_batch: Callable[[], None] | None = None,
+    ) -> None:
+        if workers < 0:
+            raise ValueError(f"workers must be >= 0, got {workers}")
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+        self.counter = counter
+        self.workers = workers
+        self.max_batch = max_batch
+        self._on_counts = on_counts
+        self._after_batch = after_batch
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._work: queue.SimpleQueue[list[TokenJob] | None] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._waiting: list[TokenJob] = []
+        self._pending = 0
+        self._busy = 0  # batches handed to threads and not delivered yet
+        self._scheduled = False
+        self._draining = False
+        self._closed = False
+        self._idle: asyncio.Event | None = None
+        #: jobs and tokenizations delivered so far, and batches that failed whole
+        self.jobs_done = 0
+        self.batches_done = 0
+        self.batch_failures = 0
+        #: the largest batch handed to a worker
+        self.largest_batch = 0
+
+    # -- reading -----------------------------------------------------------------
+
+    @property
+    def pending(self) -> int:
+        """Tokenizations submitted and not delivered yet (waiting or being counted)."""
+        return self._pending
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _is_closed(self) -> bool:
+        return self._closed
+
+    # -- the loop side -----------------------------------------------------------
+
+    def start(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """Bind to ``loop`` (default: the running one) and start the worker threads."""
+        if self._loop is not None:
+            return
+        if self._closed:
+            raise RuntimeError("the tokenizer pool is closed")
+        self._loop = loop if loop is not None else asyncio.get_running_loop()
+        for i in range(max(1, self.workers)):
+            t = threading.Thread(target=self._run, name=f"tokenizer-{i}", daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def submit(self, job: TokenJob) -> None:
+        """Queue ``job`` (on the loop's thread). Dispatch happens after the current callback,
+        so the jobs of one event batch travel together."""
+        if self._closed:
+            # After the final snapshot: nothing more can be recorded; nothing to count.
+            return
+        if self._loop is None:
+            self.start()
+        self._waiting.append(job)
+        self._pending += job.weight
+        if not self._scheduled:
+            self._scheduled = True
+            assert self._loop is not None
+            self._loop.call_soon(self._dispatch)
+
+    def _dispatch(self) -> None:
+        self._scheduled = False
+        if self._closed:
+            return
+        limit = len(self._threads) if self._draining else self.workers
+        waiting = self._waiting
+        while waiting and self._busy < limit:
+            # Share what waits among the free workers, so a backlog keeps them all busy.
+            free = limit - self._busy
+            size = min(self.max_batch, -(-len(waiting) // free))
+            batch = waiting[:size]
+            del waiting[:size]
+            self._busy += 1
+            self.largest_batch = max(self.largest_batch, size)
+            self._work.put(batch)
+
+    def _deliver(self, batch: list[TokenJob], results: list[tuple[Count, Count]]) -> None:
+        self._busy -= 1
+        if self._closed:
+            return
+        on_counts = self._on_counts
+        for job, (a, b) in zip(batch, results, strict=True):
+            self._pending -= job.weight
+            try:
+                on_counts(job, a, b)
+            except Exception:
+                log.exception("recording a token count failed")
+        self.jobs_done += len(batch)
+        self.batches_done += 1
+        if self._after_batch is not None:
+            try:
+                self._after_batch()
+            except Exception:
+                log.exception("after-batch hook failed")
+        if self._idle is not None and self._pending == 0:
+            self._idle.set()
+        self._dispatch()
+
+    async def drain(self, timeout: float | None) -> int:
+        """Count everything submitted, within ``timeout`` seconds (``None``: no limit).
+
+        Returns the tokenizations still not delivered (0 when the drain finished).
+        """
+        if self._closed:
+            return self._pending
+        if self._pending == 0:
+            return 0
+        if self._loop is None:
+            self.start()
+        self._draining = True
+        self._idle = asyncio.Event()
+        self._dispatch()
+        t0 = time.monotonic()
+        try:
+            if timeout is None:
+                await self._idle.wait()
+            else:
+                await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            log.warning(
+                "tokenizer drain: %.3g s budget spent; %d tokenizations had not finished",
+                timeout,
+                self._pending,
+            )
+        else:
+            log.info("tokenizer drain finished in %.3f s", time.monotonic() - t0)
+        return self._pending
+
+    def close(self) -> None:
+        """Stop: later results are dropped; each thread ends after the input it is counting
+        (a batch in progress skips the rest of its chat inputs)."""
+        if self._closed:
+            return
+        self._closed = True
+        for _ in self._threads:
+            self._work.put(None)
+
+    def join(self, timeout: float) -> bool:
+        """After :meth:`close`: wait up to ``timeout`` s for the threads; whether all ended.
+
+        A process must not finalise while a worker is inside the tokenizer's native
+        code (the interpreter would abort it there): exit only once this is true, or
+        with ``os._exit``.
+        """
+        deadline = time.monotonic() + timeout
+        for t in self._threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+        return not any(t.is_alive() for t in self._threads)
+
+    # -- the worker side ---------------------------------------------------------
+
+    def _run(self) -> None:
+        counter = self.counter
+        while True:
+            batch = self._work.get()
+            if batch is None:
+                return
+            try:
+                results = count_jobs(counter, batch, self._is_closed)
+            except Exception as exc:  # a bug, or a tokenizer that broke the whole batch
+                self.batch_failures += 1
+                results = [(exc, exc if j.after_first_chunk else None) for j in batch]
+            loop = self._loop
+            if loop is None or self._closed:
+                continue
+            try:
+                loop.call_soon_threadsafe(self._deliver, batch, results)
+            except RuntimeError:  # the loop is closed: nobody left to record
+                return
