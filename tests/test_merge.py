@@ -192,6 +192,13 @@ def test_runs_that_do_not_belong_together_are_refused_in_one_line(
     assert len(lines) == 1, res.stderr
     assert "do not belong together" in lines[0] and "n_histogram_buckets" in lines[0]
     assert not (tmp_path / "merged").exists()
+    # a run still holding its directory (SPEC §7's lock) is not merged
+    from registry.run_lock import RunLock
+
+    with RunLock(parts[3], "still-running").acquire():
+        res = run_cli("merge", str(tmp_path / "m1"), str(parts[0]), str(parts[3]))
+    assert res.returncode == 2 and "still in use" in res.stderr, res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
     # not finished runs, the same run twice, an output that is a run: one line each
     for argv in (
         ["merge", str(tmp_path / "m2"), str(tmp_path / "nowhere")],

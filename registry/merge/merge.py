@@ -47,6 +47,7 @@ from registry.mlperf.early_stopping import EarlyStoppingSpec
 from registry.percentiles import PercentileMethod
 from registry.report import build_report, write_report
 from registry.rollups import Rollup
+from registry.run_lock import DirectoryLocked, RunLock
 from registry.selection import CountMismatch
 from registry.series import EXACT, HDR_ONLY, SeriesConfig, describe_series
 from registry.snapshot import CounterStat, MetricsSnapshot, SeriesStat, SessionState
@@ -324,12 +325,19 @@ def merge_runs(run_dirs: Sequence[str | Path], out_dir: str | Path) -> MergeResu
         raise MergeError(f"{out}: the output directory cannot be one of the runs")
     snap, run_block, runs, alignments = merged_snapshot(run_dirs)
     out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out / FINAL_SNAPSHOT_NAME, snapshot_to_dict(snap, run=run_block))
-    report = build_report(snap, source="file", run=run_block)
-    write_report(out / REPORT_NAME, report)
-    samples_rows: int | None = None
-    if any(r.samples is not None for r in runs):
-        samples_rows = _merge_samples(runs, alignments, out / SAMPLES_NAME)
+    try:
+        lock = RunLock(out, run_block["run_id"]).acquire()  # one writer per directory
+    except DirectoryLocked as exc:
+        raise MergeError(str(exc)) from None
+    try:
+        write_json_atomic(out / FINAL_SNAPSHOT_NAME, snapshot_to_dict(snap, run=run_block))
+        report = build_report(snap, source="file", run=run_block)
+        write_report(out / REPORT_NAME, report)
+        samples_rows: int | None = None
+        if any(r.samples is not None for r in runs):
+            samples_rows = _merge_samples(runs, alignments, out / SAMPLES_NAME)
+    finally:
+        lock.release()
     approximate = run_block["merge"]["approximate_series"]
     return MergeResult(
         snapshot=snap,

@@ -9,8 +9,10 @@ Reading only: nothing here writes or computes a statistic.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +20,7 @@ from typing import Any
 
 import numpy.typing as npt
 
+from registry.run_lock import LOCK_NAME, LockHolder
 from registry.snapshot import MetricsSnapshot
 from registry.snapshot_codec import SnapshotDecodeError, run_block, snapshot_from_dict
 from registry.store.raw_store import MANIFEST_NAME
@@ -92,11 +95,29 @@ def _load_raw(run: RunDir) -> None:
         run.raw_rollups[name] = entry
 
 
+def _check_not_running(p: Path) -> None:
+    """A run still writing its directory cannot be merged (its lock is held: SPEC §7)."""
+    lock = p / LOCK_NAME
+    try:
+        fd = os.open(lock, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return  # no lock file: no run holds it
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = LockHolder.parse(os.read(fd, 4096).decode("utf-8", "replace"))
+        who = holder.describe() if holder is not None else "another process"
+        raise MergeError(f"{p}: still in use by {who}; merge it once the run ended") from None
+    finally:
+        os.close(fd)
+
+
 def load_run(path: str | Path) -> RunDir:
     """Read run directory ``path`` (:class:`MergeError` when it cannot take part)."""
     p = Path(path)
     if not p.is_dir():
         raise MergeError(f"{p}: not a directory")
+    _check_not_running(p)
     final = p / FINAL_SNAPSHOT_NAME
     try:
         doc = json.loads(final.read_text(encoding="utf-8"))
