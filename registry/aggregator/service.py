@@ -443,12 +443,17 @@ class AggregatorService:
         writer = self._sample_writer
         if writer is not None and self.sample_log is not None:
             self.metrics.log_in_flight()
-            await asyncio.to_thread(writer.close_sync, self.sample_log.take())
+            if not await asyncio.to_thread(writer.close_sync, self.sample_log.take()):
+                self.unwritten_files[SAMPLES_NAME] = writer.error or "unknown"
         if self.raw_store is not None:
             try:
                 await asyncio.to_thread(self.registry.finalize_raw_store)
-            except Exception:
-                logger.exception("could not complete the raw store in %s", self.raw_store.directory)
+            except OSError as exc:
+                why = exc.strerror or str(exc)
+                self.unwritten_files[f"{RAW_STORE_DIR}/ (the raw store)"] = why
+                logger.error(
+                    "could not complete the raw store in %s: %s", self.raw_store.directory, why
+                )
 
     def run_info(self) -> dict[str, Any]:
         """This run's part of the final files' ``run`` block (the registry adds its

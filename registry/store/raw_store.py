@@ -192,13 +192,14 @@ class SeriesValues:
                     self._writer.write(buf)
                     self.spilled += size
                     self._spill_fill = 0
-        except OSError:
+        except OSError as exc:
             # A full or failing disk must not lose values: what is not known to be in the
             # file (the buffer, the rest of this batch) stays in memory, and so does every
             # later value, beyond the bound (logged once).
-            logger.exception(
-                "raw store file %s cannot be written: keeping this series' values in memory",
+            logger.error(
+                "raw store file %s cannot be written (%s): keeping this series' values in memory",
                 self._spill_path,
+                exc.strerror or exc,
             )
             self.spill_failed = True
             if self._spill_buf is not None and self._spill_fill:

@@ -128,6 +128,8 @@ class SampleWriter:
         self._buffer: list[tuple[Any, ...]] = []
         self._pending: concurrent.futures.Future[None] | None = None
         self.failed = False
+        #: why the file could not be written (when ``failed``)
+        self.error: str | None = None
         self.closed = False
         #: rows written into row groups so far (worker thread)
         self.rows_written = 0
@@ -148,10 +150,18 @@ class SampleWriter:
                     self._buffer[ROW_GROUP_ROWS:],
                 )
                 self._write(group)
-        except Exception:
-            self.failed = True
+        except Exception as exc:
             self._buffer = []
-            logger.exception("could not write %s; per-sample records are lost", self.path)
+            self._fail(exc)
+
+    def _fail(self, exc: Exception) -> None:
+        self.failed = True
+        if isinstance(exc, OSError):  # the disk's answer, not a bug: one line
+            self.error = exc.strerror or str(exc)
+            logger.error("could not write %s: %s", self.path, self.error)
+        else:
+            self.error = f"{type(exc).__name__}: {exc}"
+            logger.exception("could not write %s", self.path)
 
     def _write(self, rows: list[tuple[Any, ...]]) -> None:
         if self._writer is None:
@@ -174,9 +184,8 @@ class SampleWriter:
             os.replace(self._tmp, self.path)
             fsync_directory(self.path.parent)
             return True
-        except Exception:
-            self.failed = True
-            logger.exception("could not write %s; per-sample records are lost", self.path)
+        except Exception as exc:
+            self._fail(exc)
             return False
         finally:
             if self._tmp.exists():
