@@ -32,6 +32,7 @@ from registry.snapshot import (
     MetricsSnapshot,
     SessionState,
 )
+from registry.store.raw_store import RawStore
 
 __all__ = ["CounterInfo", "MetricsRegistry", "SnapshotCapture"]
 
@@ -56,6 +57,8 @@ class MetricsRegistry:
     ones are always nearest rank on the HDR). ``early_stopping`` (on by
     default, ``None`` turns it off) gives terminal snapshots of series
     registered ``tail_latency=True`` their early-stopping map (SPEC §10).
+    ``raw_store`` (SPEC §11): raw values beyond its memory bound go to its
+    directory; without one every raw value stays in memory.
     """
 
     def __init__(
@@ -63,6 +66,7 @@ class MetricsRegistry:
         *,
         percentile_method: PercentileMethod | str = PercentileMethod.NEAREST_RANK,
         early_stopping: EarlyStoppingSpec | None = EarlyStoppingSpec(),  # noqa: B008 - frozen
+        raw_store: RawStore | None = None,
     ) -> None:
         if early_stopping is not None and not isinstance(early_stopping, EarlyStoppingSpec):
             raise TypeError(
@@ -70,6 +74,7 @@ class MetricsRegistry:
             )
         self._percentile_method = PercentileMethod.parse(percentile_method)
         self._early_stopping = early_stopping
+        self._raw_store = raw_store
         self._counter_info: dict[str, CounterInfo] = {}
         self._counters: dict[str, int | float] = {}
         self._series: dict[str, SeriesSampler] = {}
@@ -126,7 +131,11 @@ class MetricsRegistry:
             )
         except ValueError as exc:
             raise ValueError(f"series {name!r}: {exc}") from None
-        sampler = SeriesSampler(name, config)
+        values = None
+        if self._raw_store is not None:
+            np_dtype = "int64" if config.dtype is int else "float64"
+            values = self._raw_store.values_for(name, np_dtype, {"dtype": np_dtype})
+        sampler = SeriesSampler(name, config, values)
         self._series[name] = sampler
         self._appenders[name] = sampler.pending.append
 
@@ -174,6 +183,40 @@ class MetricsRegistry:
     def early_stopping(self) -> EarlyStoppingSpec | None:
         """The early-stopping test for tail-latency series, or ``None`` when off."""
         return self._early_stopping
+
+    @property
+    def raw_store(self) -> RawStore | None:
+        """Where raw values beyond the memory bound go, or ``None`` (all in memory)."""
+        return self._raw_store
+
+    def series_sampler(self, name: str) -> SeriesSampler:
+        """The sampler of series ``name`` (its rollups, HDR and raw values)."""
+        return self._series[name]
+
+    def finalize_raw_store(self) -> None:
+        """Complete the raw store after the last snapshot: every value on disk, a manifest.
+
+        Call it once nothing records any more (after the final snapshot); a
+        registry without a store does nothing. Runs the file writes in the
+        caller's thread.
+        """
+        store = self._raw_store
+        if store is None:
+            return
+        with self._fold_lock:
+            self._fold_through(self._sequence)
+            info: dict[str, dict[str, Any]] = {}
+            for name, s in self._series.items():
+                r = s.rollup
+                info[name] = {
+                    **s.config.describe(),
+                    "count": r.count,
+                    "total": r.total,
+                    "min": r.min,
+                    "max": r.max,
+                    "sum_sq": r.sum_sq,
+                }
+            store.finalize(info)
 
     @property
     def counter_names(self) -> tuple[str, ...]:

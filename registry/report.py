@@ -21,6 +21,7 @@ Building never touches the network; writing only touches the given path.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import importlib.metadata
 import json
 import math
@@ -59,6 +60,7 @@ _VERSIONED = {
     "pyzmq": "pyzmq",
     "hdrhistogram": "hdrhistogram",
     "prometheus_client": "prometheus-client",
+    "pyarrow": "pyarrow",
     "scipy": "scipy",
 }
 _SOURCE_TEXT = {
@@ -205,7 +207,17 @@ def _seconds(ns: int | None) -> float | None:
     return ns / 1e9 if ns is not None else None
 
 
+@functools.cache
+def _installed_versions() -> tuple[tuple[str, str | None], ...]:
+    # importlib.metadata parses every package's METADATA: once per process is enough
+    return tuple(_versions_uncached().items())
+
+
 def _versions() -> dict[str, str | None]:
+    return dict(_installed_versions())
+
+
+def _versions_uncached() -> dict[str, str | None]:
     out: dict[str, str | None] = {"python": platform.python_version()}
     for key, dist in _VERSIONED.items():
         try:
