@@ -75,9 +75,7 @@ def lookup_error(
     if isinstance(name, str) and wanted == "counter" and name in series:
         return MetricKindError(f"{name!r} is a series, not a counter: use record({name!r}, value)")
     if not isinstance(name, str):
-        return UnknownMetricError(
-            f"unknown {wanted} {_describe(name)}: metric names are strings"
-        )
+        return UnknownMetricError(f"unknown {wanted} {_describe(name)}: metric names are strings")
     same_kind = sorted(series if wanted == "series" else counters)
     other_kind = sorted(counters if wanted == "series" else series)
     hint = _matches(name, same_kind, other_kind, wanted)
@@ -137,4 +135,6 @@ def counter_delta_error(name: str, dtype: type, delta: object) -> TypeError:
         advice = f"round it, or register {name!r} with dtype=float"
     else:
         advice = "pass an int" if dtype is int else "pass an int or a float"
-    return TypeError(f"counter {name!r} counts {kind} values, got delta {_describe(delta)}: {advice}")
+    return TypeError(
+        f"counter {name!r} counts {kind} values, got delta {_describe(delta)}: {advice}"
+    )
