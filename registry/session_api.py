@@ -69,6 +69,7 @@ from registry.publisher import MetricsPublisher
 from registry.report import build_report, write_report
 from registry.run_lock import RunLock
 from registry.snapshot import DEFAULT_PERCENTILES, MetricsSnapshot, SessionState
+from registry.transport.endpoint import check_endpoint
 
 if TYPE_CHECKING:
     from exporter.mirror import PrometheusMirror
@@ -93,6 +94,16 @@ def _default_run_id() -> str:
 
 def _finite(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_snapshots_endpoint(endpoint: str) -> str:
+    check_endpoint(endpoint)
+    if endpoint.startswith("tcp://"):
+        # libzmq takes a port past 65535 modulo 2**16 (99999 binds 34463): refuse it here
+        port = endpoint.rsplit(":", 1)[1]
+        if port != "*" and not (port.isdigit() and int(port) <= 65535):
+            raise ValueError(f"snapshots endpoint {endpoint!r}: port must be in 0..65535 or *")
+    return endpoint
 
 
 def _non_negative_int(name: str, value: object) -> int:
@@ -149,7 +160,7 @@ class _SessionCore:
         self.streaming = bool(streaming)
         self.interval_s = float(interval_s)
         self.linger_s = float(linger_s)
-        self.snapshots = snapshots
+        self.snapshots = _check_snapshots_endpoint(snapshots)
         self.registry = MetricsRegistry(
             percentile_method=percentile_method, early_stopping=early_stopping
         )
@@ -380,6 +391,8 @@ class _SessionCore:
             self._release()
             raise
         self._start_ns = time.monotonic_ns()
+        # every capture (live and final) sees durations as of that moment
+        self.registry.add_capture_hook(self._refresh_durations)
         self._state = SessionState.LIVE
         publisher.start(self._runtime_state)
         log.info(
@@ -424,12 +437,13 @@ class _SessionCore:
             "run_id": self.run_id,
             "labels": dict(self.labels),
             "streaming": self.streaming,
+            "tokenizer": None,
             "recorder": "in-process",
         }
 
     def _refresh_durations(self) -> None:
-        # the session is one tracking window from start; it ends at the latest
-        # sample_completed (upstream's window ends at the latest completion) or now
+        # A capture hook. The session is one tracking window from start; it ends at the
+        # latest sample_completed (upstream's window ends at the latest completion) or now.
         if not self._managed:
             return
         now = time.monotonic_ns()
@@ -443,9 +457,7 @@ class _SessionCore:
                 self.registry.set_counter("tracked_duration_ns", tracked)
 
     def _runtime_state(self) -> tuple[SessionState, int]:
-        # asked by the publisher right before each capture, on the loop
-        self._refresh_durations()
-        return self._state, 0
+        return self._state, 0  # nothing is ever pending: no tokenizer in-process
 
     def _on_snapshot(self, snap: MetricsSnapshot) -> None:
         waiting = []
@@ -485,7 +497,6 @@ class _SessionCore:
             with self._lock:
                 self._finished = True
             self.record = self.record_many = self._refuse_late
-            self._refresh_durations()
             snap = await publisher.publish_final(n_pending_tasks=0, interrupted=interrupted)
             self._state = snap.state
             self.final_snapshot = snap  # the publisher handed it to _on_snapshot's waiters

@@ -75,7 +75,7 @@ def test_unknown_names_list_close_matches(reg: MetricsRegistry) -> None:
         reg.record("completed", 1)  # no series is close: the counters that are, and increment
     with pytest.raises(KeyError, match=r"unknown counter 'issued'; did you mean 'total_samples_"):
         reg.increment("issued")
-    with pytest.raises(KeyError, match=r"unknown counter 'nope'; none of the 20 registered"):
+    with pytest.raises(KeyError, match=r"unknown counter 'nope'; none of the \d+ registered"):
         reg.set_counter("nope", 1)
     with pytest.raises(KeyError, match=r"unknown series \['x'\] \(list\): metric names are str"):
         reg.record(["x"], 1)  # type: ignore[arg-type]
