@@ -3,6 +3,8 @@
 Hot path: :meth:`MetricsRegistry.record` is one dict lookup and one array
 append; :meth:`MetricsRegistry.increment` one dict lookup and an add. They
 never allocate beyond the append, never take a lock and never touch numpy.
+A call that fails gets an error naming the metric and what it expected
+(:mod:`registry.metric_errors`), built only once the fast path has raised.
 
 A snapshot is made in two steps. :meth:`MetricsRegistry.capture` is cheap: it
 copies the counters and detaches every series' pending values at one moment,
@@ -18,11 +20,18 @@ from __future__ import annotations
 
 import collections
 import logging
+import operator
 import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from registry.metric_errors import (
+    UnknownMetricError,
+    counter_delta_error,
+    lookup_error,
+    series_value_error,
+)
 from registry.mlperf.early_stopping import EarlyStoppingSpec
 from registry.percentiles import PercentileMethod
 from registry.series import SeriesConfig, SeriesSampler
@@ -142,30 +151,75 @@ class MetricsRegistry:
     # -- hot path --------------------------------------------------------------
 
     def record(self, name: str, value: int | float) -> None:
-        """Append one value to series ``name`` (``KeyError`` if unknown)."""
-        self._appenders[name](value)
+        """Append one value to series ``name``.
+
+        ``UnknownMetricError`` (a ``KeyError``) for an unknown name, listing close
+        matches; ``MetricKindError`` (a ``KeyError`` and ``TypeError``) for a
+        counter's name; ``TypeError`` naming the series and its type for a value of
+        the wrong kind (``OverflowError`` outside int64). Messages are built only
+        after the append failed: the call that succeeds pays for a ``try`` alone.
+        """
+        try:
+            self._appenders[name](value)
+        except (KeyError, TypeError, OverflowError) as exc:
+            raise self._record_error(name, value, exc) from None
 
     def appender(self, name: str) -> Callable[[Any], None]:
         """The bound ``record`` of series ``name``: one call per value, no lookup.
 
-        For hot loops that record into one series; ``KeyError`` if unknown.
+        For hot loops that record into one series. Unknown names raise as in
+        :meth:`record`; the appender itself raises the array's bare ``TypeError``
+        for a wrong value (it is the append, with nothing around it).
         """
-        return self._appenders[name]
+        try:
+            return self._appenders[name]
+        except (KeyError, TypeError):
+            raise self._lookup_error(name, "series") from None
 
     def record_many(self, name: str, values: Any) -> None:
         """Append a batch (any sequence or numpy array) to series ``name``."""
-        self._series[name].add_many(values)
+        try:
+            sampler = self._series[name]
+        except (KeyError, TypeError):
+            raise self._lookup_error(name, "series") from None
+        sampler.add_many(values)
 
     def increment(self, name: str, delta: int | float = 1) -> None:
-        """Add ``delta`` to counter ``name``; monotonic counters refuse negatives."""
-        value = self._counters[name] + delta
+        """Add ``delta`` to counter ``name``; monotonic counters refuse negatives.
+
+        Errors name the counter: ``UnknownMetricError`` / ``MetricKindError`` as in
+        :meth:`record`, ``TypeError`` for a delta that is not a number or a
+        non-integer delta to an int counter. Not atomic across threads: one writer
+        per counter (``MetricsSession.increment`` locks).
+        """
+        counters = self._counters
+        try:
+            old = counters[name]
+            value = old + delta
+        except (KeyError, TypeError):
+            raise self._increment_error(name, delta) from None
         if delta < 0 and not self._counter_info[name].settable:
             raise ValueError(f"counter {name!r} is monotonic; cannot add {delta!r}")
-        self._counters[name] = value
+        if value.__class__ is not old.__class__:
+            # int + float, or a numpy scalar: the slow path decides (never taken by plain ints)
+            value = self._checked_sum(name, old, delta)
+        counters[name] = value
+
+    def _checked_sum(self, name: str, old: int | float, delta: Any) -> int | float:
+        dtype = self._counter_info[name].dtype
+        if dtype is int:
+            try:
+                return old + operator.index(delta)
+            except TypeError:
+                raise counter_delta_error(name, dtype, delta) from None
+        return float(old + delta)
 
     def set_counter(self, name: str, value: int | float) -> None:
         """Set a counter registered with ``settable=True``."""
-        info = self._counter_info[name]
+        try:
+            info = self._counter_info[name]
+        except (KeyError, TypeError):
+            raise self._lookup_error(name, "counter") from None
         if not info.settable:
             raise ValueError(
                 f"counter {name!r} is monotonic; register it with settable=True to set it"
@@ -227,13 +281,37 @@ class MetricsRegistry:
         return tuple(self._series)
 
     def counter_info(self, name: str) -> CounterInfo:
-        return self._counter_info[name]
+        try:
+            return self._counter_info[name]
+        except (KeyError, TypeError):
+            raise self._lookup_error(name, "counter") from None
 
     def series_config(self, name: str) -> SeriesConfig:
-        return self._series[name].config
+        try:
+            return self._series[name].config
+        except (KeyError, TypeError):
+            raise self._lookup_error(name, "series") from None
 
     def counter_value(self, name: str) -> int | float:
-        return self._counters[name]
+        try:
+            return self._counters[name]
+        except (KeyError, TypeError):
+            raise self._lookup_error(name, "counter") from None
+
+    # -- errors (built only after the fast path failed) --------------------------
+
+    def _lookup_error(self, name: object, wanted: str) -> UnknownMetricError:
+        return lookup_error(name, wanted=wanted, counters=self._counter_info, series=self._series)
+
+    def _record_error(self, name: object, value: object, exc: BaseException) -> Exception:
+        if not isinstance(name, str) or name not in self._series:
+            return self._lookup_error(name, "series")
+        return series_value_error(name, self._series[name].config.dtype, value, exc)
+
+    def _increment_error(self, name: object, delta: object) -> Exception:
+        if not isinstance(name, str) or name not in self._counter_info:
+            return self._lookup_error(name, "counter")
+        return counter_delta_error(name, self._counter_info[name].dtype, delta)
 
     def add_capture_hook(self, fn: Callable[[], None]) -> None:
         """Call ``fn()`` at the start of every capture, before the counters are copied.
