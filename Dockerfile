@@ -25,7 +25,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir --no-index --find-links /wheels bench-metrics \
     && rm -rf /wheels \
-    && useradd --create-home --uid 10001 bench
+    && useradd --create-home --uid 10001 bench \
+    && install -d -o bench -g bench /home/bench/runs
 USER bench
 WORKDIR /home/bench
 EXPOSE 9464

@@ -31,6 +31,7 @@ bench: $(STAMP)
 	$(PY) bench/aggregator.py
 	$(PY) bench/exporter.py
 	$(PY) bench/synthetic_load.py
+	$(PY) bench/store.py
 	$(PY) bench/tokenizer.py
 
 clean:

@@ -27,7 +27,7 @@ from exporter.parent_watch import arm_from_environment
 
 __all__ = ["COMMANDS", "UsageError", "build_parser", "main"]
 
-COMMANDS: tuple[str, ...] = ("demo", "aggregate", "export", "watch", "report")
+COMMANDS: tuple[str, ...] = ("demo", "aggregate", "export", "watch", "report", "merge")
 
 
 def build_parser() -> CliParser:

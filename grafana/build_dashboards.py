@@ -681,6 +681,29 @@ def histogram_latency(d: Dashboard) -> None:
         dashed_limit_lines(panel)
 
 
+def run_across_instances(d: Dashboard) -> None:
+    d.row("Latency: whole run across load generators (summed buckets)")
+    for stem, title, meaning in LATENCY_SERIES:
+        buckets = f"sum by (le) ({sel(f'bench_{stem}_seconds_bucket')})"
+        d.timeseries(
+            f"{title}, all load generators",
+            f"{title}, {meaning}. Quantiles over every sample of the run so far from all "
+            "selected instances together: histogram_quantile over the cumulative bucket counts "
+            "summed across instances (every instance exports the same fixed bounds), accurate "
+            "to those bounds. The exact figures of the union come from `bench-metrics merge` "
+            "over the instances' output directories at the end.",
+            [
+                *[(f"histogram_quantile({q}, {buckets})", label) for q, label in QUANTILES],
+                (
+                    f"sum({sel(f'bench_{stem}_seconds_sum')})"
+                    f" / sum({sel(f'bench_{stem}_seconds_count')})",
+                    "mean",
+                ),
+            ],
+            "s",
+        )
+
+
 def distributions(d: Dashboard) -> None:
     d.row("Latency distributions")
     for stem, title, meaning in LATENCY_SERIES:
@@ -975,6 +998,7 @@ def llm_benchmark_run() -> Json:
     throughput(d)
     summary_latency(d)
     histogram_latency(d)
+    run_across_instances(d)
     distributions(d)
     server(d)
     chunk_gaps(d)

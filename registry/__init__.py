@@ -4,13 +4,16 @@ Recording (:class:`MetricsRegistry`; percentile methods in
 :mod:`registry.percentiles`, MLPerf early stopping in :mod:`registry.mlperf`),
 the snapshot types and their wire codec (SPEC §3, §4), the snapshot stream
 and final file (:class:`MetricsPublisher`, :class:`SnapshotSubscriber`,
-:func:`load_final_snapshot`; SPEC §2, §7). The
+:func:`load_final_snapshot`; SPEC §2, §7), and all of it in a benchmark's own
+process (:class:`MetricsSession`, :class:`SyncMetricsSession`, with the
+aggregator's catalogue from :func:`register_standard_metrics`). The
 generic ZeroMQ transport lives in :mod:`registry.transport`. The hot path
 (``record``, ``increment``) does constant, tiny work; all folding happens when
 a snapshot is built.
 """
 
 from registry.atomic_file import write_atomic, write_json_atomic
+from registry.catalogue import STANDARD_COUNTERS, register_standard_metrics, standard_series
 from registry.final_source import (
     FinalFileError,
     FinalSnapshotResult,
@@ -19,10 +22,12 @@ from registry.final_source import (
     read_final_document,
     read_final_file,
 )
+from registry.metric_errors import MetricKindError, UnknownMetricError
 from registry.metrics_registry import MetricsRegistry
 from registry.mlperf import EarlyStoppingSpec
 from registry.percentiles import PercentileMethod
 from registry.publisher import MetricsPublisher
+from registry.session_api import MetricsSession, SyncMetricsSession
 from registry.snapshot import (
     DEFAULT_PERCENTILES,
     CounterStat,
@@ -44,13 +49,16 @@ from registry.subscriber import SnapshotSubscriber
 __all__ = [
     "DEFAULT_PERCENTILES",
     "SNAPSHOT_TOPIC",
+    "STANDARD_COUNTERS",
     "CounterStat",
     "EarlyStoppingSpec",
     "FinalFileError",
     "FinalSnapshotResult",
     "FinalSnapshotUnavailable",
+    "MetricKindError",
     "MetricsPublisher",
     "MetricsRegistry",
+    "MetricsSession",
     "MetricsSnapshot",
     "PercentileMethod",
     "SeriesStat",
@@ -58,13 +66,17 @@ __all__ = [
     "SnapshotCodec",
     "SnapshotDecodeError",
     "SnapshotSubscriber",
+    "SyncMetricsSession",
+    "UnknownMetricError",
     "load_final_snapshot",
     "percentile_key",
     "read_final_document",
     "read_final_file",
+    "register_standard_metrics",
     "run_block",
     "snapshot_from_dict",
     "snapshot_to_dict",
+    "standard_series",
     "write_atomic",
     "write_json_atomic",
 ]

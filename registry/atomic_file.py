@@ -20,7 +20,13 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-__all__ = ["temp_files_for", "write_atomic", "write_json_atomic"]
+__all__ = [
+    "fsync_directory",
+    "temp_files_for",
+    "temporary_path",
+    "write_atomic",
+    "write_json_atomic",
+]
 
 
 def _tmp_prefix(path: Path) -> str:
@@ -38,7 +44,8 @@ def temp_files_for(path: str | os.PathLike[str]) -> list[Path]:
     return [target.parent / n for n in names if n.startswith(prefix) and n.endswith(".tmp")]
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists (ours or another user's)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -55,7 +62,7 @@ def _remove_stale_temp_files(path: Path) -> None:
         if not pid_text.isdigit():
             continue
         pid = int(pid_text)
-        if pid == os.getpid() or _pid_alive(pid):
+        if pid == os.getpid() or pid_alive(pid):
             continue
         # Already gone, or not ours to remove: the write itself is unaffected.
         with contextlib.suppress(OSError):
@@ -68,6 +75,19 @@ def _fsync_directory(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def fsync_directory(directory: str | os.PathLike[str]) -> None:
+    """fsync ``directory`` so a rename inside it survives a crash."""
+    _fsync_directory(Path(directory))
+
+
+def temporary_path(path: str | os.PathLike[str]) -> Path:
+    """A fresh temporary name beside ``path`` for a writer that renames into place itself
+    (stale temporaries of dead processes are removed first, as :func:`write_atomic` does)."""
+    target = Path(path)
+    _remove_stale_temp_files(target)
+    return target.parent / f"{_tmp_prefix(target)}{os.getpid()}.{secrets.token_hex(4)}.tmp"
 
 
 def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:

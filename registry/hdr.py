@@ -52,18 +52,8 @@ class HdrFold:
         """Add every value of ``values`` (1-D) to the histogram."""
         if values.size == 0:
             return
-        if values.dtype.kind == "f":
-            v = np.rint(np.nan_to_num(values, nan=self.low, posinf=self.high, neginf=self.low))
-            v = np.clip(v, self.low, self.high).astype(np.int64)
-            self.clamped += int(np.count_nonzero((values < self.low) | (values > self.high)))
-        else:
-            lo, hi = int(values.min()), int(values.max())
-            if lo < self.low or hi > self.high:
-                self.clamped += int(np.count_nonzero((values < self.low) | (values > self.high)))
-                v = np.clip(values, self.low, self.high)
-            else:
-                v = values
-        v = v.astype(np.int64, copy=False)
+        v, n_clamped = self._clamped(values)
+        self.clamped += n_clamped
         vmin, vmax = int(v.min()), int(v.max())
         size = self.counts.size
         # cache-sized chunks keep the index temporaries in L2: about 3x faster
@@ -77,6 +67,73 @@ class HdrFold:
         h.max_value = max(h.max_value, vmax)
         self._cumsum = None
         self._encoded = None
+
+    def _clamped(
+        self, values: npt.NDArray[np.int64] | npt.NDArray[np.float64]
+    ) -> tuple[npt.NDArray[np.int64], int]:
+        """``values`` as the int64 values the histogram counts (rounded, clamped), and
+        how many were clamped. The one mapping both :meth:`fold` and :meth:`index_of` use."""
+        if values.dtype.kind == "f":
+            v = np.rint(np.nan_to_num(values, nan=self.low, posinf=self.high, neginf=self.low))
+            v = np.clip(v, self.low, self.high).astype(np.int64)
+            return v, int(np.count_nonzero((values < self.low) | (values > self.high)))
+        lo, hi = int(values.min()), int(values.max())
+        if lo < self.low or hi > self.high:
+            n = int(np.count_nonzero((values < self.low) | (values > self.high)))
+            return np.clip(values, self.low, self.high).astype(np.int64, copy=False), n
+        return values.astype(np.int64, copy=False), 0
+
+    def index_of(
+        self, values: npt.NDArray[np.int64] | npt.NDArray[np.float64]
+    ) -> npt.NDArray[np.int64]:
+        """The counts-array index :meth:`fold` would add each of ``values`` to.
+
+        Monotone non-decreasing in the value, so every bucket is an interval of
+        raw values: what lets the exact selection locate ranks by bucket.
+        """
+        if values.size == 0:
+            return np.empty(0, dtype=np.int64)
+        v, _ = self._clamped(values)
+        return self._indexes(v, int(v.max()))
+
+    def bucket_range(self, index: int) -> tuple[int, int]:
+        """Lowest and highest (clamped, rounded) value counted at ``index``."""
+        bucket = (index >> self._half_mag) - 1
+        sub = (index & (self._half_count - 1)) + self._half_count
+        if bucket < 0:
+            sub -= self._half_count
+            bucket = 0
+        shift = bucket + self._unit_mag
+        return sub << shift, (sub << shift) + (1 << shift) - 1
+
+    @property
+    def half_magnitude(self) -> int:
+        """log2 of the buckets per octave: the resolution a bucket locator needs."""
+        return self._half_mag
+
+    def add_encoded(self, encoded: bytes) -> None:
+        """Add a V2 encoding (raw bytes, as :meth:`encode` gives) of a histogram with
+        the same range and precision: counts add exactly (``ValueError`` otherwise)."""
+        other = HdrHistogram.decode(base64.b64encode(encoded))
+        h = self.histogram
+        if (
+            other.lowest_trackable_value != h.lowest_trackable_value
+            or other.highest_trackable_value != h.highest_trackable_value
+            or other.significant_figures != h.significant_figures
+        ):
+            raise ValueError(
+                "HDR data with another range or precision: "
+                f"[{other.lowest_trackable_value}, {other.highest_trackable_value}] "
+                f"at {other.significant_figures} figures"
+            )
+        if other.get_total_count():
+            h.add(other)
+        self._cumsum = None
+        self._encoded = None
+
+    def cumulative(self) -> npt.NDArray[np.int64]:
+        """Running totals of the counts array (cached until the next fold)."""
+        return self._cumulative()
 
     def _indexes(self, v: npt.NDArray[np.int64], vmax: int) -> npt.NDArray[np.int64]:
         """hdrh's ``_counts_index_for`` for a whole array (in-place arithmetic, few temporaries)."""

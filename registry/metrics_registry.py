@@ -3,6 +3,8 @@
 Hot path: :meth:`MetricsRegistry.record` is one dict lookup and one array
 append; :meth:`MetricsRegistry.increment` one dict lookup and an add. They
 never allocate beyond the append, never take a lock and never touch numpy.
+A call that fails gets an error naming the metric and what it expected
+(:mod:`registry.metric_errors`), built only once the fast path has raised.
 
 A snapshot is made in two steps. :meth:`MetricsRegistry.capture` is cheap: it
 copies the counters and detaches every series' pending values at one moment,
@@ -18,11 +20,18 @@ from __future__ import annotations
 
 import collections
 import logging
+import operator
 import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from registry.metric_errors import (
+    UnknownMetricError,
+    counter_delta_error,
+    lookup_error,
+    series_value_error,
+)
 from registry.mlperf.early_stopping import EarlyStoppingSpec
 from registry.percentiles import PercentileMethod
 from registry.series import SeriesConfig, SeriesSampler
@@ -32,6 +41,7 @@ from registry.snapshot import (
     MetricsSnapshot,
     SessionState,
 )
+from registry.store.raw_store import RawStore
 
 __all__ = ["CounterInfo", "MetricsRegistry", "SnapshotCapture"]
 
@@ -56,6 +66,8 @@ class MetricsRegistry:
     ones are always nearest rank on the HDR). ``early_stopping`` (on by
     default, ``None`` turns it off) gives terminal snapshots of series
     registered ``tail_latency=True`` their early-stopping map (SPEC §10).
+    ``raw_store`` (SPEC §11): raw values beyond its memory bound go to its
+    directory; without one every raw value stays in memory.
     """
 
     def __init__(
@@ -63,6 +75,7 @@ class MetricsRegistry:
         *,
         percentile_method: PercentileMethod | str = PercentileMethod.NEAREST_RANK,
         early_stopping: EarlyStoppingSpec | None = EarlyStoppingSpec(),  # noqa: B008 - frozen
+        raw_store: RawStore | None = None,
     ) -> None:
         if early_stopping is not None and not isinstance(early_stopping, EarlyStoppingSpec):
             raise TypeError(
@@ -70,6 +83,7 @@ class MetricsRegistry:
             )
         self._percentile_method = PercentileMethod.parse(percentile_method)
         self._early_stopping = early_stopping
+        self._raw_store = raw_store
         self._counter_info: dict[str, CounterInfo] = {}
         self._counters: dict[str, int | float] = {}
         self._series: dict[str, SeriesSampler] = {}
@@ -126,37 +140,86 @@ class MetricsRegistry:
             )
         except ValueError as exc:
             raise ValueError(f"series {name!r}: {exc}") from None
-        sampler = SeriesSampler(name, config)
+        values = None
+        if self._raw_store is not None:
+            np_dtype = "int64" if config.dtype is int else "float64"
+            values = self._raw_store.values_for(name, np_dtype, {"dtype": np_dtype})
+        sampler = SeriesSampler(name, config, values)
         self._series[name] = sampler
         self._appenders[name] = sampler.pending.append
 
     # -- hot path --------------------------------------------------------------
 
     def record(self, name: str, value: int | float) -> None:
-        """Append one value to series ``name`` (``KeyError`` if unknown)."""
-        self._appenders[name](value)
+        """Append one value to series ``name``.
+
+        ``UnknownMetricError`` (a ``KeyError``) for an unknown name, listing close
+        matches; ``MetricKindError`` (a ``KeyError`` and ``TypeError``) for a
+        counter's name; ``TypeError`` naming the series and its type for a value of
+        the wrong kind (``OverflowError`` outside int64). Messages are built only
+        after the append failed: the call that succeeds pays for a ``try`` alone.
+        """
+        try:
+            self._appenders[name](value)
+        except (KeyError, TypeError, OverflowError) as exc:
+            raise self._record_error(name, value, exc) from None
 
     def appender(self, name: str) -> Callable[[Any], None]:
         """The bound ``record`` of series ``name``: one call per value, no lookup.
 
-        For hot loops that record into one series; ``KeyError`` if unknown.
+        For hot loops that record into one series. Unknown names raise as in
+        :meth:`record`; the appender itself raises the array's bare ``TypeError``
+        for a wrong value (it is the append, with nothing around it).
         """
-        return self._appenders[name]
+        try:
+            return self._appenders[name]
+        except (KeyError, TypeError):
+            raise self._lookup_error(name, "series") from None
 
     def record_many(self, name: str, values: Any) -> None:
         """Append a batch (any sequence or numpy array) to series ``name``."""
-        self._series[name].add_many(values)
+        try:
+            sampler = self._series[name]
+        except (KeyError, TypeError):
+            raise self._lookup_error(name, "series") from None
+        sampler.add_many(values)
 
     def increment(self, name: str, delta: int | float = 1) -> None:
-        """Add ``delta`` to counter ``name``; monotonic counters refuse negatives."""
-        value = self._counters[name] + delta
+        """Add ``delta`` to counter ``name``; monotonic counters refuse negatives.
+
+        Errors name the counter: ``UnknownMetricError`` / ``MetricKindError`` as in
+        :meth:`record`, ``TypeError`` for a delta that is not a number or a
+        non-integer delta to an int counter. Not atomic across threads: one writer
+        per counter (``MetricsSession.increment`` locks).
+        """
+        counters = self._counters
+        try:
+            old = counters[name]
+            value = old + delta
+        except (KeyError, TypeError):
+            raise self._increment_error(name, delta) from None
         if delta < 0 and not self._counter_info[name].settable:
             raise ValueError(f"counter {name!r} is monotonic; cannot add {delta!r}")
-        self._counters[name] = value
+        if value.__class__ is not old.__class__:
+            # int + float, or a numpy scalar: the slow path decides (never taken by plain ints)
+            value = self._checked_sum(name, old, delta)
+        counters[name] = value
+
+    def _checked_sum(self, name: str, old: int | float, delta: Any) -> int | float:
+        dtype = self._counter_info[name].dtype
+        if dtype is int:
+            try:
+                return old + operator.index(delta)
+            except TypeError:
+                raise counter_delta_error(name, dtype, delta) from None
+        return float(old + delta)
 
     def set_counter(self, name: str, value: int | float) -> None:
         """Set a counter registered with ``settable=True``."""
-        info = self._counter_info[name]
+        try:
+            info = self._counter_info[name]
+        except (KeyError, TypeError):
+            raise self._lookup_error(name, "counter") from None
         if not info.settable:
             raise ValueError(
                 f"counter {name!r} is monotonic; register it with settable=True to set it"
@@ -176,6 +239,40 @@ class MetricsRegistry:
         return self._early_stopping
 
     @property
+    def raw_store(self) -> RawStore | None:
+        """Where raw values beyond the memory bound go, or ``None`` (all in memory)."""
+        return self._raw_store
+
+    def series_sampler(self, name: str) -> SeriesSampler:
+        """The sampler of series ``name`` (its rollups, HDR and raw values)."""
+        return self._series[name]
+
+    def finalize_raw_store(self) -> None:
+        """Complete the raw store after the last snapshot: every value on disk, a manifest.
+
+        Call it once nothing records any more (after the final snapshot); a
+        registry without a store does nothing. Runs the file writes in the
+        caller's thread.
+        """
+        store = self._raw_store
+        if store is None:
+            return
+        with self._fold_lock:
+            self._fold_through(self._sequence)
+            info: dict[str, dict[str, Any]] = {}
+            for name, s in self._series.items():
+                r = s.rollup
+                info[name] = {
+                    **s.config.describe(),
+                    "count": r.count,
+                    "total": r.total,
+                    "min": r.min,
+                    "max": r.max,
+                    "sum_sq": r.sum_sq,
+                }
+            store.finalize(info)
+
+    @property
     def counter_names(self) -> tuple[str, ...]:
         return tuple(self._counter_info)
 
@@ -184,13 +281,37 @@ class MetricsRegistry:
         return tuple(self._series)
 
     def counter_info(self, name: str) -> CounterInfo:
-        return self._counter_info[name]
+        try:
+            return self._counter_info[name]
+        except (KeyError, TypeError):
+            raise self._lookup_error(name, "counter") from None
 
     def series_config(self, name: str) -> SeriesConfig:
-        return self._series[name].config
+        try:
+            return self._series[name].config
+        except (KeyError, TypeError):
+            raise self._lookup_error(name, "series") from None
 
     def counter_value(self, name: str) -> int | float:
-        return self._counters[name]
+        try:
+            return self._counters[name]
+        except (KeyError, TypeError):
+            raise self._lookup_error(name, "counter") from None
+
+    # -- errors (built only after the fast path failed) --------------------------
+
+    def _lookup_error(self, name: object, wanted: str) -> UnknownMetricError:
+        return lookup_error(name, wanted=wanted, counters=self._counter_info, series=self._series)
+
+    def _record_error(self, name: object, value: object, exc: BaseException) -> Exception:
+        if not isinstance(name, str) or name not in self._series:
+            return self._lookup_error(name, "series")
+        return series_value_error(name, self._series[name].config.dtype, value, exc)
+
+    def _increment_error(self, name: object, delta: object) -> Exception:
+        if not isinstance(name, str) or name not in self._counter_info:
+            return self._lookup_error(name, "counter")
+        return counter_delta_error(name, self._counter_info[name].dtype, delta)
 
     def add_capture_hook(self, fn: Callable[[], None]) -> None:
         """Call ``fn()`` at the start of every capture, before the counters are copied.

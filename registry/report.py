@@ -21,6 +21,7 @@ Building never touches the network; writing only touches the given path.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import importlib.metadata
 import json
 import math
@@ -59,6 +60,7 @@ _VERSIONED = {
     "pyzmq": "pyzmq",
     "hdrhistogram": "hdrhistogram",
     "prometheus_client": "prometheus-client",
+    "pyarrow": "pyarrow",
     "scipy": "scipy",
 }
 _SOURCE_TEXT = {
@@ -95,20 +97,25 @@ def _early_stopping_entry(s: SeriesStat) -> dict[str, float | None] | None:
     return None if esp is None else {k: _finite(v) for k, v in esp.items()}
 
 
+def empty_series_entry(unit: str | None, early_stopping: Any = None) -> dict[str, Any]:
+    """The Report entry of a series without values (everything unknown is ``null``)."""
+    return {
+        "unit": unit,
+        "count": 0,
+        "min": None,
+        "max": None,
+        "avg": None,
+        "median": None,
+        "std_dev": None,
+        "percentiles": {},
+        "early_stopping_percentiles": early_stopping,
+        "histogram": [],
+    }
+
+
 def _series_entry(s: SeriesStat) -> dict[str, Any]:
     if s.count == 0:
-        return {
-            "unit": _unit(s.name),
-            "count": 0,
-            "min": None,
-            "max": None,
-            "avg": None,
-            "median": None,
-            "std_dev": None,
-            "percentiles": {},
-            "early_stopping_percentiles": _early_stopping_entry(s),
-            "histogram": [],
-        }
+        return empty_series_entry(_unit(s.name), _early_stopping_entry(s))
     median = s.percentiles.get(percentile_key(50))
     return {
         "unit": _unit(s.name),
@@ -200,7 +207,17 @@ def _seconds(ns: int | None) -> float | None:
     return ns / 1e9 if ns is not None else None
 
 
+@functools.cache
+def _installed_versions() -> tuple[tuple[str, str | None], ...]:
+    # importlib.metadata parses every package's METADATA: once per process is enough
+    return tuple(_versions_uncached().items())
+
+
 def _versions() -> dict[str, str | None]:
+    return dict(_installed_versions())
+
+
+def _versions_uncached() -> dict[str, str | None]:
     out: dict[str, str | None] = {"python": platform.python_version()}
     for key, dist in _VERSIONED.items():
         try:

@@ -42,6 +42,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
+from registry.atomic_file import pid_alive
+
 __all__ = ["INHERITED_LOCK_ENV", "LOCK_NAME", "DirectoryLocked", "LockHolder", "RunLock"]
 
 logger = logging.getLogger(__name__)
@@ -99,16 +101,6 @@ def _str_or_none(value: object) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
-
-
 class DirectoryLocked(Exception):
     """The output directory is held by another run; the message names the holder."""
 
@@ -116,7 +108,7 @@ class DirectoryLocked(Exception):
         self.directory = directory
         self.holder = holder
         who = holder.describe() if holder is not None else "another process"
-        if holder is not None and holder.pid is not None and not _pid_alive(holder.pid):
+        if holder is not None and holder.pid is not None and not pid_alive(holder.pid):
             who += " (no longer running; a process it started holds the lock)"
         super().__init__(f"{directory} is in use by {who}; one run per output directory")
 
@@ -231,7 +223,7 @@ class RunLock:
         while True:
             with contextlib.suppress(OSError):
                 holder = LockHolder.parse(_read_all(fd))
-            live = holder is not None and holder.pid is not None and _pid_alive(holder.pid)
+            live = holder is not None and holder.pid is not None and pid_alive(holder.pid)
             if live or time.monotonic() >= deadline:
                 return holder
             time.sleep(0.01)

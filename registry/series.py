@@ -13,15 +13,17 @@ for the next fold; :meth:`SeriesSampler.fold` and :meth:`SeriesSampler.stat`
 do the numpy work, possibly on another thread. The copy is never exposed as a buffer of ``pending``
 itself, since an exported buffer would make a concurrent append fail.
 
-A terminal ``stat`` reads the sorted raw values: percentiles at the index the
-registry's method picks (:mod:`registry.percentiles`), upstream's display
+A terminal ``stat`` reads the raw values at ranks, by selection: percentiles at
+the index the registry's method picks (:mod:`registry.percentiles`), upstream's display
 histogram (:func:`display_edges`) and, for tail-latency series, the MLPerf
 early-stopping map (:mod:`registry.mlperf.early_stopping`). This module never
 decides those rules itself; it only applies them to the values it holds.
 
 Guarantees: every recorded value is folded exactly once; raw values are kept
-at 8 bytes each (int64 or float64) in a few chunks; the raw store is sorted
-in place at most once per terminal snapshot and remembered as sorted.
+at 8 bytes each (int64 or float64) in a :class:`~registry.store.SeriesValues`:
+memory blocks, and with a raw store the values beyond its memory bound on
+disk. Terminal statistics never sort them: :mod:`registry.selection` answers
+every rank and histogram edge in one pass over memory and store.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from __future__ import annotations
 import array
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -39,17 +41,22 @@ from registry.hdr import HdrFold
 from registry.mlperf.early_stopping import EarlyStoppingSpec, early_stopping_indices
 from registry.percentiles import PercentileMethod, nearest_rank, rank_indices
 from registry.rollups import Rollup, rollup_of
+from registry.selection import select_exact
 from registry.snapshot import DEFAULT_PERCENTILES, SeriesStat, percentile_key
+from registry.store.raw_store import SeriesValues
 
-__all__ = ["SeriesConfig", "SeriesSampler", "display_edges", "nearest_rank"]
+__all__ = [
+    "EXACT",
+    "HDR_ONLY",
+    "LIVE",
+    "SeriesConfig",
+    "SeriesSampler",
+    "describe_series",
+    "display_edges",
+    "nearest_rank",
+]
 
 logger = logging.getLogger(__name__)
-
-# Merge the raw chunks into one once there are this many: keeps per-chunk
-# overhead negligible while each value is copied only rarely.
-_MAX_RAW_CHUNKS = 64
-# Below this every int64 converts to float64 exactly.
-_FLOAT_EXACT = 2**53
 
 
 def display_edges(min_value: float, max_value: float, n_buckets: int) -> list[float]:
@@ -118,11 +125,23 @@ class SeriesConfig:
         #: gets early-stopping estimates in terminal snapshots (SPEC §10)
         self.tail_latency = bool(tail_latency)
 
+    def describe(self) -> dict[str, Any]:
+        """The settings as plain JSON values (the final file's run block, the store manifest)."""
+        return {
+            "dtype": self.dtype.__name__,
+            "hdr_low": self.hdr_low,
+            "hdr_high": self.hdr_high,
+            "sig_figs": self.sig_figs,
+            "n_histogram_buckets": self.n_histogram_buckets,
+            "percentiles": list(self.percentiles),
+            "tail_latency": self.tail_latency,
+        }
+
 
 class SeriesSampler:
     """One series' state. ``pending`` is the hot-path buffer; call ``stat`` to fold and read."""
 
-    def __init__(self, name: str, config: SeriesConfig) -> None:
+    def __init__(self, name: str, config: SeriesConfig, values: SeriesValues | None = None) -> None:
         self.name = name
         self.config = config
         self._np_dtype = np.int64 if config.dtype is int else np.float64
@@ -130,11 +149,10 @@ class SeriesSampler:
         self.pending_arrays: list[npt.NDArray[Any]] = []
         self._rollup = Rollup()
         self._hdr = HdrFold(config.hdr_low, config.hdr_high, config.sig_figs)
-        self._raw: list[npt.NDArray[Any]] = []
-        self._raw_sorted = False
+        #: every folded value (memory, and the raw store's file when there is one)
+        self.values = values if values is not None else SeriesValues(self._np_dtype)
         self._warned_clamp = False
         self.dropped_non_finite = 0
-        self._keys = tuple(percentile_key(p) for p in config.percentiles)
 
     # -- hot-path companions ---------------------------------------------------
 
@@ -184,10 +202,7 @@ class SeriesSampler:
                 continue
             self._rollup.merge(rollup_of(batch))
             self._hdr.fold(batch)
-            self._raw.append(batch)
-            self._raw_sorted = False
-        if len(self._raw) > _MAX_RAW_CHUNKS:
-            self._raw = [np.concatenate(self._raw)]
+            self.values.append(batch)
         if self._hdr.clamped and not self._warned_clamp:
             logger.warning(
                 "series %r: values outside the HDR range [%d, %d] were clamped into the "
@@ -204,15 +219,6 @@ class SeriesSampler:
             logger.warning("series %r: dropping NaN/infinite values (counted)", self.name)
         self.dropped_non_finite += n
 
-    def _sorted_raw(self) -> npt.NDArray[Any]:
-        if len(self._raw) != 1:
-            self._raw = [np.concatenate(self._raw)] if self._raw else [np.empty(0, self._np_dtype)]
-            self._raw_sorted = False
-        if not self._raw_sorted:
-            self._raw[0].sort()
-            self._raw_sorted = True
-        return self._raw[0]
-
     # -- reading ---------------------------------------------------------------
 
     @property
@@ -223,11 +229,17 @@ class SeriesSampler:
     def hdr(self) -> HdrFold:
         return self._hdr
 
+    @property
+    def rollup(self) -> Rollup:
+        return self._rollup
+
     def raw_values(self) -> npt.NDArray[Any]:
-        """Every folded value (a sorted view once a terminal snapshot was taken)."""
-        if self._raw_sorted or not self._raw:
-            return self._sorted_raw()
-        return np.concatenate(self._raw)
+        """Every folded value in one array, in no particular order.
+
+        Loads the whole series (store included) into memory: for tests and
+        small series; the terminal statistics never need it.
+        """
+        return self.values.concatenated()
 
     def stat(
         self,
@@ -243,86 +255,116 @@ class SeriesSampler:
         early-stopping map from the raw values (terminal snapshots);
         otherwise nearest rank and histogram from the HDR (live snapshots).
         """
-        r = self._rollup
-        hdr_bytes = self._hdr.encode()
-        es_spec = early_stopping if exact and self.config.tail_latency else None
-        if r.count == 0:
-            # upstream's empty series: min/max the int 0 even for a float series
-            zero: int | float = 0 if self._np_dtype is np.int64 else 0.0
-            return SeriesStat(
-                name=self.name,
-                count=0,
-                total=zero,
-                min=0,
-                max=0,
-                sum_sq=zero,
-                percentiles=dict.fromkeys(self._keys, 0.0),
-                histogram=[],
-                early_stopping_percentiles=(
-                    None if es_spec is None else self._early_stopping_map(None, es_spec)
-                ),
-                hdr=hdr_bytes,
-            )
-        n = r.count
-        lo, hi = float(r.min), float(r.max)
-        edges = display_edges(lo, hi, self.config.n_histogram_buckets)
-        es_map: dict[str, float | None] | None = None
-        if exact:
-            data = self._sorted_raw()
-            idx = rank_indices(method, self.config.percentiles, n)
-            values = data[idx].astype(np.float64).tolist()
-            counts = _sorted_histogram(data, edges)
-            if es_spec is not None:
-                es_map = self._early_stopping_map(data, es_spec)
-        else:
-            values = [
-                min(hi, max(lo, float(self._hdr.value_at_rank(nearest_rank(p, n)))))
-                for p in self.config.percentiles
-            ]
-            reps, weights = self._hdr.nonzero_buckets()
-            binned = np.histogram(np.clip(reps, edges[0], edges[-1]), bins=edges, weights=weights)
-            counts = binned[0].astype(np.int64).tolist()
-        histogram = [((edges[i], edges[i + 1]), int(c)) for i, c in enumerate(counts)]
-        return SeriesStat(
-            name=self.name,
-            count=n,
-            total=r.total,
-            min=r.min,
-            max=r.max,
-            # a float, as upstream sends it: the correctly rounded value of the exact sum
-            sum_sq=float(r.sum_sq),
-            percentiles=dict(zip(self._keys, values, strict=True)),
-            histogram=histogram,
-            early_stopping_percentiles=es_map,
-            hdr=hdr_bytes,
+        return describe_series(
+            self.name,
+            self.config,
+            self._rollup,
+            self._hdr,
+            mode=EXACT if exact else LIVE,
+            chunks=self.values.chunks,
+            method=method,
+            early_stopping=early_stopping,
         )
 
-    def _early_stopping_map(
-        self, data: npt.NDArray[Any] | None, spec: EarlyStoppingSpec
-    ) -> dict[str, float | None]:
-        # an empty series (data None) still gets the map, all None: the feature is on
-        n = 0 if data is None else int(data.size)
-        indices = early_stopping_indices(n, self.config.percentiles, spec)
-        return {
-            key: float(data[i]) if data is not None and i is not None else None
-            for key, i in indices.items()
-        }
+
+#: How :func:`describe_series` reads a series: HDR nearest rank (live snapshots),
+#: exact from every raw value (terminal ones), or the terminal statistics located in
+#: the HDR alone (a merge missing some raw values: approximate).
+LIVE, EXACT, HDR_ONLY = "live", "exact", "hdr"
 
 
-def _sorted_histogram(data: npt.NDArray[Any], edges: list[float]) -> list[int]:
-    """``np.histogram(np.clip(data, edges[0], edges[-1]), edges)`` for sorted ``data``.
+def describe_series(
+    name: str,
+    config: SeriesConfig,
+    rollup: Rollup,
+    hdr: HdrFold,
+    *,
+    mode: str,
+    chunks: Callable[[], Iterable[npt.NDArray[Any]]] | None = None,
+    method: PercentileMethod = PercentileMethod.NEAREST_RANK,
+    early_stopping: EarlyStoppingSpec | None = None,
+) -> SeriesStat:
+    """The :class:`SeriesStat` of a series from its rollups, HDR and (``EXACT``) raw values.
 
-    The same counts (half-open buckets, the last one closed) by bisecting the
-    sorted values at the interior edges instead of letting numpy sort again.
-    For integers ``v < e`` is ``v < ceil(e)``, so the cuts are integer keys
-    and the values never get converted to float (numpy converts them; the two
-    agree below 2**53, and beyond it we compare in float as numpy does).
+    ``chunks()`` yields every raw value (any order); ``hdr`` must count exactly
+    those. ``EXACT`` and ``HDR_ONLY`` give tail-latency series their
+    early-stopping map (when ``early_stopping`` is set) and pick percentiles by
+    ``method``; ``LIVE`` is nearest rank on the HDR, no map.
     """
-    cuts = np.asarray(edges[1:-1], dtype=np.float64)
-    if data.dtype.kind in "iu":
-        if data.size and max(abs(int(data[0])), abs(int(data[-1]))) < _FLOAT_EXACT:
-            cuts = np.ceil(cuts).astype(data.dtype)
-        else:
-            data = data.astype(np.float64)
-    positions = np.searchsorted(data, cuts, side="left")
-    return np.diff(np.concatenate(([0], positions, [data.size]))).tolist()
+    keys = tuple(percentile_key(p) for p in config.percentiles)
+    np_dtype = np.int64 if config.dtype is int else np.float64
+    r = rollup
+    hdr_bytes = hdr.encode()
+    terminal = mode != LIVE
+    es_spec = early_stopping if terminal and config.tail_latency else None
+    if r.count == 0:
+        # upstream's empty series: min/max the int 0 even for a float series
+        zero: int | float = 0 if np_dtype is np.int64 else 0.0
+        return SeriesStat(
+            name=name,
+            count=0,
+            total=zero,
+            min=0,
+            max=0,
+            sum_sq=zero,
+            percentiles=dict.fromkeys(keys, 0.0),
+            histogram=[],
+            early_stopping_percentiles=(
+                None
+                if es_spec is None
+                else dict.fromkeys(early_stopping_indices(0, config.percentiles, es_spec))
+            ),
+            hdr=hdr_bytes,
+        )
+    n = r.count
+    lo, hi = float(r.min), float(r.max)
+    edges = display_edges(lo, hi, config.n_histogram_buckets)
+    es_map: dict[str, float | None] | None = None
+    ranks = (
+        rank_indices(method, config.percentiles, n).tolist()
+        if terminal
+        else [nearest_rank(p, n) - 1 for p in config.percentiles]
+    )
+    es_idx = early_stopping_indices(n, config.percentiles, es_spec) if es_spec is not None else {}
+    es_ranks = [i for i in es_idx.values() if i is not None]
+    if mode == EXACT:
+        assert chunks is not None, "exact statistics need the raw values"
+        sel = select_exact(
+            chunks,
+            hdr,
+            count=n,
+            vmin=r.min,
+            vmax=r.max,
+            dtype=np_dtype,
+            ranks=ranks + es_ranks,
+            cuts=edges[1:-1],
+        )
+        picked = [float(v) for v in sel.values.tolist()]
+        # counts per bucket from "how many below" each interior edge (np.histogram's
+        # half-open buckets, the last one closed; values outside go to the end buckets)
+        below = [0, *sel.below, n]
+        counts = [below[i + 1] - below[i] for i in range(len(below) - 1)]
+    else:
+        # the HDR bucket's highest equivalent value, clamped to the exact [min, max]
+        picked = [min(hi, max(lo, float(hdr.value_at_rank(k + 1)))) for k in ranks + es_ranks]
+        reps, weights = hdr.nonzero_buckets()
+        binned = np.histogram(np.clip(reps, edges[0], edges[-1]), bins=edges, weights=weights)
+        counts = binned[0].astype(np.int64).tolist()
+    values = picked[: len(ranks)]
+    if es_spec is not None:
+        at = iter(picked[len(ranks) :])
+        es_map = {k: (next(at) if i is not None else None) for k, i in es_idx.items()}
+    histogram = [((edges[i], edges[i + 1]), int(c)) for i, c in enumerate(counts)]
+    return SeriesStat(
+        name=name,
+        count=n,
+        total=r.total,
+        min=r.min,
+        max=r.max,
+        # a float, as upstream sends it: the correctly rounded value of the exact sum
+        sum_sq=float(r.sum_sq),
+        percentiles=dict(zip(keys, values, strict=True)),
+        histogram=histogram,
+        early_stopping_percentiles=es_map,
+        hdr=hdr_bytes,
+    )

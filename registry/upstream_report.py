@@ -17,7 +17,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from registry.report import REPORT_SCHEMA_VERSION, _versions
+from registry.report import REPORT_SCHEMA_VERSION, _versions, empty_series_entry
 
 __all__ = ["from_upstream_summary", "is_upstream_summary"]
 
@@ -49,18 +49,7 @@ def _num(v: Any) -> float | int | None:
 
 def _series(entry: Any, unit: str) -> dict[str, Any]:
     if not isinstance(entry, Mapping) or not entry:
-        return {
-            "unit": unit,
-            "count": 0,
-            "min": None,
-            "max": None,
-            "avg": None,
-            "median": None,
-            "std_dev": None,
-            "percentiles": {},
-            "early_stopping_percentiles": None,
-            "histogram": [],
-        }
+        return empty_series_entry(unit)
     hist = entry.get("histogram") or {}
     buckets = hist.get("buckets") or [] if isinstance(hist, Mapping) else []
     counts = hist.get("counts") or [] if isinstance(hist, Mapping) else []

@@ -22,6 +22,16 @@ _IPC_PATH_MAX = 100
 
 
 @pytest.fixture
+def workdir() -> Iterator[Path]:
+    """A short temporary directory: ``ipc://`` paths inside it stay under the limit."""
+    d = Path(tempfile.mkdtemp(prefix="bm-"))
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
 def ipc_endpoint(tmp_path: Path) -> Iterator[str]:
     """A fresh ``ipc://`` endpoint inside a temporary directory."""
     sock = tmp_path / "s.sock"

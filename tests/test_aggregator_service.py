@@ -10,12 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import jsonschema
@@ -48,16 +45,6 @@ SCENARIO_COMPLETE_COUNTERS = {
     "tracked_samples_issued": 5,
 }
 SCENARIO_COMPLETE_SERIES = {**SCENARIO_SERIES, "isl": [10, 20, 30, 7, 2]}  # F's isl gone
-
-
-@pytest.fixture
-def workdir() -> Iterator[Path]:
-    """A short temporary directory (ipc:// paths must stay under ~100 bytes)."""
-    d = Path(tempfile.mkdtemp(prefix="bm-agg-"))
-    try:
-        yield d
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
 
 
 def endpoints(d: Path) -> tuple[str, str]:

@@ -416,3 +416,12 @@ def test_verdict_row_threshold_lines_and_server_row(dashboard) -> None:
         legends = [t["legendFormat"] for t in p["targets"]]
         assert "client - server (mean)" in legends and "server p99" in legends
         assert "network" in p["description"] and "queueing" in p["description"]
+
+
+def test_whole_run_panels_add_every_load_generators_buckets(dashboard) -> None:
+    """SPEC §11: Prometheus is the live distributed engine; the whole-run quantiles over
+    all instances come from their cumulative buckets summed by ``le`` (no rate)."""
+    exprs = [q.expr for q in panel_queries(dashboard)]
+    for stem in ("ttft", "tpot", "sample_latency"):
+        want = f"histogram_quantile(0.99, sum by (le) (bench_{stem}_seconds_bucket{{"
+        assert any(e.startswith(want) for e in exprs), stem

@@ -9,14 +9,10 @@ every good one.
 from __future__ import annotations
 
 import asyncio
-import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import msgspec
-import pytest
 import zmq
 
 from registry.aggregator import AggregatorService
@@ -24,15 +20,6 @@ from registry.snapshot import MetricsSnapshot, SessionState
 from registry.snapshot_codec import pad_topic
 
 WAIT_S = 20.0
-
-
-@pytest.fixture
-def workdir() -> Iterator[Path]:
-    d = Path(tempfile.mkdtemp(prefix="bm-hostile-"))
-    try:
-        yield d
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
 
 
 def rec(kind: str, ts: int, uuid: str = "", **extra: Any) -> dict[str, Any]:

@@ -9,12 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,15 +38,6 @@ WAIT_S = 30.0
 FIXTURE_TOKENIZER = REPO / "tests" / "data" / "mlcommons-endpoints" / "tokenizer"
 # About a millisecond per chat prompt: a backlog of thousands takes seconds to count.
 SLOW_TEMPLATE = "{%- for i in range(20000) %}{%- endfor %}" + CHAT_TEMPLATE
-
-
-@pytest.fixture
-def workdir() -> Iterator[Path]:
-    d = Path(tempfile.mkdtemp(prefix="bm-tok-"))
-    try:
-        yield d
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -41,15 +41,6 @@ WAIT_S = 30.0
 REL = 1e-12
 
 
-@pytest.fixture
-def workdir() -> Iterator[Path]:
-    d = Path(tempfile.mkdtemp(prefix="bm-up-"))
-    try:
-        yield d
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
-
-
 def replay_events(endpoint: str, frames: list[bytes], proc: subprocess.Popen[str]) -> None:
     """Bind ``endpoint`` and send each recorded message byte for byte, once subscribed."""
     sock = zmq.Context.instance().socket(zmq.XPUB)

@@ -13,9 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import jsonschema
@@ -34,15 +31,6 @@ from tests.upstream_fixtures import FIXTURES
 
 VALIDATOR = jsonschema.Draft202012Validator(load_schema())
 WAIT_S = 20.0
-
-
-@pytest.fixture
-def workdir() -> Iterator[Path]:
-    d = Path(tempfile.mkdtemp(prefix="bm-verdict-"))
-    try:
-        yield d
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
 
 
 def run_service(workdir: Path, events: list[EventRecord]) -> Path:

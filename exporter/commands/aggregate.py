@@ -41,6 +41,7 @@ from registry.aggregator.event_subscriber import DEFAULT_MAX_FRAME_BYTES
 from registry.aggregator.service import Hook, SnapshotListener
 from registry.mlperf.early_stopping import EarlyStoppingSpec
 from registry.percentiles import PercentileMethod
+from registry.store.raw_store import DEFAULT_MEMORY_BYTES
 from registry.tokens import TokenCounter, TokenizerUnavailable, load_tokenizer
 from registry.transport import check_endpoint
 
@@ -147,6 +148,28 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             "ignore SIGINT (for a benchmark that starts the aggregator in its own process "
             "group, as mlcommons/endpoints does: its session.ended decides the end)"
         ),
+    )
+    p.add_argument(
+        "--raw-memory-mb",
+        type=float,
+        default=DEFAULT_MEMORY_BYTES / 2**20,
+        metavar="MB",
+        help=(
+            "raw values kept in memory, in MiB across all series; beyond it they go to the "
+            "raw store in OUTPUT_DIR/raw (default: %(default)g)"
+        ),
+    )
+    p.add_argument(
+        "--no-raw-store",
+        dest="raw_store",
+        action="store_false",
+        help="keep every raw value in memory and write no raw store (no exact merge later)",
+    )
+    p.add_argument(
+        "--no-samples",
+        dest="samples",
+        action="store_false",
+        help="do not write samples.parquet (one row per tracked sample)",
     )
     p.add_argument(
         "--run-id",
@@ -332,6 +355,8 @@ def build_service(
         raise UsageError(
             f"--n-histogram-buckets must be in 1..10000, got {args.n_histogram_buckets}"
         )
+    if not (math.isfinite(args.raw_memory_mb) and 0 <= args.raw_memory_mb <= 2**40):
+        raise UsageError(f"--raw-memory-mb must be a number of MiB >= 0, got {args.raw_memory_mb}")
     check_tokenizer_arguments(args)
     out: Path = args.output_dir
     if out.exists() and not out.is_dir():
@@ -364,6 +389,9 @@ def build_service(
         ignore_sigint=args.ignore_sigint,
         readiness=args.readiness,
         ready_marker=args.ready_marker,
+        raw_store=args.raw_store,
+        raw_memory_bytes=int(args.raw_memory_mb * 2**20),
+        samples=args.samples,
         tokenizer=tokens,
         tokenizer_workers=args.tokenizer_workers,
         drain_timeout_s=args.drain_timeout or None,

@@ -458,9 +458,11 @@ def _prepare_output_dir(path: str, run_id: str) -> tuple[Path, RunLock]:
         raise UsageError(f"cannot use --output-dir {output_dir}: {exc.strerror or exc}") from None
     lock = lock_output_dir(output_dir, run_id)  # before anything in it is touched
     try:
-        for name in FINAL_FILES:
+        for name in (*FINAL_FILES, "samples.parquet"):
             # An earlier run's files would otherwise pass for this one's.
             (output_dir / name).unlink(missing_ok=True)
+        # and its raw store for this run's (a merge reads it)
+        shutil.rmtree(output_dir / "raw", ignore_errors=True)
     except OSError as exc:
         lock.release()
         raise UsageError(f"cannot use --output-dir {output_dir}: {exc.strerror or exc}") from None

@@ -65,13 +65,14 @@ from typing import Any
 
 import msgspec
 
-from registry.aggregator.rows import UNSET, SampleTable
+from registry.aggregator.rows import NO_COUNT, UNSET, SampleTable
 from registry.aggregator.session import SessionMachine
 from registry.events import EventCodec, EventRecord, EventType
-from registry.events.data import PromptData, TextModelOutput
+from registry.events.data import ErrorData, PromptData, TextModelOutput
 from registry.metrics_registry import MetricsRegistry
 from registry.mlperf.constraints import ConstraintTracker
 from registry.mlperf.slo import Constraint
+from registry.store.sample_log import SampleLog
 from registry.tokens import OUTPUT, PROMPT, TokenCounter, TokenizerPool, TokenJob
 from registry.tokens.pool import Count
 from registry.tokens.rules import needs_after_first_chunk_count, needs_output_count
@@ -162,7 +163,9 @@ class AggregatorMetrics:
     :attr:`n_pending_tasks` for the snapshot's pending count. With ``tokens``
     (a counter over a loaded tokenizer) text is tokenized by :attr:`tokenizer`
     in ``tokenizer_workers`` threads; its results are recorded on the event
-    loop that called :meth:`handle_many`.
+    loop that called :meth:`handle_many`. With a ``sample_log``, every tracked
+    sample's record is appended to it when the sample completes
+    (:meth:`log_in_flight` adds those still running).
     """
 
     def __init__(
@@ -176,11 +179,13 @@ class AggregatorMetrics:
         tokens: TokenCounter | None = None,
         tokenizer_workers: int = 2,
         constraints: Sequence[Constraint] = (),
+        sample_log: SampleLog | None = None,
     ) -> None:
         for c in constraints:
             if c.series in STREAMING_SERIES and not streaming:
                 raise ValueError(f"constraint {c.describe()} needs streaming mode ({c.series})")
         self.registry = registry
+        self.sample_log = sample_log
         self.streaming = streaming
         self.session = session if session is not None else SessionMachine()
         for name in COUNTERS:
@@ -308,6 +313,7 @@ class AggregatorMetrics:
         dispatch = self._dispatch
         index_get = self.rows.index.get
         last_recv = self.rows.last_recv
+        chunks = self.rows.chunks
         chunk = EventType.SAMPLE_RECV_NON_FIRST if self._has_ttft else None
         append_gap = self._append_gap
         # Until session.started is seen, each record checks for it; after that the
@@ -333,6 +339,7 @@ class AggregatorMetrics:
                         if ts >= prev:  # never true while unset (UNSET is the maximum)
                             append_gap(ts - prev)
                             last_recv[slot] = ts
+                            chunks[slot] += 1
                             continue
                 dispatch[kind](rec)
                 if self._ended:
@@ -409,6 +416,78 @@ class AggregatorMetrics:
             self._verdict.write(
                 tracked_duration_ns=self._tracked_duration, final=final, complete=complete
             )
+
+    def timeline(self) -> dict[str, Any]:
+        """The timestamps behind the three durations (producer's clock), for merging runs.
+
+        ``windows``: per tracking window ``[start, latest completion or start]``;
+        ``legacy``: first tracked issue, issue time of the latest-issued tracked
+        sample that completed, and its completion; ``session_start_ns`` and
+        ``latest_event_ns`` bound ``total_duration_ns``. ``None`` where unknown.
+        """
+        start = self._session_start
+        return {
+            "session_start_ns": start,
+            "latest_event_ns": None if start is None else start + self._total_duration,
+            "windows": [
+                [s, last] for s, last in zip(self._blocks_start, self._blocks_last, strict=True)
+            ],
+            "legacy": {
+                "first_issued_ns": self._legacy_start,
+                "latest_issued_ns": self._legacy_max_issued
+                if self._legacy_end is not None
+                else None,
+                "end_ns": self._legacy_end,
+            },
+        }
+
+    def log_in_flight(self) -> int:
+        """Append a record for every tracked sample still in flight (at the end); how many."""
+        log = self.sample_log
+        if log is None:
+            return 0
+        rows = self.rows
+        for uuid, slot in rows.index.items():
+            log.append(self._row(uuid, slot, None, None, None, None, None))
+        return len(rows.index)
+
+    def _row(
+        self,
+        uuid: str,
+        slot: int,
+        rec: EventRecord | None,
+        complete_ns: int | None,
+        tpot: float | None,
+        osl: int | None,
+        finish_reason: str | None,
+    ) -> tuple[Any, ...]:
+        rows = self.rows
+        tags = rows.tags.get(slot)
+        conversation, turn = tags if tags is not None else ("", None)
+        worker = None
+        if rec is not None:
+            if rec.conversation_id and not conversation:
+                conversation, turn = rec.conversation_id, rec.turn
+            if rec.worker_id is not msgspec.UNSET:
+                worker = rec.worker_id
+        first = rows.recv_first[slot]
+        isl = rows.isl[slot]
+        return (
+            uuid,
+            conversation,
+            turn,
+            worker,
+            rows.block[slot],
+            rows.issued[slot],
+            None if first == UNSET else first,
+            complete_ns,
+            tpot,
+            rows.chunks[slot],
+            None if isl == NO_COUNT else isl,
+            osl,
+            finish_reason,
+            rows.error_type(slot),
+        )
 
     # -- internals -------------------------------------------------------------
 
@@ -535,8 +614,11 @@ class AggregatorMetrics:
             self._unmatched(rec, "for a sample already in flight (row reused)")
             rows.issued[slot] = rec.timestamp_ns
         self._n_tracked_issued += 1
+        if rec.conversation_id or rec.turn is not None:
+            rows.tags[slot] = (rec.conversation_id, rec.turn)
         if isl is not None:
             self._record("isl", isl)
+            rows.set_isl(slot, isl)
             return
         pool = self.tokenizer
         data = rec.data
@@ -570,6 +652,7 @@ class AggregatorMetrics:
                 self._record("chunk_delta_ns", ts - prev)
         rows.recv_first[slot] = ts
         rows.last_recv[slot] = ts
+        rows.chunks[slot] += 1
 
     def _on_recv_non_first(self, rec: EventRecord) -> None:
         # The common case is inlined in handle_many; this is the rest.
@@ -587,6 +670,7 @@ class AggregatorMetrics:
         if prev != UNSET and self._has_ttft:
             self._record("chunk_delta_ns", ts - prev)
         rows.last_recv[slot] = ts
+        rows.chunks[slot] += 1
 
     def _no_row(self, rec: EventRecord) -> None:
         uuid = rec.sample_uuid
@@ -651,6 +735,20 @@ class AggregatorMetrics:
         if isinstance(reason, str):
             key = reason if reason in self._finish else "other"
             self._finish[key] += 1
+        if self.sample_log is not None:
+            self.sample_log.append(
+                self._row(
+                    uuid,
+                    slot,
+                    rec,
+                    ts,
+                    tpot,
+                    None if out is msgspec.UNSET else out,
+                    reason if isinstance(reason, str) else None,
+                )
+            )
+        if rows.tags:
+            rows.release_tags(slot)
         w = rows.block[slot]
         if 0 <= w < len(self._blocks_last) and ts > self._blocks_last[w]:
             self._tracked_duration += ts - self._blocks_last[w]
@@ -738,7 +836,9 @@ class AggregatorMetrics:
         slot = rows.index.get(uuid)
         if slot is not None:
             self._n_tracked_failed += 1
-            rows.failed[slot] = 1
+            data = rec.data
+            kind = data.error_type if isinstance(data, ErrorData) and data.error_type else ""
+            rows.mark_failed(slot, kind or rec.event_type.value)
         elif uuid not in self._untracked:
             self._unmatched(rec, "for no sample in flight (after its completion, or unknown)")
 

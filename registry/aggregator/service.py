@@ -23,6 +23,15 @@ snapshot endpoint. The run ends in one of two ways:
   interrupted run from a complete one. A signal that arrives once the final
   publish has begun changes nothing.
 
+Runs of any length (SPEC §11): raw values beyond ``raw_memory_bytes`` go to
+the raw store in ``<output_dir>/raw/`` as they are folded, and after the final
+files the store is completed (every value, ``manifest.json``);
+``samples.parquet`` gets one row per tracked sample, written in row groups by
+its own worker thread as samples complete (the rows of samples still in
+flight are added at the end). The final files' ``run`` block carries the run
+id and labels, wall-clock anchors, the timestamps behind the durations and
+the series settings: what ``bench-metrics merge`` needs.
+
 Seams for the exporter: extra snapshot listeners (``fn(snapshot)``, called on
 the loop with every live and terminal snapshot) and async start/stop hooks
 (awaited before the first event is read / after the final files are written).
@@ -51,6 +60,7 @@ import zmq.asyncio
 from registry.aggregator.event_subscriber import DEFAULT_MAX_FRAME_BYTES, EventSubscriber
 from registry.aggregator.metrics import AggregatorEventCodec, AggregatorMetrics
 from registry.aggregator.session import SessionMachine
+from registry.clock import anchor, clock_block
 from registry.final_source import read_final_document
 from registry.metrics_registry import MetricsRegistry
 from registry.mlperf.early_stopping import EarlyStoppingSpec
@@ -59,10 +69,14 @@ from registry.percentiles import PercentileMethod
 from registry.publisher import MetricsPublisher
 from registry.report import build_report, write_report
 from registry.snapshot import MetricsSnapshot, SessionState
+from registry.store.raw_store import DEFAULT_MEMORY_BYTES, RawStore
+from registry.store.sample_log import SampleLog
+from registry.store.samples import SAMPLES_NAME, SampleWriter
 from registry.tokens import TokenCounter
 
 __all__ = [
     "FINAL_SNAPSHOT_NAME",
+    "RAW_STORE_DIR",
     "REPORT_NAME",
     "AggregatorService",
     "Hook",
@@ -73,6 +87,7 @@ logger = logging.getLogger(__name__)
 
 FINAL_SNAPSHOT_NAME = "final_snapshot.json"
 REPORT_NAME = "result_summary.json"
+RAW_STORE_DIR = "raw"
 
 SnapshotListener = Callable[[MetricsSnapshot], Any]
 Hook = Callable[[], Awaitable[Any]]
@@ -120,6 +135,9 @@ class AggregatorService:
         on_start: Sequence[Hook] = (),
         on_stop: Sequence[Hook] = (),
         handle_signals: bool = True,
+        raw_store: bool = True,
+        raw_memory_bytes: int = DEFAULT_MEMORY_BYTES,
+        samples: bool = True,
     ) -> None:
         if not interval_s > 0:
             raise ValueError(f"interval_s must be > 0, got {interval_s!r}")
@@ -141,17 +159,28 @@ class AggregatorService:
         self.ignore_sigint = ignore_sigint
         self.readiness = readiness
         self.ready_marker = ready_marker
+        self.raw_store = (
+            RawStore(self.output_dir / RAW_STORE_DIR, memory_bytes=raw_memory_bytes)
+            if raw_store
+            else None
+        )
         self.max_frame_bytes = max_frame_bytes
         self.registry = MetricsRegistry(
-            percentile_method=percentile_method, early_stopping=early_stopping
+            percentile_method=percentile_method,
+            early_stopping=early_stopping,
+            raw_store=self.raw_store,
         )
         self.session = SessionMachine()
+        self.sample_log = SampleLog() if samples else None
+        self.samples_path = self.output_dir / SAMPLES_NAME
+        self._sample_writer: SampleWriter | None = None
         self.metrics = AggregatorMetrics(
             self.registry,
             streaming=streaming,
             session=self.session,
             sig_figs=sig_figs,
             n_histogram_buckets=n_histogram_buckets,
+            sample_log=self.sample_log,
             tokens=tokenizer,
             tokenizer_workers=tokenizer_workers,
             constraints=constraints,
@@ -159,6 +188,9 @@ class AggregatorService:
         #: the constraints the run is judged on, and the ruleset they came from
         self.constraints: tuple[Constraint, ...] = tuple(constraints)
         self.ruleset = ruleset
+        self._clock_start: dict[str, int] | None = None
+        self._clock_end: dict[str, int] | None = None
+        self.session.add_listener(self._on_state)
         self._listeners = list(listeners)
         self._on_start = list(on_start)
         self._on_stop = list(on_stop)
@@ -220,6 +252,15 @@ class AggregatorService:
     def _runtime_state(self) -> tuple[SessionState, int]:
         return self.session.state, self.metrics.n_pending_tasks
 
+    def _on_state(self, old: SessionState, new: SessionState) -> None:
+        if new is SessionState.LIVE and self._clock_start is None:
+            self._clock_start = anchor()
+
+    def _flush_samples(self, snap: MetricsSnapshot) -> None:
+        # a tick listener: hand the rows completed since the last tick to the writer's thread
+        if self._sample_writer is not None and self.sample_log is not None:
+            self._sample_writer.submit(self.sample_log.take())
+
     # -- the run ---------------------------------------------------------------
 
     async def run(self) -> int:
@@ -242,6 +283,9 @@ class AggregatorService:
         )
         self._publisher = publisher
         self.bound_snapshots_endpoint = publisher.endpoint
+        if self.sample_log is not None:
+            self._sample_writer = SampleWriter(self.samples_path, run_id=self.run_id)
+            publisher.add_listener(self._flush_samples)
         for fn in self._listeners:
             publisher.add_listener(fn)
         subscriber = EventSubscriber(
@@ -390,6 +434,7 @@ class AggregatorService:
             # after n_pending_tasks was read for the final snapshot.
             pool.close()
         self.metrics.refresh_durations()
+        self._clock_end = anchor()
         pending = self.metrics.n_pending_tasks
         self.metrics.finalize_verdict(complete=not interrupted and pending == 0)
         if interrupted:
@@ -401,6 +446,25 @@ class AggregatorService:
         if not publisher.final_file_written:
             self.unwritten_files[FINAL_SNAPSHOT_NAME] = publisher.final_file_error or "unknown"
         self.report = self._write_report(snap, file_written=publisher.final_file_written)
+        await self._complete_stores()
+
+    async def _complete_stores(self) -> None:
+        """``samples.parquet`` (with the samples still in flight) and the raw store's last
+        values and manifest, off the loop; failures are logged, the final files stand."""
+        writer = self._sample_writer
+        if writer is not None and self.sample_log is not None:
+            self.metrics.log_in_flight()
+            if not await asyncio.to_thread(writer.close_sync, self.sample_log.take()):
+                self.unwritten_files[SAMPLES_NAME] = writer.error or "unknown"
+        if self.raw_store is not None:
+            try:
+                await asyncio.to_thread(self.registry.finalize_raw_store)
+            except OSError as exc:
+                why = exc.strerror or str(exc)
+                self.unwritten_files[f"{RAW_STORE_DIR}/ (the raw store)"] = why
+                logger.error(
+                    "could not complete the raw store in %s: %s", self.raw_store.directory, why
+                )
 
     def stream_run(self) -> dict[str, Any] | None:
         """Slot 5 of every snapshot on the stream: the run id, labels and ``/metrics`` URL."""
@@ -414,11 +478,22 @@ class AggregatorService:
     def run_info(self) -> dict[str, Any]:
         """This run's part of the final files' ``run`` block (the registry adds its
         percentile method and early-stopping settings)."""
+        reg = self.registry
         run: dict[str, Any] = {
             "run_id": self.run_id,
             "labels": dict(self.labels),
             "streaming": self.metrics.streaming,
             "tokenizer": self._tokenizer_info(),
+            # SPEC §11: what bench-metrics merge needs to align and check the runs
+            "clock": clock_block(self._clock_start, self._clock_end),
+            "timeline": self.metrics.timeline(),
+            "series": {name: reg.series_config(name).describe() for name in reg.series_names},
+            "raw_store": (
+                None
+                if self.raw_store is None
+                else {"dir": RAW_STORE_DIR, "memory_bytes": self.raw_store.budget.limit}
+            ),
+            "samples": SAMPLES_NAME if self.sample_log is not None else None,
         }
         if self.constraints:
             run["verdict"] = {

@@ -1,0 +1,349 @@
+"""``bench-metrics merge``: several runs' output directories into one exact result (SPEC §11).
+
+One run per load generator, each with its final snapshot, raw store and
+``samples.parquet``; out comes one ``final_snapshot.json``,
+``result_summary.json`` and ``samples.parquet``, as if one aggregator had
+seen every event:
+
+- the runs must belong together: the same counters, the same series with
+  the same settings (dtype, HDR range and precision, grid, histogram
+  buckets, tail latency), the same percentile method and early-stopping
+  test; otherwise :class:`~registry.merge.run_dir.MergeError`;
+- counters are summed; the three durations come from the runs' timelines on
+  one clock (:mod:`registry.merge.timeline`);
+- each series: rollups added (exact integers from the raw stores'
+  manifests), HDR histograms added bucket by bucket, then percentiles,
+  early-stopping map and display histogram exactly as one run computes them
+  (:func:`registry.series.describe_series`), by selection over every run's
+  raw store. A series some run has no whole raw store for is located in the
+  merged HDR instead: within HDR precision, and the run block says
+  ``"exact": false`` and which series;
+- ``samples.parquet``: every run's rows, timestamps moved onto the merged
+  timeline, in run order.
+
+Writes only into the output directory, atomically; reads the run
+directories and never changes them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from registry.atomic_file import fsync_directory, temporary_path, write_json_atomic
+from registry.hdr import HdrFold
+from registry.merge.run_dir import FINAL_SNAPSHOT_NAME, MergeError, RunDir, load_run
+from registry.merge.timeline import Alignment, align, merged_durations
+from registry.mlperf.early_stopping import EarlyStoppingSpec
+from registry.percentiles import PercentileMethod
+from registry.report import build_report, write_report
+from registry.rollups import Rollup
+from registry.run_lock import DirectoryLocked, RunLock
+from registry.selection import CountMismatch
+from registry.series import EXACT, HDR_ONLY, SeriesConfig, describe_series
+from registry.snapshot import CounterStat, MetricsSnapshot, SeriesStat, SessionState
+from registry.snapshot_codec import snapshot_to_dict
+from registry.store.samples import SAMPLES_NAME, SAMPLES_SCHEMA
+
+__all__ = ["MergeResult", "check_compatible", "merge_runs", "merged_snapshot"]
+
+logger = logging.getLogger(__name__)
+
+REPORT_NAME = "result_summary.json"
+_DURATIONS = ("tracked_duration_ns", "legacy_loadgen_window_duration_ns", "total_duration_ns")
+_TIME_COLUMNS = ("issued_ns", "first_ns", "complete_ns")
+
+
+@dataclass
+class MergeResult:
+    snapshot: MetricsSnapshot
+    run: dict[str, Any]
+    report: dict[str, Any]
+    exact: bool
+    approximate_series: list[str]
+    samples_rows: int | None
+
+
+def _config(settings: dict[str, Any]) -> SeriesConfig:
+    return SeriesConfig(
+        hdr_low=settings["hdr_low"],
+        hdr_high=settings["hdr_high"],
+        sig_figs=settings["sig_figs"],
+        n_histogram_buckets=settings["n_histogram_buckets"],
+        percentiles=settings["percentiles"],
+        dtype=int if settings["dtype"] == "int" else float,
+        tail_latency=settings["tail_latency"],
+    )
+
+
+def check_compatible(runs: Sequence[RunDir]) -> None:
+    """:class:`MergeError` naming the first difference that keeps the runs apart."""
+    ref = runs[0]
+    ref_counters = list(ref.snapshot.counters)
+    ref_series = ref.run["series"]
+    for run in runs[1:]:
+        where = f"{run.path} and {ref.path} do not belong together"
+        for key in ("percentile_method", "early_stopping"):
+            if run.run.get(key) != ref.run.get(key):
+                raise MergeError(f"{where}: {key} {run.run.get(key)!r} != {ref.run.get(key)!r}")
+        if sorted(run.snapshot.counters) != sorted(ref_counters):
+            diff = sorted(set(run.snapshot.counters) ^ set(ref_counters))
+            raise MergeError(f"{where}: different counters ({', '.join(diff)})")
+        series = run.run["series"]
+        if sorted(series) != sorted(ref_series):
+            diff = sorted(set(series) ^ set(ref_series))
+            raise MergeError(f"{where}: different series ({', '.join(diff)})")
+        for name, settings in ref_series.items():
+            other = series[name]
+            for key in sorted(set(settings) | set(other)):
+                if settings.get(key) != other.get(key):
+                    raise MergeError(
+                        f"{where}: series {name!r} {key} {other.get(key)!r} != "
+                        f"{settings.get(key)!r} (different series configuration)"
+                    )
+
+
+def _rollup(runs: Sequence[RunDir], name: str, exact: bool) -> Rollup:
+    total = Rollup()
+    for run in runs:
+        stat = run.snapshot.series[name]
+        if stat.count == 0:
+            continue
+        src: Any = run.raw_rollups[name] if exact else None
+        total.merge(
+            Rollup(
+                count=stat.count,
+                total=src["total"] if src else stat.total,
+                min=src["min"] if src else stat.min,
+                max=src["max"] if src else stat.max,
+                # the manifest's is the exact sum; the snapshot's a rounded float
+                sum_sq=src["sum_sq"] if src else stat.sum_sq,
+            )
+        )
+    return total
+
+
+def _series(
+    runs: Sequence[RunDir],
+    name: str,
+    config: SeriesConfig,
+    method: PercentileMethod,
+    es: EarlyStoppingSpec | None,
+) -> tuple[SeriesStat, bool]:
+    exact = all(name in run.raw_files for run in runs)
+    hdr = HdrFold(config.hdr_low, config.hdr_high, config.sig_figs)
+    for run in runs:
+        stat = run.snapshot.series[name]
+        if stat.hdr is not None:
+            try:
+                hdr.add_encoded(stat.hdr)
+            except ValueError as exc:
+                raise MergeError(f"{run.path}: series {name!r}: {exc}") from None
+
+    def chunks() -> Iterator[npt.NDArray[Any]]:
+        for run in runs:
+            yield from run.raw_chunks(name)
+
+    try:
+        stat = describe_series(
+            name,
+            config,
+            _rollup(runs, name, exact),
+            hdr,
+            mode=EXACT if exact else HDR_ONLY,
+            chunks=chunks if exact else None,
+            method=method,
+            early_stopping=es,
+        )
+    except CountMismatch as exc:
+        for run in runs:  # which file is short is not known: none of them is trusted
+            run.raw_missing.setdefault(name, f"raw store files do not hold every value ({exc})")
+        stat = describe_series(
+            name,
+            config,
+            _rollup(runs, name, False),
+            hdr,
+            mode=HDR_ONLY,
+            method=method,
+            early_stopping=es,
+        )
+        exact = False
+    return stat, exact
+
+
+def _merged_run_block(
+    runs: Sequence[RunDir],
+    alignments: Sequence[Alignment],
+    approximate: list[str],
+    durations: dict[str, int] | None,
+) -> dict[str, Any]:
+    ref = runs[0].run
+    ids = [r.run_id for r in runs]
+    labels: dict[str, str] = dict(ref.get("labels") or {})
+    for r in runs[1:]:
+        other = r.run.get("labels") or {}
+        labels = {k: v for k, v in labels.items() if other.get(k) == v}
+    shared_id = ids[0] if len(set(ids)) == 1 else None
+    timelines = [r.run.get("timeline") for r in runs]
+    return {
+        "percentile_method": ref.get("percentile_method"),
+        "early_stopping": ref.get("early_stopping"),
+        "run_id": shared_id if shared_id is not None else "merge:" + "+".join(str(i) for i in ids),
+        "labels": labels,
+        "clock": ref.get("clock"),
+        "series": ref.get("series"),
+        "raw_store": None,
+        "samples": SAMPLES_NAME,
+        "merge": {
+            "exact": not approximate,
+            "approximate_series": approximate,
+            "approximate_reason": (
+                {
+                    name: "; ".join(
+                        f"{r.path}: {r.raw_missing[name]}" for r in runs if name in r.raw_missing
+                    )
+                    for name in approximate
+                }
+                if approximate
+                else {}
+            ),
+            "durations": "merged timeline" if durations is not None else "largest run's",
+            "runs": [
+                {
+                    "dir": str(r.path),
+                    "run_id": r.run_id,
+                    "state": r.snapshot.state.value,
+                    "timeline": t,
+                    **a.as_dict(),
+                }
+                for r, a, t in zip(runs, alignments, timelines, strict=True)
+            ],
+        },
+    }
+
+
+def _merge_samples(runs: Sequence[RunDir], alignments: Sequence[Alignment], out: Path) -> int:
+    """Every run's ``samples.parquet`` rows into ``out`` (atomically); the row count."""
+    tmp = temporary_path(out)
+    rows = 0
+    try:
+        with pq.ParquetWriter(tmp, SAMPLES_SCHEMA, compression="zstd") as writer:
+            for run, a in zip(runs, alignments, strict=True):
+                if run.samples is None:
+                    continue
+                source = pq.ParquetFile(run.samples)
+                for batch in source.iter_batches(batch_size=65_536):
+                    table = pa.Table.from_batches([batch])
+                    if a.offset_ns:
+                        for col in _TIME_COLUMNS:
+                            i = table.schema.get_field_index(col)
+                            moved = pc.add(table.column(col), pa.scalar(a.offset_ns))
+                            table = table.set_column(i, col, moved)
+                    writer.write_table(table.cast(SAMPLES_SCHEMA))
+                    rows += table.num_rows
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, out)
+        fsync_directory(out.parent)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return rows
+
+
+def merged_snapshot(
+    run_dirs: Sequence[str | Path],
+) -> tuple[MetricsSnapshot, dict[str, Any], list[RunDir], list[Alignment]]:
+    """The merged terminal snapshot and its run block (reads the runs, writes nothing)."""
+    if not run_dirs:
+        raise MergeError("no run directories given")
+    resolved = [Path(d).resolve() for d in run_dirs]
+    if len(set(resolved)) != len(resolved):
+        raise MergeError("a run directory is given twice")
+    runs = [load_run(d) for d in run_dirs]
+    check_compatible(runs)
+    ref = runs[0]
+    method = PercentileMethod.parse(ref.run.get("percentile_method") or "nearest-rank")
+    es_block = ref.run.get("early_stopping")
+    es = (
+        EarlyStoppingSpec(float(es_block["confidence"]), float(es_block["tolerance"]))
+        if isinstance(es_block, dict)
+        else None
+    )
+    alignments = align([r.run for r in runs])
+    durations = merged_durations([r.run.get("timeline") for r in runs], alignments)
+
+    counters: list[CounterStat] = []
+    for name, value in ref.snapshot.counters.items():
+        if durations is not None and name in durations:
+            merged: int | float = durations[name]
+        elif name in _DURATIONS:
+            merged = max(r.snapshot.counters[name] for r in runs)
+        else:
+            merged = sum(r.snapshot.counters[name] for r in runs)
+        counters.append(CounterStat(name, merged if not isinstance(value, int) else int(merged)))
+    series: list[SeriesStat] = []
+    approximate: list[str] = []
+    for name in ref.snapshot.series:
+        stat, exact = _series(runs, name, _config(ref.run["series"][name]), method, es)
+        series.append(stat)
+        if not exact:
+            approximate.append(name)
+    states = {r.snapshot.state for r in runs}
+    state = SessionState.COMPLETE if states == {SessionState.COMPLETE} else SessionState.INTERRUPTED
+    snap = MetricsSnapshot(
+        counter=max(r.snapshot.counter for r in runs),
+        timestamp_ns=max(
+            r.snapshot.timestamp_ns + a.offset_ns for r, a in zip(runs, alignments, strict=True)
+        ),
+        state=state,
+        n_pending_tasks=sum(r.snapshot.n_pending_tasks for r in runs),
+        metrics=[*counters, *series],
+    )
+    run_block = _merged_run_block(runs, alignments, approximate, durations)
+    if approximate:
+        logger.warning(
+            "merge is approximate for %s (HDR precision): %s",
+            ", ".join(approximate),
+            "; ".join(run_block["merge"]["approximate_reason"].values()),
+        )
+    return snap, run_block, runs, alignments
+
+
+def merge_runs(run_dirs: Sequence[str | Path], out_dir: str | Path) -> MergeResult:
+    """Merge ``run_dirs`` into ``out_dir`` (created); :class:`MergeError` for unusable input."""
+    out = Path(out_dir)
+    if out.resolve() in {Path(d).resolve() for d in run_dirs}:
+        raise MergeError(f"{out}: the output directory cannot be one of the runs")
+    snap, run_block, runs, alignments = merged_snapshot(run_dirs)
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        lock = RunLock(out, run_block["run_id"]).acquire()  # one writer per directory
+    except DirectoryLocked as exc:
+        raise MergeError(str(exc)) from None
+    try:
+        write_json_atomic(out / FINAL_SNAPSHOT_NAME, snapshot_to_dict(snap, run=run_block))
+        report = build_report(snap, source="file", run=run_block)
+        write_report(out / REPORT_NAME, report)
+        samples_rows: int | None = None
+        if any(r.samples is not None for r in runs):
+            samples_rows = _merge_samples(runs, alignments, out / SAMPLES_NAME)
+    finally:
+        lock.release()
+    approximate = run_block["merge"]["approximate_series"]
+    return MergeResult(
+        snapshot=snap,
+        run=run_block,
+        report=report,
+        exact=not approximate,
+        approximate_series=approximate,
+        samples_rows=samples_rows,
+    )
