@@ -149,7 +149,7 @@ class SeriesStat(msgspec.Struct, frozen=True, array_like=True, tag="series"):
 MetricStat = CounterStat | SeriesStat
 
 
-class MetricsSnapshot(msgspec.Struct, frozen=True, array_like=True, omit_defaults=True):
+class MetricsSnapshot(msgspec.Struct, frozen=True, array_like=True):
     """``[counter, timestamp_ns, state, n_pending_tasks, metrics, run]``.
 
     ``metrics`` lists counters first, then series, each in registration order.
@@ -161,7 +161,7 @@ class MetricsSnapshot(msgspec.Struct, frozen=True, array_like=True, omit_default
     (mlcommons/endpoints' frames stop after slot 4, and its decoder, a msgspec
     ``array_like`` struct, ignores trailing elements, as it does the series'
     ``hdr`` slot). Without it the payload is upstream's five elements exactly
-    (``omit_defaults``). It is decoded as any value and read only through
+    (:class:`~registry.snapshot_codec.SnapshotCodec` then writes five slots). It is decoded as any value and read only through
     :func:`run_tag`, so a foreign value there never breaks a snapshot.
     """
 
