@@ -161,8 +161,9 @@ class MetricsSnapshot(msgspec.Struct, frozen=True, array_like=True):
     (mlcommons/endpoints' frames stop after slot 4, and its decoder, a msgspec
     ``array_like`` struct, ignores trailing elements, as it does the series'
     ``hdr`` slot). Without it the payload is upstream's five elements exactly
-    (:class:`~registry.snapshot_codec.SnapshotCodec` then writes five slots). It is decoded as any value and read only through
-    :func:`run_tag`, so a foreign value there never breaks a snapshot.
+    (:class:`~registry.snapshot_codec.SnapshotCodec` then writes five slots).
+    It is decoded as any value and read only through :func:`run_tag`, so a
+    foreign value there never breaks a snapshot.
     """
 
     counter: int

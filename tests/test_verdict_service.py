@@ -149,7 +149,7 @@ def test_report_cannot_judge_what_it_cannot_count(
 @pytest.mark.parametrize(
     ("command", "argv", "message"),
     [
-        ("report", ["--ruleset", "gpt-5"], "--ruleset: invalid choice: 'gpt-5' (choose from 'llama2-70b'"),
+        ("report", ["--ruleset", "gpt-5"], "--ruleset: invalid choice: 'gpt-5' (choose from"),
         ("report", ["--slo", "ttft<=1s"], "--slo 'ttft<=1s': expected SERIES:pP<=VALUE"),
         ("report", ["--ruleset", "llama2-70b", "--slo", "ttft:p99<=1s"], "two constraints on"),
         ("demo", ["--slo", "isl:p99<=1s"], "cannot constrain 'isl'"),
