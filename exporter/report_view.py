@@ -347,7 +347,9 @@ def _run_info(r: Mapping[str, Any], kind: Kind) -> Text | None:
     # A report built here from a snapshot file was generated just now: not worth showing.
     if kind == "summary" and r.get("generated_at"):
         parts.append(f"generated {r['generated_at']}")
-    versions = run.get("versions")
+    # Built here from a snapshot file, the Report's ``versions`` are this renderer's:
+    # the file's own (what wrote the numbers) are its ``snapshot_versions``.
+    versions = run.get("snapshot_versions" if kind == "snapshot" else "versions")
     if isinstance(versions, dict):
         shown = [f"{k} {v}" for k, v in versions.items() if k in ("bench_metrics", "python") and v]
         if shown:

@@ -82,31 +82,28 @@ def run_in_terminal(
     tmux = _Tmux(need_tmux(), Path("/tmp") / f"bm-tmux-{uuid.uuid4().hex[:12]}")
     environment = {"TERM": "xterm-256color", "LANG": "C.UTF-8", **(env or {})}
     exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in environment.items())
-    command = f"cd {shlex.quote(str(cwd or os.getcwd()))} && env {exports} " + shlex.join(argv)
-    tmux(
-        "-f",
-        "/dev/null",
-        "new-session",
-        "-d",
-        "-x",
-        str(width),
-        "-y",
-        str(height),
-        "-s",
-        "t",
-        command,
+    # The shell writes the exit status to a file: tmux's own #{pane_dead_status} is
+    # not always filled in (a pane whose process it has not reaped yet reads empty).
+    status_file = tmux.socket.with_suffix(".status")
+    command = (
+        f"cd {shlex.quote(str(cwd or os.getcwd()))}; env {exports} {shlex.join(argv)}; "
+        f"echo $? > {shlex.quote(str(status_file))}"
     )
+    # Options in the server's config, so they hold before the command can exit (a pane
+    # that ends before remain-on-exit is set takes the whole server with it).
+    config = tmux.socket.with_suffix(".conf")
+    config.write_text("set -g remain-on-exit on\nset -g history-limit 5000\n")
     try:
-        tmux("set-option", "-t", "t", "remain-on-exit", "on")
-        tmux("set-option", "-t", "t", "history-limit", "5000")
+        tmux("-f", str(config), "new-session", "-d", "-x", str(width), "-y", str(height),
+             "-s", "t", command)  # fmt: skip
         sent = then_send is None
         deadline = time.monotonic() + timeout
         while True:
-            dead = tmux("display-message", "-p", "-t", "t", "#{pane_dead} #{pane_dead_status}")
+            done = status_file.read_text().strip() if status_file.exists() else ""
             screen = _capture(tmux, width)
-            is_dead, _, status = dead.strip().partition(" ")
-            if is_dead == "1":
-                return Screen(screen.lines, int(status) if status else None, width)
+            if done:
+                # 128 + N for a command a signal ended, as the shell reports it
+                return Screen(screen.lines, int(done), width)
             if not sent and until is not None and until(screen):
                 assert then_send is not None
                 tmux("send-keys", "-t", "t", then_send)
@@ -117,10 +114,12 @@ def run_in_terminal(
     finally:
         tmux("kill-server", check=False)
         tmux.socket.unlink(missing_ok=True)
+        config.unlink(missing_ok=True)
+        status_file.unlink(missing_ok=True)
 
 
 def _capture(tmux: _Tmux, width: int) -> Screen:
     # -J would join wrapped lines: leave them as the screen shows them.
     out = tmux("capture-pane", "-p", "-t", "t", "-S", "-5000")
-    lines = out.rstrip("\n").split("\n")
+    lines = [ln for ln in out.rstrip("\n").split("\n") if not ln.startswith("Pane is dead (")]
     return Screen(lines, None, width)
