@@ -22,7 +22,7 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy registry exporter
 
 test: lint
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n 2 tests
 
 # Every speed figure with its same-run baseline (several minutes on 2 cores).
 bench: $(STAMP)

@@ -46,7 +46,7 @@ from exporter.naming import (
 )
 from registry.mlperf.constraints import STATES
 from registry.percentiles import percent_to_fraction
-from registry.snapshot import CounterStat, MetricsSnapshot, SeriesStat, SessionState
+from registry.snapshot import CounterStat, MetricsSnapshot, SeriesStat, SessionState, run_tag
 from registry.verdict_counters import VerdictReading, read_verdict
 
 __all__ = ["DEFAULT_STALE_AFTER", "SnapshotCollector", "default_run_id", "exporter_version"]
@@ -69,15 +69,29 @@ def exporter_version() -> str:
         return "unknown"
 
 
+class _Identity:
+    """The labels every sample of one view carries (``run_id`` first), in three handy forms."""
+
+    __slots__ = ("labels", "names", "values")
+
+    def __init__(self, labels: Mapping[str, str]) -> None:
+        self.labels: dict[str, str] = dict(labels)
+        self.names: tuple[str, ...] = tuple(self.labels)
+        self.values: tuple[str, ...] = tuple(self.labels.values())
+
+
 class _View:
     """One snapshot, when it arrived (local monotonic clock), and what is derived from it."""
 
-    __slots__ = ("_buckets", "_lock", "arrived", "plan", "snapshot", "verdict")
+    __slots__ = ("_buckets", "_lock", "arrived", "identity", "plan", "snapshot", "verdict")
 
-    def __init__(self, snapshot: MetricsSnapshot, arrived: float, plan: FamilyPlan) -> None:
+    def __init__(
+        self, snapshot: MetricsSnapshot, arrived: float, plan: FamilyPlan, identity: _Identity
+    ) -> None:
         self.snapshot = snapshot
         self.arrived = arrived
         self.plan = plan
+        self.identity = identity
         self._lock = threading.Lock()
         self._buckets: dict[str, BucketCounts | None] = {}
         #: the verdict counters the snapshot carries (``None`` without constraints)
@@ -123,7 +137,11 @@ class SnapshotCollector:
     """A ``prometheus_client`` custom collector over the latest snapshot.
 
     ``labels`` are the run's labels, put on every sample; ``run_id`` among them
-    (a fresh one is made when absent). ``gauges`` names registry counters to
+    (a fresh one is made when absent). With ``run_id_from_stream`` and no
+    ``run_id`` given, the run id and labels a snapshot carries (slot 5, see
+    :func:`registry.snapshot.run_tag`) are used while that snapshot is served
+    (``labels`` given here win over the stream's); a snapshot that carries none
+    gets the fresh id. ``gauges`` names registry counters to
     export as gauges (settable counters; the snapshot cannot say which they
     are). ``stale_after`` is the age in seconds after which a live view counts
     as stale; a terminal view never does (its values are final). ``buckets``
@@ -140,6 +158,7 @@ class SnapshotCollector:
         stale_after: float = DEFAULT_STALE_AFTER,
         clock: Callable[[], float] = time.monotonic,
         buckets: Mapping[str, Iterable[int]] | None = None,
+        run_id_from_stream: bool = False,
     ) -> None:
         self.namespace = check_namespace(namespace)
         self._bucket_overrides = {
@@ -149,14 +168,15 @@ class SnapshotCollector:
         self._verdict_names = verdict_names(self.namespace)
         given = dict(labels or {})
         run_id = given.pop("run_id", None)
+        #: the stream names the run unless a run id was given here
+        self.run_id_from_stream = run_id_from_stream and run_id is None
         if run_id is None:
             run_id = default_run_id()
         if not isinstance(run_id, str):
             raise ValueError(f"run_id must be a str, got {type(run_id).__name__}")
-        checked = check_labels(given, namespace=self.namespace)
-        self._labels: dict[str, str] = {"run_id": run_id, **checked}
-        self._label_names = tuple(self._labels)
-        self._label_values = tuple(self._labels.values())
+        self._given_labels = check_labels(given, namespace=self.namespace)
+        self._own = _Identity({"run_id": run_id, **self._given_labels})
+        self._identities: dict[tuple[str, tuple[tuple[str, str], ...]], _Identity] = {}
         self._gauges = frozenset(gauges)
         if not stale_after > 0:
             raise ValueError(f"stale_after must be > 0, got {stale_after!r}")
@@ -175,12 +195,40 @@ class SnapshotCollector:
 
     @property
     def labels(self) -> dict[str, str]:
-        """The run's labels (``run_id`` first), as put on every sample."""
-        return dict(self._labels)
+        """The run's labels (``run_id`` first), as put on every sample now."""
+        return dict(self._ident(self._view).labels)
 
     @property
     def run_id(self) -> str:
-        return self._labels["run_id"]
+        return self._ident(self._view).labels["run_id"]
+
+    def _ident(self, view: _View | None) -> _Identity:
+        return view.identity if view is not None else self._own
+
+    def _identity_for(self, snapshot: MetricsSnapshot) -> _Identity:
+        """The labels of ``snapshot``'s samples: its own run's when the stream names the run."""
+        if not self.run_id_from_stream:
+            return self._own
+        tag = run_tag(snapshot)
+        if tag.run_id is None:
+            return self._own
+        key = (tag.run_id, tuple(sorted(tag.labels.items())))
+        found = self._identities.get(key)
+        if found is not None:
+            return found
+        stream_labels: dict[str, str] = {}
+        for k, v in tag.labels.items():
+            try:
+                stream_labels.update(check_labels({k: v}, namespace=self.namespace))
+            except ValueError as exc:
+                self._warn_once("run labels", f"the stream's label left out: {exc}")
+        found = _Identity({"run_id": tag.run_id, **stream_labels, **self._given_labels})
+        if len(self._identities) > 64:  # one per run the stream announced; stay bounded
+            self._identities.clear()
+        self._identities[key] = found
+        if self._view is None or self._view.identity.labels["run_id"] != tag.run_id:
+            logger.info("serving run %r (the run id the snapshot stream carries)", tag.run_id)
+        return found
 
     @property
     def snapshot(self) -> MetricsSnapshot | None:
@@ -191,7 +239,7 @@ class SnapshotCollector:
     def update(self, snapshot: MetricsSnapshot) -> None:
         """Serve ``snapshot`` from now on (an atomic swap; callable from any thread)."""
         plan = self._plan_for(snapshot)
-        view = _View(snapshot, self._clock(), plan)
+        view = _View(snapshot, self._clock(), plan, self._identity_for(snapshot))
         with self._lock:
             self._view = view
             self._received += 1
@@ -231,12 +279,17 @@ class SnapshotCollector:
     # -- health ----------------------------------------------------------------
 
     def health(self) -> dict[str, Any]:
-        """What ``/healthz`` reports: whether a fresh (or final) snapshot is held."""
+        """What ``/healthz`` reports: whether a fresh (or final) snapshot is held.
+
+        ``status`` says the same as ``up`` in a word: ``ok`` (up), ``waiting`` (no
+        snapshot yet) or ``stale`` (the live view is older than ``stale_after``).
+        """
         view = self._view
         with self._lock:
             received, errors = self._received, self._decode_errors
         out: dict[str, Any] = {
-            "run_id": self.run_id,
+            "status": "waiting",
+            "run_id": self._ident(view).labels["run_id"],
             "up": False,
             "state": None,
             "sequence": None,
@@ -246,8 +299,10 @@ class SnapshotCollector:
         }
         if view is not None:
             age = max(0.0, self._clock() - view.arrived)
+            up = self._is_up(view, age)
             out.update(
-                up=self._is_up(view, age),
+                status="ok" if up else "stale",
+                up=up,
                 state=view.snapshot.state.value,
                 sequence=view.snapshot.counter,
                 age_seconds=age,
@@ -269,29 +324,32 @@ class SnapshotCollector:
         """Only the run's metrics (what is pushed to a Pushgateway: no exporter health)."""
         return self._run_families(self._view)
 
-    def _gauge(self, name: str, text: str, value: float, unit: str = "") -> GaugeMetricFamily:
-        g = GaugeMetricFamily(name, text, labels=self._label_names, unit=unit)
-        g.add_metric(self._label_values, value)
+    @staticmethod
+    def _gauge(
+        ident: _Identity, name: str, text: str, value: float, unit: str = ""
+    ) -> GaugeMetricFamily:
+        g = GaugeMetricFamily(name, text, labels=ident.names, unit=unit)
+        g.add_metric(ident.values, value)
         return g
 
-    def _counter(self, name: str, text: str, value: float) -> CounterMetricFamily:
-        c = CounterMetricFamily(name, text, labels=self._label_names)
-        c.add_metric(self._label_values, value)
+    @staticmethod
+    def _counter(ident: _Identity, name: str, text: str, value: float) -> CounterMetricFamily:
+        c = CounterMetricFamily(name, text, labels=ident.names)
+        c.add_metric(ident.values, value)
         return c
 
     def _name(self, name: str) -> str:
         return f"{self.namespace}_{name}" if self.namespace else name
 
     def _run_families(self, view: _View | None) -> Iterator[Metric]:
+        ident = self._ident(view)
         info = InfoMetricFamily(
             self._name("run"),
             "Run metadata: run id, model, scenario and exporter version.",
-            labels=self._label_names,
+            labels=ident.names,
         )
         extra = {"model": "", "scenario": "", "version": self._version}
-        info.add_metric(
-            self._label_values, {k: v for k, v in extra.items() if k not in self._labels}
-        )
+        info.add_metric(ident.values, {k: v for k, v in extra.items() if k not in ident.labels})
         yield info
         if view is None:
             return
@@ -299,18 +357,20 @@ class SnapshotCollector:
         states = StateSetMetricFamily(
             self._name("session_state"),
             "Session state of the run (forward-only; complete and interrupted are terminal).",
-            labels=self._label_names,
+            labels=ident.names,
         )
-        states.add_metric(self._label_values, {s.value: s is snap.state for s in SessionState})
+        states.add_metric(ident.values, {s.value: s is snap.state for s in SessionState})
         yield states
         yield self._gauge(
+            ident,
             self._name("pending_tasks"),
-            "Tracked samples in flight whose metrics could not be recorded.",
+            "Tokenizations not yet recorded (n_pending_tasks); above 0 in a final "
+            "snapshot: the drain ran out of time.",
             snap.n_pending_tasks,
         )
         yield from self._counter_families(view)
         if view.verdict is not None:
-            yield from self._verdict_families(view.verdict)
+            yield from self._verdict_families(ident, view.verdict)
         for splan in view.plan.series:
             try:
                 stat = snap.get(splan.registry_name)
@@ -321,6 +381,7 @@ class SnapshotCollector:
             yield from self._series_families(view, splan, stat)
 
     def _counter_families(self, view: _View) -> Iterator[Metric]:
+        ident = view.identity
         values = view.snapshot.counters
         families: dict[str, Metric] = {}
         for plan in view.plan.counters:
@@ -329,8 +390,8 @@ class SnapshotCollector:
                 continue
             v = float(value) / plan.divisor if plan.divisor != 1.0 else float(value)
             fam = families.get(plan.family)
-            label_names = self._label_names + tuple(k for k, _ in plan.labels)
-            label_values = self._label_values + tuple(v for _, v in plan.labels)
+            label_names = ident.names + tuple(k for k, _ in plan.labels)
+            label_values = ident.values + tuple(v for _, v in plan.labels)
             if plan.kind == "counter":
                 if math.isnan(v) or v < 0:
                     self._warn_once(plan.registry_name, f"counter value {value!r} not exported")
@@ -351,6 +412,7 @@ class SnapshotCollector:
         yield from families.values()
 
     def _series_families(self, view: _View, plan: SeriesPlan, stat: SeriesStat) -> Iterator[Metric]:
+        ident = view.identity
         div = plan.divisor
         total = float(stat.total) / div
         if not math.isfinite(total) or stat.count < 0 or (stat.count and float(stat.min) < 0):
@@ -366,42 +428,46 @@ class SnapshotCollector:
                 self._warn_once(stat.name, f"bad percentile key {key!r} left out")
                 continue
             v = float(value) / div if stat.count else math.nan
-            summary.add_sample(plan.summary, {**self._labels, "quantile": q}, v)
-        summary.add_sample(plan.summary + "_sum", self._labels, total)
-        summary.add_sample(plan.summary + "_count", self._labels, float(stat.count))
+            summary.add_sample(plan.summary, {**ident.labels, "quantile": q}, v)
+        summary.add_sample(plan.summary + "_sum", ident.labels, total)
+        summary.add_sample(plan.summary + "_count", ident.labels, float(stat.count))
         buckets = view.buckets(stat, self._warn_once, self._bucket_overrides.get(stat.name))
         if buckets is not None:
             hist = HistogramMetricFamily(
-                plan.histogram, plan.help, labels=self._label_names, unit=plan.unit
+                plan.histogram, plan.help, labels=ident.names, unit=plan.unit
             )
             pairs = [
                 (floatToGoString(_scaled_bound(b, div)), float(c))
                 for b, c in zip(buckets.bounds, buckets.cumulative, strict=True)
             ]
             pairs.append(("+Inf", float(buckets.total)))
-            hist.add_metric(self._label_values, pairs, total)
+            hist.add_metric(ident.values, pairs, total)
             yield hist
         yield summary
 
-    def _verdict_families(self, verdict: VerdictReading) -> Iterator[Metric]:
+    def _verdict_families(self, ident: _Identity, verdict: VerdictReading) -> Iterator[Metric]:
         """The run's verdict (SPEC §10): goodput, then per constraint n, t, needed, state."""
         names = self._verdict_names
         yield self._counter(
+            ident,
             names.good_samples,
             "Tracked samples that succeeded within every latency limit they have a value for.",
             verdict.good_samples,
         )
         yield self._counter(
+            ident,
             names.good_output_tokens,
             "Output tokens of the good samples.",
             verdict.good_output_tokens,
         )
         yield self._gauge(
+            ident,
             names.goodput,
             "Goodput: good samples per second of tracked duration.",
             verdict.goodput_samples_per_second,
         )
         yield self._gauge(
+            ident,
             names.token_goodput,
             "Token goodput: output tokens of good samples per second of tracked duration.",
             verdict.goodput_tokens_per_second,
@@ -409,11 +475,11 @@ class SnapshotCollector:
         run_state = StateSetMetricFamily(
             names.verdict_state,
             "The run's verdict: pending, on_track or failing while live; pass or fail at the end.",
-            labels=self._label_names,
+            labels=ident.names,
         )
-        run_state.add_metric(self._label_values, {s: s == verdict.state for s in STATES})
+        run_state.add_metric(ident.values, {s: s == verdict.state for s in STATES})
         yield run_state
-        label_names = (*self._label_names, "constraint", "series")
+        label_names = (*ident.names, "constraint", "series")
         families: dict[str, Metric] = {
             names.constraint_samples: CounterMetricFamily(
                 names.constraint_samples,
@@ -449,7 +515,7 @@ class SnapshotCollector:
             labels=label_names,
         )
         for c in verdict.constraints:
-            values = (*self._label_values, c.key, c.series.removesuffix("_ns"))
+            values = (*ident.values, c.key, c.series.removesuffix("_ns"))
             for name, value in (
                 (names.constraint_samples, c.samples),
                 (names.constraint_violations, c.over_limit),
@@ -466,6 +532,7 @@ class SnapshotCollector:
             yield states
 
     def _health_families(self, view: _View | None) -> Iterator[Metric]:
+        ident = self._ident(view)
         with self._lock:
             received, errors = self._received, self._decode_errors
         up = False
@@ -473,23 +540,29 @@ class SnapshotCollector:
             age = max(0.0, self._clock() - view.arrived)
             up = self._is_up(view, age)
             yield self._gauge(
+                ident,
                 self._name("exporter_last_snapshot_age_seconds"),
                 "Seconds since the exporter received the snapshot it serves (local clock).",
                 age,
                 unit="seconds",
             )
             yield self._gauge(
+                ident,
                 self._name("exporter_snapshot_sequence"),
                 "Sequence number (counter) of the snapshot served.",
                 view.snapshot.counter,
             )
         yield self._counter(
-            self._name("exporter_snapshots_received"), "Snapshots received.", received
+            ident, self._name("exporter_snapshots_received"), "Snapshots received.", received
         )
         yield self._counter(
-            self._name("exporter_decode_errors"), "Snapshot frames that failed to decode.", errors
+            ident,
+            self._name("exporter_decode_errors"),
+            "Snapshot frames that failed to decode.",
+            errors,
         )
         yield self._gauge(
+            ident,
             self._name("exporter_up"),
             "1 when the exporter holds a final snapshot or one younger than "
             f"{self.stale_after:g} s.",

@@ -22,7 +22,7 @@ from typing import Protocol, TextIO
 from rich.console import Console
 from rich.live import Live
 
-from exporter.live_view import LiveView
+from exporter.live_view import LiveView, intro_lines
 from registry.snapshot import MetricsSnapshot
 
 __all__ = ["SnapshotSource", "show_live"]
@@ -126,6 +126,9 @@ async def show_live(
         now = time.monotonic()
         fresh = snap is not None and snap is not last_shown  # a new frame is a new object
         if (fresh and now - last_line >= line_every_s) or (done and fresh):
+            if last_shown is None:  # said once: the run, where /metrics is, what the columns mean
+                for line in intro_lines(snap):
+                    console.print(line, highlight=False, soft_wrap=True)
             console.print(view.line(), highlight=False, soft_wrap=True)
             last_shown = snap
             last_line = now

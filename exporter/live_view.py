@@ -34,7 +34,13 @@ from exporter.view_format import (
     series_table,
     state_text,
 )
-from registry.snapshot import MetricsSnapshot, SeriesStat, SessionState, percentile_key
+from registry.snapshot import (
+    MetricsSnapshot,
+    SeriesStat,
+    SessionState,
+    percentile_key,
+    run_tag,
+)
 from registry.verdict_counters import is_verdict_counter, read_verdict
 
 __all__ = [
@@ -43,6 +49,7 @@ __all__ = [
     "RateWindow",
     "Rates",
     "ViewContext",
+    "intro_lines",
     "progress_line",
     "render_live",
 ]
@@ -53,24 +60,38 @@ LIVE_GRID: tuple[float, ...] = (50.0, 90.0, 99.0)
 _NS = 1e9
 
 
+#: The longest plain (``--no-tui``) line: it must not wrap on a 120-column terminal.
+MAX_PLAIN_LINE = 119
+
+#: What "whole run" means, said once under the rates (and before the plain lines).
+RATES_NOTE = (
+    "Whole run = tracked completions ÷ tracked time (start → latest completion): below the "
+    "offered rate by the ramp-up and the tail."
+)
+
+
 @dataclass(frozen=True)
 class ViewContext:
     """What the view knows besides the snapshots: a title, where the stream comes
     from, and, when the caller knows the run's plan, the samples expected (for
-    the progress bar) and the planned duration."""
+    the progress bar), the planned duration and the offered load (the mean
+    request rate the source aims at)."""
 
     title: str = "bench-metrics"
     source: str = ""
     expected_samples: int | None = None
     planned_duration_s: float | None = None
+    offered_qps: float | None = None
 
 
 @dataclass(frozen=True)
 class Rates:
-    """Completions and output tokens per second over the recent window."""
+    """Completions, issues and output tokens per second over the recent window."""
 
     qps: float | None = None
     tps: float | None = None
+    issued: float | None = None
+    span_s: float | None = None
 
 
 class RateWindow:
@@ -82,8 +103,9 @@ class RateWindow:
     """
 
     def __init__(self, span_s: float = 5.0) -> None:
+        self.span_s = span_s
         self._span_ns = int(span_s * _NS)
-        self._points: deque[tuple[int, float, float]] = deque()
+        self._points: deque[tuple[int, float, float, float]] = deque()
         self._last_counter: int | None = None
 
     def update(self, snap: MetricsSnapshot) -> Rates:
@@ -95,16 +117,17 @@ class RateWindow:
         if not points or snap.timestamp_ns != points[-1][0]:
             c = snap.counters
             done = c.get("total_samples_completed", 0)  # failed completions included
-            points.append((snap.timestamp_ns, done, c.get("tracked_output_tokens", 0)))
+            issued = c.get("total_samples_issued", 0)
+            points.append((snap.timestamp_ns, done, c.get("tracked_output_tokens", 0), issued))
             while len(points) > 2 and snap.timestamp_ns - points[1][0] >= self._span_ns:
                 points.popleft()
         if len(self._points) < 2:
             return Rates()
-        (t0, d0, k0), (t1, d1, k1) = self._points[0], self._points[-1]
+        (t0, d0, k0, i0), (t1, d1, k1, i1) = self._points[0], self._points[-1]
         dt = (t1 - t0) / _NS
         if dt <= 0:
             return Rates()
-        return Rates(qps=(d1 - d0) / dt, tps=(k1 - k0) / dt)
+        return Rates(qps=(d1 - d0) / dt, tps=(k1 - k0) / dt, issued=(i1 - i0) / dt, span_s=dt)
 
 
 def _series_rows(snap: MetricsSnapshot, grid: Sequence[float]) -> list[SeriesRow]:
@@ -132,8 +155,20 @@ def _done(c: dict[str, int | float]) -> int:
 
 
 def _average_qps(c: dict[str, int | float]) -> float | None:
+    """Whole run: tracked completions over the tracked time (the Report's ``qps``)."""
     dur = c.get("tracked_duration_ns", 0)
     return c.get("tracked_samples_completed", 0) / (dur / _NS) if dur else None
+
+
+def _average_tps(c: dict[str, int | float]) -> float | None:
+    """Whole run: tracked output tokens over the tracked time (the Report's ``tps``)."""
+    dur = c.get("tracked_duration_ns", 0)
+    return c.get("tracked_output_tokens", 0) / (dur / _NS) if dur else None
+
+
+def _window(rates: Rates) -> str:
+    """``last 5 s``: the span the recent rates were measured over."""
+    return "last 5 s" if rates.span_s is None else f"last {rates.span_s:.0f} s"
 
 
 def _progress(snap: MetricsSnapshot | None, ctx: ViewContext) -> RenderableType:
@@ -185,14 +220,24 @@ def _header(snap: MetricsSnapshot | None, ctx: ViewContext) -> Table:
     return grid
 
 
-def _counts(snap: MetricsSnapshot, rates: Rates | None) -> Table:
+def _where(snap: MetricsSnapshot | None) -> Text | None:
+    """The run id and where its ``/metrics`` is served, as the stream says (slot 5)."""
+    if snap is None:
+        return None
+    tag = run_tag(snap)
+    parts: list[tuple[str, str] | str] = []
+    if tag.run_id:
+        parts += [("Run ", "dim"), (tag.run_id, "bold")]
+    if tag.metrics_url:
+        parts += [("   /metrics at ", "dim") if parts else ("/metrics at ", "dim"), tag.metrics_url]
+    return Text.assemble(*parts) if parts else None
+
+
+def _counts(snap: MetricsSnapshot) -> Table:
     c = snap.counters
     grid = Table.grid(padding=(0, 3))
     for _ in range(4):
         grid.add_column(no_wrap=True)
-
-    def kv(label: str, value: str, style: str = "bold") -> Text:
-        return Text.assemble((label + " ", "dim"), (value, style))
 
     issued = c.get("total_samples_issued")
     completed = c.get("total_samples_completed")
@@ -201,19 +246,40 @@ def _counts(snap: MetricsSnapshot, rates: Rates | None) -> Table:
     if issued is not None and completed is not None:
         in_flight = issued - completed  # failed samples complete too
     grid.add_row(
-        kv("Issued", format_count(issued)),
-        kv("Completed", format_count(completed), "bold green"),
-        kv("Failed", format_count(failed), "bold red" if failed else "bold"),
-        kv("In flight", format_count(in_flight)),
-    )
-    rates = rates or Rates()
-    grid.add_row(
-        kv("QPS", format_rate(rates.qps, "")),
-        kv("avg QPS", format_rate(_average_qps(c), "")),
-        kv("Tokens/s", format_rate(rates.tps, "")),
-        kv("Pending", format_count(snap.n_pending_tasks)),
+        _kv("Issued", format_count(issued)),
+        _kv("Completed", format_count(completed), "bold green"),
+        _kv("Failed", format_count(failed), "bold red" if failed else "bold"),
+        _kv("In flight", format_count(in_flight)),
     )
     return grid
+
+
+def _kv(label: str, value: str, style: str = "bold") -> Text:
+    return Text.assemble((label + " ", "dim"), (value, style))
+
+
+def _rates(snap: MetricsSnapshot, rates: Rates | None, ctx: ViewContext) -> Table:
+    """Recent and whole-run rates side by side, each column saying which it is."""
+    c = snap.counters
+    rates = rates or Rates()
+    table = Table(box=None, pad_edge=False, padding=(0, 2), show_edge=False)
+    table.add_column("", style="dim", no_wrap=True)
+    table.add_column(_window(rates), justify="right", no_wrap=True, header_style="dim")
+    table.add_column("whole run", justify="right", no_wrap=True, header_style="dim")
+    table.add_column("", no_wrap=True)
+    offered = f"offered {ctx.offered_qps:g}/s (Poisson mean)" if ctx.offered_qps else ""
+    table.add_row("QPS", format_rate(rates.qps, ""), format_rate(_average_qps(c), ""), offered)
+    table.add_row("Tokens/s", format_rate(rates.tps, ""), format_rate(_average_tps(c), ""), "")
+    table.add_row("Issued/s", format_rate(rates.issued, ""), "", "")
+    return table
+
+
+def _pending(snap: MetricsSnapshot) -> Text:
+    # SPEC §6: n_pending_tasks counts tokenizations, not requests: "In flight" is those.
+    return Text.assemble(
+        _kv("Tokenizations pending", format_count(snap.n_pending_tasks)),
+        ("  (texts the tokenizer has not counted yet)", "dim"),
+    )
 
 
 def _finish_reasons(snap: MetricsSnapshot) -> Text | None:
@@ -241,11 +307,13 @@ def _other_counters(snap: MetricsSnapshot) -> Text | None:
         "tracked_output_tokens",
         "tracked_duration_ns",
         "total_duration_ns",
+        "legacy_loadgen_window_duration_ns",
     )
+    # Zero-valued ones (no malformed events, no session errors) say nothing: left out.
     rest = [
         (n, v)
         for n, v in snap.counters.items()
-        if not n.startswith(shown) and not is_verdict_counter(n)
+        if v and not n.startswith(shown) and not is_verdict_counter(n)
     ]
     if not rest:
         return None
@@ -267,9 +335,20 @@ def render_live(
     decode; ``notes`` are extra lines from the caller (e.g. what the source sent).
     """
     ctx = context or ViewContext()
-    parts: list[RenderableType] = [_header(snap, ctx), _progress(snap, ctx)]
+    parts: list[RenderableType] = [_header(snap, ctx)]
+    where = _where(snap)
+    if where is not None:
+        parts.append(where)
+    parts.append(_progress(snap, ctx))
     if snap is not None:
-        parts += [Text(""), _counts(snap, rates)]
+        parts += [
+            Text(""),
+            _counts(snap),
+            _pending(snap),
+            Text(""),
+            _rates(snap, rates, ctx),
+            Text(RATES_NOTE, style="dim"),
+        ]
         rows = _series_rows(snap, LIVE_GRID)
         if rows:
             exact = "exact" if snap.is_terminal else "live, HDR"
@@ -293,34 +372,64 @@ def render_live(
     )
 
 
+def _compact_ns(v: float | int | None) -> str:
+    return format_ns(v).replace(" ", "")
+
+
 def progress_line(snap: MetricsSnapshot | None, *, rates: Rates | None = None) -> str:
-    """One plain line for ``--no-tui``: state, counts, rate and the headline quantiles."""
+    """One plain line for ``--no-tui``: state, counts, rate and the headline quantiles.
+
+    At most :data:`MAX_PLAIN_LINE` characters: the least telling parts (latency,
+    TPOT, then TTFT quantiles) are left out of a line that would be longer.
+    """
     if snap is None:
         return "waiting for the first snapshot"
     c = snap.counters
     elapsed = c.get("total_duration_ns", 0) / _NS
+    qps = rates.qps if rates is not None else None
+    qps_text = (
+        f"qps {format_rate(qps, '')} (5 s)"
+        if qps is not None
+        else f"qps {format_rate(_average_qps(c), '')} (run)"
+    )
     parts = [
-        f"[{elapsed:7.1f}s]",
-        f"{snap.state.value:<11}",
+        f"[{elapsed:6.1f}s] {snap.state.value:<11}",
         f"issued {format_count(c.get('total_samples_issued'))}",
         f"completed {format_count(c.get('total_samples_completed'))}",
         f"failed {format_count(c.get('total_samples_failed', 0))}",
+        qps_text,
     ]
-    qps = rates.qps if rates is not None else None
-    parts.append(f"qps {format_rate(qps if qps is not None else _average_qps(c), '')}")
+    required = len(parts)
+    verdict = read_verdict(c)
+    if verdict is not None:
+        needed = max((r.queries_needed for r in verdict.constraints), default=0)
+        parts.append(f"verdict {verdict.state}" + (f" (needs {needed:,} more)" if needed else ""))
+        required += 1
     series = snap.series
-    for name, label in (("ttft_ns", "ttft"), ("tpot_ns", "tpot"), ("sample_latency_ns", "latency")):
+    for name, label in (("ttft_ns", "ttft"), ("tpot_ns", "tpot"), ("sample_latency_ns", "lat")):
         s = series.get(name)
         if s is None or not s.count:
             continue
         p50 = s.percentiles.get(percentile_key(50))
         p99 = s.percentiles.get(percentile_key(99))
-        parts.append(f"{label} p50 {format_ns(p50)} p99 {format_ns(p99)}")
-    verdict = read_verdict(c)
-    if verdict is not None:
-        needed = max((r.queries_needed for r in verdict.constraints), default=0)
-        parts.append(f"verdict {verdict.state}" + (f" (needs {needed:,} more)" if needed else ""))
-    return "  ".join(parts)
+        parts.append(f"{label} p50/p99 {_compact_ns(p50)}/{_compact_ns(p99)}")
+    while len(parts) > required and len("  ".join(parts)) > MAX_PLAIN_LINE:
+        parts.pop()
+    return "  ".join(parts)[:MAX_PLAIN_LINE]
+
+
+def intro_lines(snap: MetricsSnapshot | None) -> list[str]:
+    """What the plain lines do not repeat: the run, where /metrics is, what qps means."""
+    lines = []
+    if snap is not None:
+        tag = run_tag(snap)
+        if tag.run_id:
+            lines.append(f"run {tag.run_id}"[:MAX_PLAIN_LINE])
+        if tag.metrics_url:
+            lines.append(f"/metrics at {tag.metrics_url}"[:MAX_PLAIN_LINE])
+    lines.append("qps (5 s): completions/s over the last 5 s; (run): over the tracked time so far")
+    lines.append("p50/p99: live HDR quantiles until the final line, which is exact")
+    return lines
 
 
 class LiveView:

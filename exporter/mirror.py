@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry
 
+from exporter import cli_args
 from exporter.buckets import parse_bucket_spec
 from exporter.collector import DEFAULT_STALE_AFTER, SnapshotCollector
 from exporter.errors import UsageError
@@ -90,12 +91,14 @@ def add_exporter_arguments(
     """Add the exporter options (a group ``Prometheus exporter``) to ``parser``.
 
     ``listen_default`` ``None`` means the server is off unless ``--listen`` is given.
-    ``with_labels`` adds ``--label K=V`` (leave it out when the command has its own).
+    ``with_labels`` adds ``--label K=V``. Every value is checked while parsing
+    (:mod:`exporter.cli_args`).
     """
     g = parser.add_argument_group("Prometheus exporter")
     shown = listen_default or "off"
     g.add_argument(
         "--listen",
+        type=cli_args.listen_address,
         default=listen_default,
         metavar="HOST:PORT",
         help=f"serve /metrics, /healthz and / on this address (default: {shown}; "
@@ -103,6 +106,7 @@ def add_exporter_arguments(
     )
     g.add_argument(
         "--web-config",
+        type=cli_args.web_config_file,
         default=None,
         metavar="FILE",
         help="YAML in the Prometheus exporter-toolkit format: tls_server_config "
@@ -110,7 +114,7 @@ def add_exporter_arguments(
     )
     g.add_argument(
         "--linger",
-        type=float,
+        type=cli_args.seconds(zero=True),
         default=linger_default,
         metavar="S",
         help="after the final snapshot, keep serving its exact values this many seconds "
@@ -118,25 +122,28 @@ def add_exporter_arguments(
     )
     g.add_argument(
         "--pushgateway",
+        type=cli_args.pushgateway_url,
         default=None,
         metavar="URL",
         help="push the final values once to this Pushgateway (grouping key job + run_id)",
     )
     g.add_argument(
         "--push-job",
+        type=cli_args.non_empty,
         default=DEFAULT_PUSH_JOB,
         metavar="JOB",
         help="the job of the Pushgateway grouping key (default: %(default)s)",
     )
     g.add_argument(
         "--namespace",
+        type=cli_args.namespace,
         default="bench",
         metavar="NS",
         help="metric name prefix (default: %(default)s)",
     )
     g.add_argument(
         "--stale-after",
-        type=float,
+        type=cli_args.seconds(),
         default=DEFAULT_STALE_AFTER,
         metavar="S",
         help="a live view older than this counts as stale: <ns>_exporter_up 0 "
@@ -144,6 +151,7 @@ def add_exporter_arguments(
     )
     g.add_argument(
         "--buckets",
+        type=cli_args.buckets_spec,
         action="append",
         default=[],
         metavar="SERIES=B1,B2,...",
@@ -154,10 +162,12 @@ def add_exporter_arguments(
     if with_labels:
         g.add_argument(
             "--label",
-            action="append",
+            type=cli_args.label,
+            action=cli_args.LabelAction,
             default=[],
             metavar="K=V",
-            help="a label put on every exported sample (repeatable), e.g. model=llama-3-8b",
+            help="a run label put on every exported sample, e.g. model=llama-3-8b "
+            "(repeatable; the run id has its own --run-id)",
         )
 
 
@@ -244,6 +254,8 @@ class PrometheusMirror:
     """A collector, its HTTP server (when ``options.listen``) and the end-of-run duties.
 
     Construction checks the labels (``UsageError`` naming a bad one).
+    ``run_id_from_stream``: without a ``run_id`` label, serve each snapshot under
+    the run id it carries (the bridge); see :class:`SnapshotCollector`.
     """
 
     def __init__(
@@ -252,6 +264,7 @@ class PrometheusMirror:
         *,
         labels: Mapping[str, str],
         gauges: Sequence[str] = (),
+        run_id_from_stream: bool = False,
     ) -> None:
         self.options = options
         try:
@@ -261,6 +274,7 @@ class PrometheusMirror:
                 gauges=gauges,
                 stale_after=options.stale_after,
                 buckets=options.buckets,
+                run_id_from_stream=run_id_from_stream,
             )
         except ValueError as exc:
             raise UsageError(str(exc)) from None
@@ -383,6 +397,8 @@ def mirror_service(
     else:
         mirror.bind()
         service.add_start_hook(mirror.start)
+    if mirror.url is not None:
+        service.metrics_url = mirror.url + "/metrics"  # said on the stream (the real port)
     service.add_listener(mirror.on_snapshot)
 
     async def finish() -> None:

@@ -41,6 +41,7 @@ from registry.upstream_report import from_upstream_summary, is_upstream_summary
 from registry.verdict import VerdictUndecided, verdict_block
 
 __all__ = [
+    "QPS_NOTE",
     "REPORT_GRID",
     "ReportDocument",
     "ReportFileError",
@@ -231,28 +232,80 @@ def _seconds(v: Any) -> str:
     return "-" if n is None or not math.isfinite(n) else f"{n:,.2f} s"
 
 
+def _per_second(count: Any, seconds: Any, what: str) -> str:
+    """``= 634 completions ÷ 4.79 s``: how a rate was computed, from the Report's own fields."""
+    n, d = _num(count), _num(seconds)
+    if n is None or d is None or d <= 0:
+        return ""
+    return f"= {format_count(n)} {what} ÷ {d:,.2f} s"
+
+
 def _headline(r: Mapping[str, Any]) -> Table:
-    grid = Table.grid(padding=(0, 3))
-    for _ in range(4):
-        grid.add_column(no_wrap=True)
-
-    def kv(label: str, value: str) -> Text:
-        return Text.assemble((label + " ", "dim"), (value, "bold"))
-
-    grid.add_row(
-        kv("Duration", _seconds(r.get("duration_s"))),
-        kv("QPS", format_rate(_num(r.get("qps")), "")),
-        kv("Tokens/s", format_rate(_num(r.get("tps")), "")),
-        kv("Output tokens", format_count(_num(r.get("output_tokens")))),
+    """The durations and rates, each with what it was computed from (SPEC §7)."""
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="dim", no_wrap=True)
+    table.add_column(style="bold", no_wrap=True, justify="right")
+    table.add_column(ratio=1)  # explanations wrap at spaces, never mid-word
+    samples = r.get("samples") if isinstance(r.get("samples"), dict) else {}
+    assert isinstance(samples, dict)
+    tracked = samples.get("tracked") if isinstance(samples.get("tracked"), dict) else {}
+    assert isinstance(tracked, dict)
+    completed = tracked.get("completed")
+    duration = r.get("duration_s")
+    legacy = r.get("legacy_window_s")
+    dim = "dim"
+    table.add_row(
+        "Duration",
+        _seconds(duration),
+        Text("tracked: tracking start → latest completion", style=dim),
     )
-    grid.add_row(
-        kv("Total duration", _seconds(r.get("total_duration_s"))),
-        kv("Pending", format_count(_num(r.get("n_pending_tasks")))),
-        # MLPerf LoadGen's window (what mlcommons/endpoints reports as its QPS/TPS)
-        kv("LoadGen QPS", format_rate(_num(r.get("qps_legacy")), "")),
-        kv("LoadGen tokens/s", format_rate(_num(r.get("tps_legacy")), "")),
+    table.add_row(
+        "Total duration",
+        _seconds(r.get("total_duration_s")),
+        Text("session start → latest event", style=dim),
     )
-    return grid
+    table.add_row(
+        "QPS",
+        format_rate(_num(r.get("qps")), ""),
+        Text(_per_second(completed, duration, "completions"), style=dim),
+    )
+    table.add_row(
+        "Tokens/s",
+        format_rate(_num(r.get("tps")), ""),
+        Text(_per_second(r.get("output_tokens"), duration, "output tokens"), style=dim),
+    )
+    n_legacy = _num(completed)
+    table.add_row(
+        "LoadGen QPS",
+        format_rate(_num(r.get("qps_legacy")), ""),
+        Text(
+            (
+                f"= ({format_count(n_legacy)} - 1) ÷ {_seconds(legacy)}: first issue → "
+                "completion of the last issued (mlcommons/endpoints' qps)"
+            )
+            if n_legacy is not None and _num(legacy)
+            else "MLPerf LoadGen's window (mlcommons/endpoints' qps)",
+            style=dim,
+        ),
+    )
+    table.add_row(
+        "LoadGen tokens/s",
+        format_rate(_num(r.get("tps_legacy")), ""),
+        Text(_per_second(r.get("output_tokens"), legacy, "output tokens"), style=dim),
+    )
+    table.add_row(
+        "Pending",
+        format_count(_num(r.get("n_pending_tasks"))),
+        Text("tokenizations not counted (n_pending_tasks)", style=dim),
+    )
+    return table
+
+
+#: Why the achieved QPS is below the offered rate: said under the rates of every report.
+QPS_NOTE = (
+    "QPS counts the whole tracked window: below the offered rate by the ramp-up (nothing "
+    "completes before the first latency) and the tail after the last issue."
+)
 
 
 def _finish_reasons(r: Mapping[str, Any]) -> Text | None:
@@ -273,24 +326,35 @@ def _finish_reasons(r: Mapping[str, Any]) -> Text | None:
     return text
 
 
-def _run_info(r: Mapping[str, Any], kind: Kind) -> Text:
+def _run_line(r: Mapping[str, Any]) -> Text | None:
+    """The run id and labels, for the header."""
+    run = r.get("run") if isinstance(r.get("run"), dict) else {}
+    assert isinstance(run, dict)
+    parts: list[tuple[str, str] | str] = []
+    if run.get("run_id"):
+        parts += [("Run ", "dim"), (str(run["run_id"]), "bold")]
+    labels = run.get("labels")
+    if isinstance(labels, dict) and labels:
+        parts += ["   ", " ".join(f"{k}={v}" for k, v in labels.items())]
+    return Text.assemble(*parts) if parts else None
+
+
+def _run_info(r: Mapping[str, Any], kind: Kind) -> Text | None:
+    """The trailer: when the summary was made and by what (from the file, not from here)."""
     run = r.get("run") if isinstance(r.get("run"), dict) else {}
     assert isinstance(run, dict)
     parts = []
-    if run.get("run_id"):
-        parts.append(f"run_id {run['run_id']}")
-    labels = run.get("labels")
-    if isinstance(labels, dict) and labels:
-        parts.append(" ".join(f"{k}={v}" for k, v in labels.items()))
     # A report built here from a snapshot file was generated just now: not worth showing.
     if kind == "summary" and r.get("generated_at"):
         parts.append(f"generated {r['generated_at']}")
-    versions = run.get("versions")
+    # Built here from a snapshot file, the Report's ``versions`` are this renderer's:
+    # the file's own (what wrote the numbers) are its ``snapshot_versions``.
+    versions = run.get("snapshot_versions" if kind == "snapshot" else "versions")
     if isinstance(versions, dict):
         shown = [f"{k} {v}" for k, v in versions.items() if k in ("bench_metrics", "python") and v]
         if shown:
             parts.append(", ".join(shown))
-    return Text("  ·  ".join(parts), style="dim")
+    return Text("  ·  ".join(parts), style="dim") if parts else None
 
 
 def render_report(doc: ReportDocument) -> RenderableType:
@@ -298,18 +362,28 @@ def render_report(doc: ReportDocument) -> RenderableType:
     r = doc.report
     state = str(r.get("state", "?"))
     complete = r.get("complete") is True
-    verdict = (
-        Text(" complete ", style="bold white on green")
+    # "complete" twice would say nothing: the state, then what it means for the numbers.
+    meaning = (
+        Text("every event counted, nothing pending: exact", style="green")
         if complete
-        else Text(" incomplete ", style="bold white on red")
+        else Text(" INCOMPLETE ", style="bold white on red")
     )
-    parts: list[RenderableType] = [Text.assemble("State ", state_text(state), "  ", verdict)]
+    parts: list[RenderableType] = [Text.assemble("State ", state_text(state), "  ", meaning)]
     if not complete and r.get("incomplete_reason"):
         parts.append(Text(f"Why: {r['incomplete_reason']}", style="red"))
+    run_line = _run_line(r)
+    if run_line is not None:
+        parts.append(run_line)
     source = r.get("source")
     if source and source != "file":
         parts.append(Text(f"Source: {source}", style="yellow"))
-    parts += [Text(""), _headline(r), Text(""), _samples_table(r["samples"])]
+    parts += [
+        Text(""),
+        _headline(r),
+        Text(QPS_NOTE, style="dim"),
+        Text(""),
+        _samples_table(r["samples"]),
+    ]
     series = r["series"]
     if series:
         grid = _grid(series)
@@ -330,6 +404,8 @@ def render_report(doc: ReportDocument) -> RenderableType:
     judged = r.get("verdict")
     if isinstance(judged, dict):
         parts += [Text(""), verdict_panel(from_report(judged))]
-    parts.append(_run_info(r, doc.kind))
+    trailer = _run_info(r, doc.kind)
+    if trailer is not None:
+        parts.append(trailer)
     title = Text.assemble((f"{doc.path.name}", "bold"), f" — {_KIND_TEXT[doc.kind]}")
     return Panel(Group(*parts), title=title, title_align="left", border_style="blue")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 
+from exporter import cli_args
 from exporter.errors import UsageError
 from registry.mlperf.rulesets import RULESETS, get_ruleset
 from registry.mlperf.slo import Constraint, build_constraints
@@ -30,12 +31,14 @@ def add_verdict_arguments(parser: argparse.ArgumentParser, *, judging: bool = Fa
     g.add_argument(
         "--ruleset",
         default=None,
+        choices=list(RULESETS),
         metavar="NAME",
         help="the MLPerf inference LLM Server constraints of NAME (TTFT and TPOT at p99): "
         + ", ".join(RULESETS),
     )
     g.add_argument(
         "--slo",
+        type=cli_args.slo_spec,
         action="append",
         default=[],
         metavar="SERIES:pP<=VALUE",

@@ -38,6 +38,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
+import msgspec
+
 from registry.atomic_file import write_json_atomic
 from registry.metrics_registry import MetricsRegistry, SnapshotCapture
 from registry.snapshot import MetricsSnapshot, SessionState
@@ -74,6 +76,7 @@ class MetricsPublisher:
         sndhwm: int = DEFAULT_SNDHWM,
         linger_ms: int = 1000,
         run_info: RunInfoFn | None = None,
+        stream_run: Mapping[str, Any] | None = None,
     ) -> None:
         if not interval_s > 0:
             raise ValueError(f"interval_s must be > 0, got {interval_s!r}")
@@ -89,6 +92,8 @@ class MetricsPublisher:
         )
         self._listeners: list[SnapshotListener] = []
         self._run_info = run_info
+        # slot 5 of every snapshot handed out (SPEC §4 extension): who the run is
+        self._stream_run = dict(stream_run) if stream_run else None
         self._task: asyncio.Task[None] | None = None
         self._inflight: asyncio.Future[Any] | None = None
         self._final_task: asyncio.Task[MetricsSnapshot] | None = None
@@ -154,8 +159,14 @@ class MetricsPublisher:
                 next_at += ((now - next_at) // self.interval_s + 1) * self.interval_s
             await asyncio.sleep(next_at - now)
 
-    def _build_and_encode(self, capture: SnapshotCapture) -> tuple[MetricsSnapshot, bytes]:
+    def _build(self, capture: SnapshotCapture) -> MetricsSnapshot:
         snap = capture.build()
+        if self._stream_run is not None:
+            snap = msgspec.structs.replace(snap, run=self._stream_run)
+        return snap
+
+    def _build_and_encode(self, capture: SnapshotCapture) -> tuple[MetricsSnapshot, bytes]:
+        snap = self._build(capture)
         _, payload = self._codec.encode(snap)
         return snap, payload
 
@@ -246,7 +257,7 @@ class MetricsPublisher:
         try:
             await self._stop_ticking()
             capture = self._registry.capture(state=state, n_pending_tasks=n_pending)
-            snap = await self._run_blocking(capture.build)
+            snap = await self._run_blocking(self._build, capture)
         except BaseException:
             self._final_task = None  # nothing was published: a later call may retry
             raise

@@ -97,13 +97,12 @@ def _finite(value: object) -> bool:
 
 
 def _check_snapshots_endpoint(endpoint: str) -> str:
-    check_endpoint(endpoint)
-    if endpoint.startswith("tcp://"):
-        # libzmq takes a port past 65535 modulo 2**16 (99999 binds 34463): refuse it here
-        port = endpoint.rsplit(":", 1)[1]
-        if port != "*" and not (port.isdigit() and int(port) <= 65535):
-            raise ValueError(f"snapshots endpoint {endpoint!r}: port must be in 0..65535 or *")
-    return endpoint
+    # bound, so port 0 or * (any free port) is fine; check_endpoint refuses 99999,
+    # which libzmq would otherwise take modulo 2**16
+    try:
+        return check_endpoint(endpoint, bind=True)
+    except ValueError as exc:
+        raise ValueError(f"snapshots {exc}") from None
 
 
 def _non_negative_int(name: str, value: object) -> int:

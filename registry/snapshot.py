@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import enum
 import math
+from typing import Any
 
 import msgspec
 
@@ -23,9 +24,11 @@ __all__ = [
     "HistogramBucket",
     "MetricStat",
     "MetricsSnapshot",
+    "RunTag",
     "SeriesStat",
     "SessionState",
     "percentile_key",
+    "run_tag",
 ]
 
 #: The default percentile grid (SPEC §3). Every grid must contain 50.
@@ -147,9 +150,20 @@ MetricStat = CounterStat | SeriesStat
 
 
 class MetricsSnapshot(msgspec.Struct, frozen=True, array_like=True):
-    """``[counter, timestamp_ns, state, n_pending_tasks, metrics]``.
+    """``[counter, timestamp_ns, state, n_pending_tasks, metrics, run]``.
 
     ``metrics`` lists counters first, then series, each in registration order.
+
+    ``run`` (slot 5, our extension) is what the producer says about its run, so
+    a consumer of the stream alone knows whose numbers it holds: a map with
+    ``run_id`` (str), ``labels`` (str → str) and, when the producer serves
+    Prometheus, ``metrics_url``; ``None`` when the producer says nothing
+    (mlcommons/endpoints' frames stop after slot 4, and its decoder, a msgspec
+    ``array_like`` struct, ignores trailing elements, as it does the series'
+    ``hdr`` slot). Without it the payload is upstream's five elements exactly
+    (:class:`~registry.snapshot_codec.SnapshotCodec` then writes five slots).
+    It is decoded as any value and read only through :func:`run_tag`, so a
+    foreign value there never breaks a snapshot.
     """
 
     counter: int
@@ -157,6 +171,7 @@ class MetricsSnapshot(msgspec.Struct, frozen=True, array_like=True):
     state: SessionState
     n_pending_tasks: int
     metrics: list[CounterStat | SeriesStat]
+    run: Any = None
 
     @property
     def counters(self) -> dict[str, int | float]:
@@ -176,3 +191,35 @@ class MetricsSnapshot(msgspec.Struct, frozen=True, array_like=True):
     @property
     def is_terminal(self) -> bool:
         return self.state.is_terminal
+
+    @property
+    def run_id(self) -> str | None:
+        """The run id the producer put in slot 5, if it put a usable one there."""
+        return run_tag(self).run_id
+
+
+class RunTag(msgspec.Struct, frozen=True):
+    """Slot 5 of a snapshot, read leniently: what is not of the right type is left out."""
+
+    run_id: str | None = None
+    labels: dict[str, str] = msgspec.field(default_factory=dict)
+    metrics_url: str | None = None
+
+
+def run_tag(snap: MetricsSnapshot) -> RunTag:
+    """What ``snap`` says about its run (all ``None``/empty when it says nothing usable)."""
+    run = snap.run
+    if not isinstance(run, dict):
+        return RunTag()
+    run_id = run.get("run_id")
+    labels = run.get("labels")
+    url = run.get("metrics_url")
+    return RunTag(
+        run_id=run_id if isinstance(run_id, str) and run_id else None,
+        labels=(
+            {k: v for k, v in labels.items() if isinstance(k, str) and isinstance(v, str)}
+            if isinstance(labels, dict)
+            else {}
+        ),
+        metrics_url=url if isinstance(url, str) and url else None,
+    )

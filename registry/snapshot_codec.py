@@ -82,6 +82,29 @@ def _wire_safe(snap: MetricsSnapshot) -> MetricsSnapshot:
     return msgspec.structs.replace(snap, metrics=metrics) if changed else snap
 
 
+class _FiveSlots(msgspec.Struct, frozen=True, array_like=True):
+    """A snapshot without slot 5: upstream's five elements, byte for byte.
+
+    msgspec writes every field of an ``array_like`` struct, defaults included
+    (``omit_defaults`` applies to maps only), so a snapshot whose producer says
+    nothing about its run is sent through this shape instead.
+    """
+
+    counter: int
+    timestamp_ns: int
+    state: SessionState
+    n_pending_tasks: int
+    metrics: list[CounterStat | SeriesStat]
+
+
+def _wire_shape(snap: MetricsSnapshot) -> MetricsSnapshot | _FiveSlots:
+    if snap.run is not None:
+        return snap
+    return _FiveSlots(
+        snap.counter, snap.timestamp_ns, snap.state, snap.n_pending_tasks, snap.metrics
+    )
+
+
 class SnapshotCodec:
     """Encodes snapshots to ``(topic, payload)`` and decodes payloads back.
 
@@ -96,9 +119,9 @@ class SnapshotCodec:
 
     def encode(self, snap: MetricsSnapshot) -> tuple[bytes, bytes]:
         try:
-            payload = self._encoder.encode(snap)
+            payload = self._encoder.encode(_wire_shape(snap))
         except OverflowError:
-            payload = self._encoder.encode(_wire_safe(snap))
+            payload = self._encoder.encode(_wire_shape(_wire_safe(snap)))
         return self.topic, payload
 
     def decode(self, payload: bytes | memoryview) -> MetricsSnapshot:

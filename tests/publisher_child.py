@@ -1,11 +1,12 @@
 """Test child process: a real MetricsPublisher fed by a registry with the SPEC §6 metric set.
 
 Usage: python tests/publisher_child.py ENDPOINT OUT_DIR [--ticks N] [--interval S]
-[--no-final] [--seed N]
+[--no-final] [--seed N] [--run-id ID [--label K=V ...]]
 
 Every tick records a batch of plausible values; after ``--ticks`` ticks it publishes
 the final (COMPLETE) snapshot, which lands in OUT_DIR/final_snapshot.json and on the
 stream. With ``--no-final`` it ticks until killed. Prints ``ready`` once bound.
+``--run-id`` (and ``--label``) put the run id on every snapshot (slot 5).
 The exporter tests use it as the producer a bridge or a Prometheus scrape sees; the
 lead may switch those tests to ``bench-metrics demo``.
 """
@@ -35,7 +36,11 @@ async def main() -> int:
     p.add_argument("--no-final", action="store_true")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--per-tick", type=int, default=50)
+    p.add_argument("--run-id", default=None)
+    p.add_argument("--label", action="append", default=[])
     args = p.parse_args()
+    labels = dict(item.split("=", 1) for item in args.label)
+    stream_run = {"run_id": args.run_id, "labels": labels} if args.run_id else None
     rng = np.random.default_rng(args.seed)
     reg = spec_registry()
     state = SessionState.LIVE
@@ -44,6 +49,7 @@ async def main() -> int:
         endpoint=args.endpoint,
         final_snapshot_path=Path(args.out_dir) / "final_snapshot.json",
         interval_s=args.interval,
+        stream_run=stream_run,
     )
     publisher.start(lambda: (state, 0))
     print("ready", flush=True)

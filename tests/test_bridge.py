@@ -241,7 +241,7 @@ def test_export_stops_on_sigterm(tmp_path: Path) -> None:
     assert url.startswith("http://127.0.0.1:")
     with urllib.request.urlopen(url + "/healthz", timeout=5) as resp:
         assert json.loads(resp.read())["up"] is False
-    assert export.stop(signal.SIGTERM) == 0
+    assert export.stop(signal.SIGTERM) == 143  # stopped before any final snapshot
 
 
 @pytest.mark.parametrize(
@@ -252,7 +252,7 @@ def test_export_stops_on_sigterm(tmp_path: Path) -> None:
         (["--connect", "ipc:///x", "--label", "le=1"], "reserved"),
         (["--connect", "ipc:///x", "--label", "run_id=1"], "--run-id"),
         (["--connect", "ipc:///x", "--listen", "host:port"], "--listen"),
-        (["--connect", "ipc:///x", "--web-config", "/nonexistent/web.yml"], "web config"),
+        (["--connect", "ipc:///x", "--web-config", "/nonexistent/web.yml"], "--web-config"),
         (["--connect", "ipc:///x", "--linger", "-1"], "--linger"),
     ],
 )

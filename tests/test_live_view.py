@@ -42,7 +42,8 @@ def test_live_snapshot_shows_state_progress_counts_and_quantiles() -> None:
     assert "1,010 / ~2,000 samples" in text and "50.5%" in text
     assert "Issued 1,015" in text and "Completed 1,010" in text and "Failed 10" in text
     assert "In flight 5" in text
-    assert "avg QPS 101.0" in text  # 1010 tracked completions (10 failed) over 10 s
+    # whole run: 1010 tracked completions (10 failed) over 10 s, in the "whole run" column
+    assert row(text, "QPS")[-1] == "101.0"
     assert "Quantiles (live, HDR)" in text
     # TTFT values are 1..1000 ms: nearest-rank p50/p90/p99 = 500/900/990 ms (HDR is exact here).
     assert row(text, "TTFT") == ["1,000", "500 ms", "500 ms", "900 ms", "990 ms", "1.00 s"]
@@ -64,7 +65,7 @@ def test_terminal_snapshot_shows_exact_quantiles_and_full_progress() -> None:
     assert row(done, "Request latency")[4] == "9.90 s"
     assert row(live, "Request latency")[4] == "9.91 s"
     interrupted = text_of(render_live(snapshot(SessionState.INTERRUPTED, pending=7)))
-    assert "INTERRUPTED" in interrupted and "Pending 7" in interrupted
+    assert "INTERRUPTED" in interrupted and "Tokenizations pending 7" in interrupted
 
 
 def test_before_the_first_snapshot_the_view_says_it_is_waiting() -> None:
@@ -131,15 +132,15 @@ def test_live_view_keeps_the_last_snapshot_and_renders_rates() -> None:
     view.update(None)  # nothing new arrived: the view keeps what it had
     assert view.snapshot is not None and view.snapshot.counter == 2
     text = text_of(view.render())
-    assert "QPS 25.0" in text
-    assert "qps 25.0" in view.line()
+    assert row(text, "QPS")[0] == "25.0"  # the recent window's column
+    assert "qps 25.0 (5 s)" in view.line()
 
 
 def test_progress_line_has_the_headline_figures() -> None:
     line = progress_line(snapshot(completed=200, failed=3, in_flight=1))
     assert "live" in line
     assert "issued 204" in line and "completed 203" in line and "failed 3" in line
-    assert "ttft p50 100 ms p99 198 ms" in line
+    assert "ttft p50/p99 100ms/198ms" in line
     assert "\n" not in line
 
 

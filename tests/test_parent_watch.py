@@ -224,8 +224,10 @@ def test_a_sigkilled_demo_leaves_interrupted_files_and_no_aggregator(
     leftovers.append(proc.pid)
     try:
         assert proc.stdout is not None
-        first = proc.stdout.readline()  # the first progress line: events are flowing
-        assert "live" in first, first
+        first = proc.stdout.readline()
+        while first and not first.startswith("["):  # the intro lines come first
+            first = proc.stdout.readline()
+        assert "live" in first, first  # the first progress line: events are flowing
         demo = demo_pid(report)
         (aggregator,) = children(demo)
         leftovers.append(aggregator)
@@ -264,17 +266,18 @@ def test_a_demo_killed_while_its_aggregator_starts_leaves_all_or_nothing(
         leftovers.append(aggregator)
         os.kill(demo, signal.SIGKILL)
         assert wait_until(lambda: aggregator in reaped(report), 10), report.read_text()
-        proc.communicate(timeout=15)
+        _, err = proc.communicate(timeout=15)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
     code = reaped(report)[aggregator]
     written = sorted(p.name for p in out.glob("*.json")) if out.exists() else []
-    if code == 128 + signal.SIGTERM:
-        assert written == ["final_snapshot.json", "result_summary.json"]
+    # 143 once the command line's SIGTERM handler is in (start-up ends like a run, with
+    # the shell's code); -15 if the signal came before Python set it. Files: all or none.
+    assert code in (128 + signal.SIGTERM, -signal.SIGTERM), err
+    assert written in ([], ["final_snapshot.json", "result_summary.json"]), err
+    if written:
+        assert code == 128 + signal.SIGTERM
         assert read_json(out / "final_snapshot.json")["state"] == "interrupted"
-    else:
-        assert code == -signal.SIGTERM  # ended before its handlers: nothing was read
-        assert written == []
     assert not out.exists() or not list(out.glob(".*.tmp"))

@@ -97,10 +97,10 @@ def metric(snap: dict[str, Any], name: str) -> Any:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--tokenizer", "/nonexistent/tok"], "--tokenizer /nonexistent/tok: no such directory"),
-        (["--tokenizer", "gpt2"], "--tokenizer gpt2: no such directory"),
-        (["--tokenizer-workers", "-1"], "--tokenizer-workers must be in 0..64"),
-        (["--tokenizer-workers", "65"], "--tokenizer-workers must be in 0..64"),
+        (["--tokenizer", "/nonexistent/tok"], "--tokenizer: /nonexistent/tok: no such directory"),
+        (["--tokenizer", "gpt2"], "--tokenizer: gpt2: no such directory"),
+        (["--tokenizer-workers", "-1"], "--tokenizer-workers must be a whole number in 0..64"),
+        (["--tokenizer-workers", "65"], "--tokenizer-workers must be a whole number in 0..64"),
         (["--drain-timeout", "-1"], "--drain-timeout must be a finite number of seconds >= 0"),
         (["--drain-timeout", "nan"], "--drain-timeout must be a finite number"),
         (["--drain-timeout", "inf"], "--drain-timeout must be a finite number"),

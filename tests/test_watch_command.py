@@ -57,7 +57,7 @@ def test_watch_follows_the_stream_and_ends_on_the_terminal_snapshot(ipc_endpoint
             proc = await start_watch(ipc_endpoint)
             assert proc.stdout is not None
             try:
-                seen = asyncio.ensure_future(read_until(proc.stdout, "live", lines))
+                seen = asyncio.ensure_future(read_until(proc.stdout, "] live", lines))
                 await asyncio.wait_for(publish_until(pub, SessionState.LIVE, seen, 0), 20)
                 await seen
                 exited = asyncio.ensure_future(proc.wait())
@@ -71,7 +71,8 @@ def test_watch_follows_the_stream_and_ends_on_the_terminal_snapshot(ipc_endpoint
 
     rc, lines = asyncio.run(main())
     assert rc == 0, lines
-    assert "issued 105  completed 102  failed 2" in lines[0]
+    progress = [line for line in lines if line.startswith("[")]  # after the intro lines
+    assert "issued 105  completed 102  failed 2" in progress[0]
     assert "complete" in lines[-1] and "completed 103" in lines[-1]
     assert "ttft p50" in lines[-1]
 
@@ -83,7 +84,7 @@ def test_ctrl_c_ends_watch_with_130(ipc_endpoint: str) -> None:
             proc = await start_watch(ipc_endpoint)
             assert proc.stdout is not None
             try:
-                seen = asyncio.ensure_future(read_until(proc.stdout, "live", lines))
+                seen = asyncio.ensure_future(read_until(proc.stdout, "] live", lines))
                 await asyncio.wait_for(publish_until(pub, SessionState.LIVE, seen, 0), 20)
                 proc.send_signal(signal.SIGINT)
                 return await asyncio.wait_for(proc.wait(), 20)
@@ -111,7 +112,10 @@ def test_watch_times_out_without_a_terminal_snapshot(ipc_endpoint: str) -> None:
     [
         (["--connect", "localhost:5557"], "must start with ipc:// or tcp://"),
         (["--connect", "tcp://127.0.0.1"], "needs a port"),
-        (["--connect", "ipc:///tmp/x", "--refresh", "0"], "--refresh must be > 0"),
+        (
+            ["--connect", "ipc:///tmp/x", "--refresh", "0"],
+            "--refresh must be a finite number of seconds > 0",
+        ),
     ],
 )
 def test_bad_arguments_are_one_line_exit_2(argv: list[str], message: str) -> None:

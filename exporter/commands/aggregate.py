@@ -26,6 +26,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from exporter import cli_args
 from exporter.errors import UsageError
 from exporter.mirror import (
     add_exporter_arguments,
@@ -73,17 +74,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--events",
+        type=cli_args.connect_endpoint,
         metavar="ENDPOINT",
         help="the benchmark's event endpoint to connect to (ipc://PATH or tcp://HOST:PORT)",
     )
     p.add_argument(
         "--snapshots",
+        type=cli_args.bind_endpoint,
         metavar="ENDPOINT",
         help="endpoint to bind for the snapshot stream (ipc://PATH or tcp://HOST:PORT)",
     )
     p.add_argument(
         "--output-dir",
-        type=Path,
+        type=cli_args.output_dir,
         metavar="DIR",
         help="where final_snapshot.json and result_summary.json are written (created if needed)",
     )
@@ -94,7 +97,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--interval",
-        type=float,
+        type=cli_args.seconds(high=3600.0),
         default=0.25,
         metavar="S",
         help="seconds between live snapshots (default: %(default)s)",
@@ -116,21 +119,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--hdr-sig-figs",
-        type=int,
+        type=cli_args.integer(1, 5),
         default=3,
         metavar="N",
         help="significant figures of the live HDR histograms, 1..5 (default: %(default)s)",
     )
     p.add_argument(
         "--n-histogram-buckets",
-        type=int,
+        type=cli_args.integer(1, 10_000),
         default=30,
         metavar="N",
         help="buckets of each series' display histogram (default: %(default)s)",
     )
     p.add_argument(
         "--max-frame-bytes",
-        type=int,
+        type=cli_args.integer(1024, 2**31 - 1),
         default=DEFAULT_MAX_FRAME_BYTES,
         metavar="N",
         help=(
@@ -170,21 +173,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--run-id",
+        type=cli_args.run_id,
         default=None,
         metavar="ID",
-        help="identifies the run in the report and the metrics (default: generated)",
-    )
-    p.add_argument(
-        "--label",
-        action="append",
-        default=[],
-        metavar="K=V",
-        help="a run label for the report and the metrics (repeatable)",
+        help="identifies the run in the report, the metrics and the snapshot stream "
+        "(default: generated)",
     )
     add_tokenizer_arguments(p)
     add_verdict_arguments(p)
     # The Prometheus mirror is off unless --listen or --pushgateway is given.
-    add_exporter_arguments(p, listen_default=None, linger_default=30.0, with_labels=False)
+    # --label: the run's labels, in the final files, on the stream and on every exported sample
+    add_exporter_arguments(p, listen_default=None, linger_default=30.0)
     add_upstream_arguments(p)
     p.set_defaults(run=run)
 
@@ -200,13 +199,13 @@ def add_tokenizer_arguments(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--tokenizer",
-        type=Path,
+        type=cli_args.existing_dir,
         metavar="PATH",
         help="local tokenizer directory (tokenizer.json, tokenizer_config.json, ...)",
     )
     g.add_argument(
         "--tokenizer-workers",
-        type=int,
+        type=cli_args.integer(0, MAX_TOKENIZER_WORKERS),
         default=2,
         metavar="N",
         help=(
@@ -216,7 +215,7 @@ def add_tokenizer_arguments(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--drain-timeout",
-        type=float,
+        type=cli_args.seconds(zero=True),
         default=0.0,
         metavar="S",
         help=(
@@ -263,11 +262,20 @@ def add_upstream_arguments(p: argparse.ArgumentParser) -> None:
         "ipc://DIR/METRICS; upstream's defaults then apply (numpy-lower percentiles, early "
         "stopping only with --early-stopping, SIGINT ignored).",
     )
-    g.add_argument("--socket-dir", type=Path, metavar="DIR", help="directory of the IPC sockets")
+    g.add_argument(
+        "--socket-dir",
+        type=cli_args.existing_dir,
+        metavar="DIR",
+        help="directory of the IPC sockets",
+    )
     g.add_argument("--socket-name", metavar="NAME", help="the event socket's name in DIR")
     g.add_argument("--metrics-socket", metavar="NAME", help="the snapshot socket's name in DIR")
-    g.add_argument("--metrics-output-dir", type=Path, metavar="DIR", help="= --output-dir")
-    g.add_argument("--publish-interval", type=float, metavar="S", help="= --interval")
+    g.add_argument(
+        "--metrics-output-dir", type=cli_args.output_dir, metavar="DIR", help="= --output-dir"
+    )
+    g.add_argument(
+        "--publish-interval", type=cli_args.seconds(high=3600.0), metavar="S", help="= --interval"
+    )
     g.add_argument(
         "--early-stopping",
         dest="upstream_early_stopping",
@@ -276,22 +284,26 @@ def add_upstream_arguments(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--es-confidence",
-        type=float,
+        type=cli_args.fraction(low_open=True, high_open=True),
         default=0.99,
         metavar="C",
         help="early-stopping confidence (default: %(default)s)",
     )
     g.add_argument(
         "--es-tolerance",
-        type=float,
+        type=cli_args.fraction(high_open=True),
         default=0.0,
         metavar="D",
         help="early-stopping tolerance (default: %(default)s)",
     )
     # Upstream's flag for one target percentile; its estimates follow the grid anyway.
-    g.add_argument("--es-percentile", type=float, help=argparse.SUPPRESS)
+    g.add_argument(
+        "--es-percentile", type=cli_args.number(low=0.0, high=100.0), help=argparse.SUPPRESS
+    )
     g.add_argument("--readiness-path", metavar="NAME", help="PUSH socket in DIR to say ready on")
-    g.add_argument("--readiness-id", type=int, default=0, metavar="N", help="identity to send")
+    g.add_argument(
+        "--readiness-id", type=cli_args.integer(), default=0, metavar="N", help="identity to send"
+    )
 
 
 def _default_run_id() -> str:

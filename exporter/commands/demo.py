@@ -8,7 +8,7 @@ prints the final report with a line comparing what the source sent to what
 the aggregator counted.
 
 Ctrl-C (or SIGTERM) stops the source and sends SIGINT to the aggregator so it
-writes INTERRUPTED files; the demo then prints what it got and exits 130.
+writes INTERRUPTED files; the demo then prints what it got and exits 130 (143).
 If the demo itself dies without a chance to do that (SIGKILL, OOM), the
 aggregator gets SIGTERM from :mod:`exporter.parent_watch` and writes the same
 INTERRUPTED files. The demo never computes a metric itself and never writes
@@ -34,8 +34,8 @@ from typing import Any
 
 from rich.console import Console
 
+from exporter import cli_args
 from exporter.commands.aggregate import add_tokenizer_arguments, check_tokenizer_arguments
-from exporter.commands.watch import install_stop_signals
 from exporter.errors import UsageError
 from exporter.live_display import show_live
 from exporter.live_view import LiveView, ViewContext
@@ -53,6 +53,7 @@ from exporter.report_view import (
     load_report_file,
     render_report,
 )
+from exporter.stop_signals import StopSignals
 from exporter.verdict_args import add_verdict_arguments, constraints_from_args
 from registry.events.publisher import EventPublisher
 from registry.events.synthetic import SourceStats, SyntheticLoad, drive
@@ -77,12 +78,16 @@ __all__ = [
     "aggregator_command",
     "compare_counts",
     "load_from_args",
+    "offered_line",
     "run",
 ]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_OUTPUT_DIR = "bench-metrics-out"
+#: The highest ``--qps`` the synthetic source takes (far above what one machine sends).
+MAX_QPS = 1_000_000.0
+MAX_SECONDS = cli_args.MAX_SECONDS
 FINAL_FILES = ("final_snapshot.json", "result_summary.json")
 
 #: Options of ``demo`` handed unchanged to the aggregator process, as
@@ -92,6 +97,7 @@ FINAL_FILES = ("final_snapshot.json", "result_summary.json")
 AGGREGATOR_PASSTHROUGH: list[tuple[str, str]] = [
     ("interval", "--interval"),
     ("run_id", "--run-id"),
+    ("label", "--label"),
     ("percentile_method", "--percentile-method"),
     ("no_early_stopping", "--no-early-stopping"),
     # the Prometheus mirror runs inside the aggregator process
@@ -140,24 +146,36 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     load = parser.add_argument_group("synthetic load")
     load.add_argument(
-        "--duration", type=float, default=25.0, metavar="S", help="seconds of load (default: 25)"
+        "--duration",
+        type=cli_args.seconds(),
+        default=25.0,
+        metavar="S",
+        help="seconds of load (default: 25)",
     )
     load.add_argument(
-        "--qps", type=float, default=200.0, metavar="N", help="mean requests/s (default: 200)"
+        "--qps",
+        type=cli_args.number(low=0.0, low_open=True, high=MAX_QPS),
+        default=200.0,
+        metavar="N",
+        help="offered load: the mean of the Poisson arrivals, requests/s (default: 200)",
     )
     load.add_argument(
-        "--seed", type=int, default=0, metavar="N", help="random seed: same seed, same run"
+        "--seed",
+        type=cli_args.integer(0, 2**63 - 1),
+        default=0,
+        metavar="N",
+        help="random seed: same seed, same run",
     )
     load.add_argument(
         "--error-rate",
-        type=float,
+        type=cli_args.fraction(),
         default=0.01,
         metavar="F",
         help="fraction of requests that fail (default: %(default)s)",
     )
     load.add_argument(
         "--tokens-per-chunk",
-        type=int,
+        type=cli_args.integer(1, 1024),
         default=6,
         metavar="N",
         help="output tokens per streamed chunk event (default: %(default)s)",
@@ -171,14 +189,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     load.add_argument(
         "--ttft-median",
-        type=float,
+        type=cli_args.number(low=0.0, low_open=True, high=MAX_SECONDS * 1000, unit="ms"),
         default=None,
         metavar="MS",
         help="median time to first token in ms (overrides the profile's)",
     )
     load.add_argument(
         "--tpot-median",
-        type=float,
+        type=cli_args.number(low=0.0, low_open=True, high=MAX_SECONDS * 1000, unit="ms"),
         default=None,
         metavar="MS",
         help="median time per output token in ms (overrides the profile's)",
@@ -191,6 +209,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--output-dir",
+        type=cli_args.output_dir,
         default=DEFAULT_OUTPUT_DIR,
         metavar="DIR",
         help="where the aggregator writes final_snapshot.json and result_summary.json "
@@ -201,13 +220,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--interval",
-        type=float,
+        type=cli_args.seconds(high=3600.0),
         default=0.5,
         metavar="S",
         help="aggregator snapshot interval in seconds (default: %(default)s)",
     )
     parser.add_argument(
-        "--run-id", default=None, metavar="ID", help="run id (default: demo-<date>-<time>)"
+        "--run-id",
+        type=cli_args.run_id,
+        default=None,
+        metavar="ID",
+        help="run id (default: demo-<date>-<time>)",
     )
     parser.add_argument(
         "--percentile-method",
@@ -223,9 +246,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_tokenizer_arguments(parser)
     add_verdict_arguments(parser)
     # The demo exits after printing its report: no linger unless asked for.
-    add_exporter_arguments(
-        parser, listen_default=DEFAULT_LISTEN, linger_default=0.0, with_labels=False
-    )
+    add_exporter_arguments(parser, listen_default=DEFAULT_LISTEN, linger_default=0.0)
     parser.set_defaults(run=run)
 
 
@@ -314,6 +335,22 @@ def compare_counts(stats: SourceStats, report: Mapping[str, Any]) -> CountCheck:
     verdict = "match" if matches else "DIFFER"
     line = f"Counts {verdict} (sent/reported): {shown} · {stats.events_sent:,} events sent"
     return CountCheck(matches, line)
+
+
+def offered_line(load: SyntheticLoad, stats: SourceStats, report: Mapping[str, Any]) -> str:
+    """The plan against what came of it: why the report's QPS is not the ``--qps`` asked for."""
+    issued_rate = stats.issued / load.duration_s
+    line = (
+        f"Offered {load.qps:g}/s for {load.duration_s:g} s (Poisson arrivals): "
+        f"{stats.issued:,} issued = {issued_rate:,.1f}/s"
+    )
+    qps, duration = report.get("qps"), report.get("duration_s")
+    if isinstance(qps, int | float) and isinstance(duration, int | float) and duration > 0:
+        tail = duration - load.duration_s
+        line += f"; the report's QPS {qps:,.1f} is over the tracked {duration:,.2f} s" + (
+            f" ({tail:,.2f} s of it after the last issue)" if tail > 0 else ""
+        )
+    return line
 
 
 class _Aggregator:
@@ -491,8 +528,8 @@ async def _demo(args: argparse.Namespace, load: SyntheticLoad) -> int:
 async def _demo_locked(
     args: argparse.Namespace, load: SyntheticLoad, output_dir: Path, lock: RunLock
 ) -> int:
-    stop = asyncio.Event()
-    install_stop_signals(stop)
+    signals = StopSignals().install()
+    stop = signals.event
     console = Console()
     tui = not args.no_tui and console.is_terminal
     tmp = Path(tempfile.mkdtemp(prefix="bm-demo-"))
@@ -515,6 +552,7 @@ async def _demo_locked(
                         source=f"{load.qps:g} QPS x {load.duration_s:g} s, seed {load.seed}",
                         expected_samples=load.expected_samples,
                         planned_duration_s=load.duration_s,
+                        offered_qps=load.qps,
                     )
                 )
 
@@ -535,18 +573,21 @@ async def _demo_locked(
                 finally:
                     finished.set()
                     await display
-            interrupted = stop.is_set()
+            interrupted = signals.exit_code if stop.is_set() else None
             await _first(_wait_for_file(summary, _EXIT_TIMEOUT_S), aggregator.wait())
             rc = aggregator.returncode
-            if rc not in (0, None) and not interrupted:
+            if rc not in (0, None) and interrupted is None:
                 problems.append(f"the aggregator exited with code {rc}")
             doc = await _final_document(output_dir, sub)
-        code = _finish(console, output_dir, doc, stats, interrupted, problems, aggregator)
+        code = _finish(
+            console, output_dir, doc, stats, interrupted, problems, aggregator, load=load
+        )
         await _linger(args, aggregator, stop, console)
         await aggregator.stop(_EXIT_TIMEOUT_S)
         return code
     finally:
         await aggregator.stop(0.1)
+        signals.remove()
         publisher.close()
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -591,34 +632,40 @@ def _finish(
     output_dir: Path,
     doc: ReportDocument | None,
     stats: SourceStats,
-    interrupted: bool,
+    interrupted: int | None,
     problems: list[str],
     aggregator: _Aggregator,
+    *,
+    load: SyntheticLoad | None = None,
 ) -> int:
+    """Print the report and what went wrong; the exit code (``interrupted``: the
+    signal's code, when one stopped the run). Lines wrap at spaces, never mid-word."""
     console.print()
     if doc is not None:
         console.print(render_report(doc))
         check = compare_counts(stats, doc.report)
         style = "green" if check.matches else "bold red"
-        console.print(check.line, style=style, highlight=False, soft_wrap=True)
-        if not check.matches and not interrupted:
+        console.print(check.line, style=style, highlight=False)
+        if load is not None and interrupted is None:
+            console.print(offered_line(load, stats, doc.report), style="dim", highlight=False)
+        if not check.matches and interrupted is None:
             problems.append("the aggregator's counts differ from what the source sent")
     else:
         problems.append("no report: no final file and no snapshot from the aggregator")
     missing = [name for name in FINAL_FILES if not (output_dir / name).exists()]
-    if missing and not interrupted:
+    if missing and interrupted is None:
         problems.append(f"missing in {output_dir}: {', '.join(missing)}")
-    present = [str(output_dir / n) for n in FINAL_FILES if (output_dir / n).exists()]
+    present = [n for n in FINAL_FILES if (output_dir / n).exists()]
     if present:
-        console.print(f"Files: {', '.join(present)}", highlight=False, soft_wrap=True)
+        console.print(f"Files in {output_dir}: {', '.join(present)}", highlight=False)
     err = Console(stderr=True)
     for problem in problems:
         err.print(f"bench-metrics demo: {problem}", style="bold red", highlight=False)
     if problems and aggregator.log_tail():
         err.print(f"last lines of {aggregator.log_path}:\n{aggregator.log_tail()}", highlight=False)
-    if interrupted:
+    if interrupted is not None:
         err.print("bench-metrics demo: interrupted", style="yellow")
-        return 130
+        return interrupted
     return 1 if problems else 0
 
 
@@ -644,6 +691,4 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("TTFT and TPOT constraints need streaming: drop --no-streaming")
     # bad exporter options and a busy --listen port fail here, not in the aggregator process
     check_listen_free(exporter_options(args).listen)
-    if args.interval <= 0:
-        raise UsageError(f"--interval must be > 0, got {args.interval}")
     return asyncio.run(_demo(args, load))

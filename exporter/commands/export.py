@@ -5,7 +5,8 @@ serves it for Prometheus. It keeps serving through publisher restarts, tells
 how stale its view is (``<ns>_exporter_last_snapshot_age_seconds``,
 ``<ns>_exporter_up``, ``/healthz``), and after the final snapshot pushes it once
 (``--pushgateway``) and serves its exact values for ``--linger`` seconds, then
-exits 0. SIGTERM / Ctrl-C stop it at once (exit 0 / 130).
+exits 0. SIGTERM / Ctrl-C stop it at once: exit 143 / 130 before the final
+snapshot, 0 once it was served (the linger cut short).
 
 This command only mirrors; it never writes files and never changes a number.
 """
@@ -16,10 +17,9 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import signal
 
+from exporter import cli_args
 from exporter.bridge import Bridge
-from exporter.errors import UsageError
 from exporter.mirror import (
     DEFAULT_LISTEN,
     PrometheusMirror,
@@ -27,7 +27,7 @@ from exporter.mirror import (
     exporter_options,
     parse_label_args,
 )
-from registry.transport import check_endpoint
+from exporter.stop_signals import StopSignals
 
 __all__ = ["add_parser", "run"]
 
@@ -48,49 +48,46 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--connect",
+        type=cli_args.connect_endpoint,
         required=True,
         metavar="ENDPOINT",
         help="the snapshot stream to follow, e.g. tcp://127.0.0.1:5557 or ipc:///tmp/m.sock",
     )
     parser.add_argument(
         "--run-id",
+        type=cli_args.run_id,
         default=None,
         metavar="ID",
-        help="run_id label on every sample (default: <UTC time>-<random>)",
+        help="run_id label on every sample (default: the run id the stream carries, "
+        "else <UTC time>-<random>)",
     )
     add_exporter_arguments(parser, listen_default=DEFAULT_LISTEN, linger_default=DEFAULT_LINGER_S)
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        check_endpoint(args.connect)
-    except ValueError as exc:
-        raise UsageError(f"--connect: {exc}") from None
     options = exporter_options(args)
     labels = parse_label_args(args.label)
-    if "run_id" in labels:
-        raise UsageError("give the run id with --run-id, not --label run_id=")
     if args.run_id is not None:
         labels = {"run_id": args.run_id, **labels}
-    mirror = PrometheusMirror(options, labels=labels)
+    # Without --run-id the stream names the run (slot 5 of our snapshots, SPEC §4);
+    # a stream that does not (mlcommons/endpoints') gets a generated id.
+    mirror = PrometheusMirror(options, labels=labels, run_id_from_stream=True)
     return asyncio.run(_serve(args.connect, mirror))
 
 
 async def _serve(endpoint: str, mirror: PrometheusMirror) -> int:
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    signals: list[int] = []
-
-    def on_signal(sig: int) -> None:
-        signals.append(sig)
-        stop.set()
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, on_signal, sig)
-    await mirror.start()
-    logger.info("run_id %r; scrape %s/metrics", mirror.collector.run_id, mirror.url)
+    stop = StopSignals().install()
     try:
+        await mirror.start()
+        if mirror.collector.run_id_from_stream:
+            logger.info(
+                "scrape %s/metrics; run_id: the one the stream carries (else %r; --run-id pins it)",
+                mirror.url,
+                mirror.collector.run_id,
+            )
+        else:
+            logger.info("scrape %s/metrics; run_id %r", mirror.url, mirror.collector.run_id)
         async with Bridge(endpoint, mirror.collector) as bridge:
             final = asyncio.create_task(bridge.wait_for_terminal())
             stopped = asyncio.create_task(stop.wait())
@@ -100,11 +97,10 @@ async def _serve(endpoint: str, mirror: PrometheusMirror) -> int:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             if bridge.final is not None and not stop.is_set():
-                await mirror.finish(stop)
+                await mirror.finish(stop.event)
     finally:
         await mirror.stop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
-    if signals and signals[0] == signal.SIGINT:
-        return 130
-    return 0
+        stop.remove()
+    if bridge.final is not None:
+        return 0  # the run's final values were served: a signal only cut the linger short
+    return stop.exit_code if stop.is_set() else 0

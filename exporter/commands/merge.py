@@ -12,6 +12,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from exporter.cli_args import existing_dir, output_dir
 from exporter.errors import UsageError
 from registry.merge import MergeError, merge_runs
 
@@ -43,8 +44,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("out", type=Path, metavar="OUT", help="output directory (created)")
-    p.add_argument("runs", type=Path, nargs="+", metavar="RUN_DIR", help="a run's output directory")
+    p.add_argument("out", type=output_dir, metavar="OUT", help="output directory (created)")
+    p.add_argument(
+        "runs", type=existing_dir, nargs="+", metavar="RUN_DIR", help="a run's output directory"
+    )
     p.set_defaults(run=run)
 
 

@@ -15,6 +15,7 @@ import argparse
 
 from rich.console import Console
 
+from exporter import cli_args
 from exporter.errors import UsageError
 from exporter.report_view import ReportFileError, judge_report_file, load_report_file, render_report
 from exporter.verdict_args import add_verdict_arguments, constraints_from_args
@@ -40,10 +41,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("file", metavar="FILE", help="a final_snapshot.json or result_summary.json")
+    # FILE is read (and every problem with it reported in one line) by run()
+    parser.add_argument(
+        "file",
+        metavar="FILE",
+        help="a final_snapshot.json or result_summary.json",
+    )
     parser.add_argument(
         "--width",
-        type=int,
+        type=cli_args.integer(40, 1000),
         default=None,
         help="render at this many columns (default: the terminal's width)",
     )
@@ -52,8 +58,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.width is not None and args.width < 40:
-        raise UsageError(f"--width must be at least 40, got {args.width}")
     constraints = constraints_from_args(args)
     try:
         if constraints:

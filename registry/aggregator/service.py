@@ -153,6 +153,8 @@ class AggregatorService:
         self.interval_s = float(interval_s)
         self.run_id = run_id
         self.labels = dict(labels or {})
+        #: where this run's /metrics is served, when a mirror serves it (told to the stream)
+        self.metrics_url: str | None = None
         self.handle_signals = handle_signals
         self.ignore_sigint = ignore_sigint
         self.readiness = readiness
@@ -277,6 +279,7 @@ class AggregatorService:
             final_snapshot_path=self.final_snapshot_path,
             interval_s=self.interval_s,
             run_info=self.run_info,
+            stream_run=self.stream_run(),
         )
         self._publisher = publisher
         self.bound_snapshots_endpoint = publisher.endpoint
@@ -462,6 +465,15 @@ class AggregatorService:
                 logger.error(
                     "could not complete the raw store in %s: %s", self.raw_store.directory, why
                 )
+
+    def stream_run(self) -> dict[str, Any] | None:
+        """Slot 5 of every snapshot on the stream: the run id, labels and ``/metrics`` URL."""
+        if self.run_id is None and not self.labels and self.metrics_url is None:
+            return None
+        tag: dict[str, Any] = {"run_id": self.run_id, "labels": dict(self.labels)}
+        if self.metrics_url is not None:
+            tag["metrics_url"] = self.metrics_url
+        return tag
 
     def run_info(self) -> dict[str, Any]:
         """This run's part of the final files' ``run`` block (the registry adds its

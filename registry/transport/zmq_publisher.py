@@ -70,7 +70,7 @@ class ZmqPublisher(Generic[T]):
         max_batch: int = 1000,
         context: zmq.Context | None = None,
     ) -> None:
-        check_endpoint(endpoint)
+        check_endpoint(endpoint, bind=True)
         if sndhwm < 0:
             raise ValueError(f"sndhwm must be >= 0, got {sndhwm}")
         if linger_ms < 0:

@@ -101,7 +101,7 @@ class ZmqSubscriber(Generic[T]):
         max_message_bytes: int | None = None,
         context: zmq.asyncio.Context | None = None,
     ) -> None:
-        check_endpoint(endpoint)
+        check_endpoint(endpoint, bind=bind)
         if max_message_bytes is not None and max_message_bytes < TOPIC_LEN:
             raise ValueError(f"max_message_bytes must be >= {TOPIC_LEN}, got {max_message_bytes}")
         self.max_message_bytes = max_message_bytes
