@@ -222,7 +222,7 @@ def one_ingest_run(
     in window order, the scrapes per second of the scraped windows, and (server thread
     only) the share of a core the server thread used over the run.
     """
-    n_expected = 3 + agg.EVENTS_PER_SAMPLE * max(1, (n_events - 3) // agg.EVENTS_PER_SAMPLE)
+    n_expected = agg.expected_counts(n_events)[0]  # every record of the workload is applied
     workdir = Path(tempfile.mkdtemp(prefix="bm-bench-exp-"))
     endpoint = f"ipc://{workdir}/events.sock"
     service = AggregatorService(
