@@ -256,22 +256,23 @@ class LabelAction(argparse._AppendAction):
         super().__call__(parser, namespace, values, option_string)
 
 
-def slo_spec(text: str) -> str:
-    """One ``--slo SERIES:pP<=VALUE`` (the constraint itself is built by the command)."""
-    try:
-        parse_slo(text)
-    except ValueError as exc:
-        _bad(str(exc).removeprefix("--slo "))
-    return text
+def _checked_by(parse: Callable[[str], object], flag: str, name: str) -> _Type:
+    """The text unchanged once ``parse`` accepts it (the command builds the value)."""
+
+    def check(text: str) -> str:
+        try:
+            parse(text)
+        except ValueError as exc:
+            _bad(str(exc).removeprefix(f"{flag} "))
+        return text
+
+    return _named(check, name)
 
 
-def buckets_spec(text: str) -> str:
-    """One ``--buckets SERIES=B1,B2,...``."""
-    try:
-        parse_bucket_spec(text)
-    except ValueError as exc:
-        _bad(str(exc).removeprefix("--buckets "))
-    return text
+#: One ``--slo SERIES:pP<=VALUE``.
+slo_spec = _checked_by(parse_slo, "--slo", "slo_spec")
+#: One ``--buckets SERIES=B1,B2,...``.
+buckets_spec = _checked_by(parse_bucket_spec, "--buckets", "buckets_spec")
 
 
 def readable_file(text: str) -> Path:
