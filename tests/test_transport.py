@@ -401,3 +401,36 @@ def test_a_busy_stream_does_not_starve_other_tasks(ipc_endpoint: str) -> None:
                 assert turns >= 4999 // 64 // 2, turns
 
     asyncio.run(main())
+
+
+def test_a_bad_record_in_a_batch_costs_that_record_only(ipc_endpoint: str) -> None:
+    """EventCodec decodes a batch in one call; one bad payload sends that batch down
+    the item-by-item path, which drops just it (and counts it)."""
+    from registry.events import EventCodec, EventRecord, EventType
+
+    codec = EventCodec()
+    good = [
+        codec.encode(EventRecord(EventType.SAMPLE_ISSUED, 1_000 + i, f"s{i}"))[1] for i in range(5)
+    ]
+    bad = msgspec.msgpack.encode({"event_type": "sample.issued", "timestamp_ns": -1})
+
+    async def main() -> None:
+        ctx = zmq.asyncio.Context()
+        pub = ctx.socket(zmq.XPUB)
+        pub.bind(ipc_endpoint)
+        try:
+            async with ZmqSubscriber(codec, ipc_endpoint, rcvhwm=0) as sub:
+                await asyncio.wait_for(pub.recv(), 5)  # the subscription
+                for items in (good, [*good[:2], bad, *good[2:]]):
+                    topic, payload = build_batch(items)
+                    await pub.send(join_frame(topic, payload))
+                first = await asyncio.wait_for(sub.recv_batch(), 5)
+                second = await asyncio.wait_for(sub.recv_batch(), 5)
+                assert [r.sample_uuid for r in first] == [f"s{i}" for i in range(5)]
+                assert second == first  # the bad one left out, the order kept
+                assert sub.dropped == 1 and "timestamp_ns" in (sub.last_error or "")
+        finally:
+            pub.close(linger=0)
+            ctx.term()
+
+    asyncio.run(main())

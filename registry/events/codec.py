@@ -42,6 +42,14 @@ class EventCodec:
         except msgspec.DecodeError as exc:
             raise EventDecodeError(f"invalid event payload: {exc}") from exc
 
+    def decode_many(self, payloads: list[bytes]) -> list[EventRecord]:
+        """Every payload of a batch (the ingest path: no Python frame per record).
+
+        Raises on the first malformed one; the subscriber then decodes item by item.
+        """
+        decode = self._decoder.decode
+        return [decode(p) for p in payloads]
+
     def on_decode_error(self, payload: bytes, exc: Exception) -> EventRecord | None:
         """Malformed events are skipped (the subscriber counts them)."""
         return None

@@ -23,6 +23,11 @@ class MessageCodec(Protocol[T]):
     ``decode`` raises any exception on a malformed payload; the subscriber then
     calls ``on_decode_error(payload, exc)``, which may return a replacement item
     or ``None`` to drop the payload (the subscriber counts it as dropped).
+
+    A codec may also offer ``decode_many(payloads) -> list[T]``: every payload of
+    a batch message in one call, raising if any one is malformed. The subscriber
+    uses it when present and, when it raises, decodes that batch item by item so
+    that only the bad payloads are dropped.
     """
 
     def encode(self, item: T) -> tuple[bytes, bytes]: ...
