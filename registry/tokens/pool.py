@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import queue
 import threading
 import time
@@ -68,29 +67,6 @@ OUTPUT = 1
 Count = int | None | Exception
 
 DEFAULT_MAX_BATCH = 256
-
-
-#: How much nicer (Linux ``nice``) tokenizer threads are than the event loop's.
-WORKER_NICENESS = 10
-
-
-def lower_thread_priority(niceness: int = WORKER_NICENESS) -> None:
-    """Make the calling thread yield the CPU to the event loop's thread.
-
-    On Linux ``setpriority`` on a thread id renices that thread alone, and the
-    threads it starts inherit it: the tokenizers library's own parallel pool,
-    created on a worker's first batch, runs at the same lower priority. The
-    scheduler then runs the loop as soon as it has work, while tokenization
-    still takes every idle cycle. Elsewhere (or without permission) nothing
-    changes.
-    """
-    try:
-        tid = threading.get_native_id()
-        os.setpriority(
-            os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + niceness)
-        )
-    except (AttributeError, OSError):
-        pass
 
 
 class TokenJob:
@@ -342,7 +318,6 @@ class TokenizerPool:
     # -- the worker side ---------------------------------------------------------
 
     def _run(self) -> None:
-        lower_thread_priority()
         counter = self.counter
         while True:
             batch = self._work.get()
