@@ -47,7 +47,7 @@ sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from registry import MetricsRegistry  # noqa: E402
 from registry.aggregator import AggregatorMetrics  # noqa: E402
-from registry.aggregator.service import APPLY_SLICE  # noqa: E402
+from registry.aggregator.service import APPLY_SLICE, TOKENIZER_APPLY_SLICE  # noqa: E402
 from registry.events import EventCodec, EventRecord, EventType  # noqa: E402
 from registry.events.data import PromptData, TextModelOutput  # noqa: E402
 from registry.tokens import TokenCounter, load_tokenizer  # noqa: E402
@@ -189,13 +189,14 @@ async def pipeline(
     await asyncio.sleep(0.01)  # the ticker is running
     t0 = time.perf_counter()
     decode = codec.decode
+    step = APPLY_SLICE if pool is None else TOKENIZER_APPLY_SLICE  # as the service steps
     for i in range(0, len(payloads), BATCH):
         # as the service applies a received message: decoded whole, applied in slices
         batch = [decode(p) for p in payloads[i : i + BATCH]]
-        for j in range(0, len(batch), APPLY_SLICE):
+        for j in range(0, len(batch), step):
             if j:
                 await asyncio.sleep(0)
-            agg.handle_many(batch[j : j + APPLY_SLICE])
+            agg.handle_many(batch[j : j + step])
         await asyncio.sleep(0)
     if pool is not None:
         await pool.drain(None)

@@ -101,6 +101,10 @@ TOKENIZER_JOIN_S = 5.0
 #: steps cost ingest rate); bigger messages from other producers are split, so no step
 #: holds the loop for long. A snapshot between two steps is consistent.
 APPLY_SLICE = 1024
+#: The same with a tokenizer: each record that carries text hands a job to the pool's
+#: threads, which then compete with the loop for the GIL, so a 1,024-record step took
+#: ~20 ms of the loop's time (bench/tokenizer.py); 128 keeps a step near 1-2 ms.
+TOKENIZER_APPLY_SLICE = 128
 #: Exit code when final_snapshot.json or result_summary.json could not be written.
 EXIT_FINAL_FILES_NOT_WRITTEN = 3
 
@@ -356,14 +360,15 @@ class AggregatorService:
         codec = self._codec
         draining = SessionState.DRAINING.rank
         framing_counted = 0
+        step = APPLY_SLICE if self.metrics.tokenizer is None else TOKENIZER_APPLY_SLICE
         while session.state.rank < draining:
             batch = await subscriber.recv_batch()
-            for i in range(0, len(batch), APPLY_SLICE):
+            for i in range(0, len(batch), step):
                 if i:
                     # Between slices of a big message: the loop stays responsive (ticks,
                     # signals, the tokenizer's deliveries) while a message is applied.
                     await asyncio.sleep(0)
-                handle_many(batch[i : i + APPLY_SLICE] if len(batch) > APPLY_SLICE else batch)
+                handle_many(batch[i : i + step] if len(batch) > step else batch)
             self.events_applied += len(batch)
             # The subscriber drops broken frames (wrong frame count, topic, batch)
             # before any payload reaches the codec: count those as malformed too.

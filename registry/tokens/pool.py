@@ -66,7 +66,11 @@ OUTPUT = 1
 #: count, or the exception the tokenizer raised.
 Count = int | None | Exception
 
-DEFAULT_MAX_BATCH = 256
+#: Jobs per batch handed to a worker. Small batches keep each stretch a worker holds
+#: the GIL short (building the texts, taking the encodings back, freeing them), so the
+#: loop is never late by more than ~10 ms; bench/tokenizer.py measured 256 at 15-60 ms
+#: worst stall with the same tokens/s within its noise.
+DEFAULT_MAX_BATCH = 64
 
 
 class TokenJob:
