@@ -57,6 +57,7 @@ __all__ = [
     "VerdictReading",
     "constraint_counter",
     "is_verdict_counter",
+    "merged_verdict_counters",
     "read_verdict",
     "verdict_counter_names",
 ]
@@ -256,3 +257,40 @@ def read_verdict(counters: Mapping[str, int | float]) -> VerdictReading | None:
         goodput_tokens_per_second=float(token_rate) if math.isfinite(token_rate) else 0.0,
         constraints=tuple(readings),
     )
+
+
+def merged_verdict_counters(
+    readings: Sequence[VerdictReading],
+    *,
+    tracked_duration_ns: int,
+    final: bool,
+    complete: bool,
+) -> dict[str, int | float]:
+    """The verdict counters of several runs judged as one run (``bench-metrics merge``).
+
+    The counts (samples judged, over the limit, good samples and their output
+    tokens) are summed; the limits must be the same in every run; queries
+    needed, states and goodput are decided again on the sums by the very
+    arithmetic a run uses (:meth:`VerdictCounters.write`): summing those would
+    mean nothing. ``ValueError`` when the runs were judged on different
+    constraints.
+    """
+    if not readings:
+        raise ValueError("no verdicts to merge")
+    ref = [(r.key, r.limit_ns) for r in readings[0].constraints]
+    for reading in readings[1:]:
+        other = [(r.key, r.limit_ns) for r in reading.constraints]
+        if other != ref:
+            raise ValueError(f"judged on different constraints: {other} != {ref}")
+    tracker = ConstraintTracker([r.constraint for r in readings[0].constraints])
+    for i in range(len(ref)):
+        tracker.samples[i] = sum(r.constraints[i].samples for r in readings)
+        tracker.over_limit[i] = sum(r.constraints[i].over_limit for r in readings)
+    tracker.good_samples = sum(r.good_samples for r in readings)
+    tracker.good_output_tokens = sum(r.good_output_tokens for r in readings)
+    tracker.samples_observed = sum(tracker.samples)
+    scratch = MetricsRegistry()
+    VerdictCounters(scratch, tracker).write(
+        tracked_duration_ns=tracked_duration_ns, final=final, complete=complete
+    )
+    return {name: scratch.counter_value(name) for name in scratch.counter_names}

@@ -230,3 +230,47 @@ def test_a_raw_store_file_cut_short_makes_its_series_approximate_not_wrong(
     for m in merged["metrics"]:
         if m["type"] == "series" and m["name"] != "chunk_delta_ns":
             assert m["percentiles"] == single[m["name"]]["percentiles"], m["name"]
+
+
+def test_runs_judged_on_a_ruleset_are_judged_as_one(workdir: Path) -> None:
+    """Each share judged on its own; the merge judges the union: its verdict (counts,
+    queries needed, states, good samples, goodput, the decision) is the whole run's."""
+    records = _streams()["synthetic"]
+    # a TTFT p90 limit some requests miss, so over-limit counts and states are not trivial
+    judged = ["--streaming", "--ruleset", "llama2-70b", "--slo", "ttft:p90<=60ms"]
+    jobs = [("whole", frames_of(records), judged)] + [
+        (f"lg{i}", frames_of(share), judged) for i, share in enumerate(shares(records, 2))
+    ]
+    whole, *parts = run_aggregates(workdir, jobs)
+    res = run_cli("merge", str(workdir / "merged"), *map(str, parts))
+    assert res.returncode == 0, res.stderr
+    merged = _load(workdir / "merged" / "final_snapshot.json")
+    single = _load(whole / "final_snapshot.json")
+    diffs = differing_fields(merged, single)
+    assert diffs == [], diffs
+    share_over = [
+        next(m["value"] for m in _load(p / "final_snapshot.json")["metrics"]
+             if m["name"] == "constraint_ttft_p90_over_limit")
+        for p in parts
+    ]  # fmt: skip
+    assert all(n > 0 for n in share_over), share_over  # the limit bites in every share
+    rm = _load(workdir / "merged" / "result_summary.json")["verdict"]
+    rw = _load(whole / "result_summary.json")["verdict"]
+    assert rm == rw
+    assert rm["ruleset"] == "llama2-70b" and len(rm["constraints"]) == 3
+
+
+def test_runs_judged_on_different_constraints_are_refused(workdir: Path) -> None:
+    records = _streams()["synthetic"]
+    a, b = shares(records, 2)
+    runs = run_aggregates(
+        workdir,
+        [
+            ("lg0", frames_of(a), ["--streaming", "--ruleset", "llama2-70b"]),
+            ("lg1", frames_of(b), ["--streaming", "--ruleset", "llama2-70b-interactive"]),
+        ],
+    )
+    res = run_cli("merge", str(workdir / "merged"), *map(str, runs))
+    assert res.returncode == 2
+    assert res.stderr.count("\n") == 1 and "do not belong together: verdict" in res.stderr
+    assert not (workdir / "merged").exists()

@@ -7,10 +7,14 @@ seen every event:
 
 - the runs must belong together: the same counters, the same series with
   the same settings (dtype, HDR range and precision, grid, histogram
-  buckets, tail latency), the same percentile method and early-stopping
-  test; otherwise :class:`~registry.merge.run_dir.MergeError`;
+  buckets, tail latency), the same percentile method, early-stopping
+  test and verdict constraints; otherwise
+  :class:`~registry.merge.run_dir.MergeError`;
 - counters are summed; the three durations come from the runs' timelines on
-  one clock (:mod:`registry.merge.timeline`);
+  one clock (:mod:`registry.merge.timeline`); runs judged on constraints
+  (``--ruleset``, ``--slo``) are judged as one: their counts summed, the
+  states, queries needed and goodput decided again on the sums
+  (:func:`registry.verdict_counters.merged_verdict_counters`);
 - each series: rollups added (exact integers from the raw stores'
   manifests), HDR histograms added bucket by bucket, then percentiles,
   early-stopping map and display histogram exactly as one run computes them
@@ -53,6 +57,7 @@ from registry.series import EXACT, HDR_ONLY, SeriesConfig, describe_series
 from registry.snapshot import CounterStat, MetricsSnapshot, SeriesStat, SessionState
 from registry.snapshot_codec import snapshot_to_dict
 from registry.store.samples import SAMPLES_NAME, SAMPLES_SCHEMA
+from registry.verdict_counters import merged_verdict_counters, read_verdict
 
 __all__ = ["MergeResult", "check_compatible", "merge_runs", "merged_snapshot"]
 
@@ -92,7 +97,7 @@ def check_compatible(runs: Sequence[RunDir]) -> None:
     ref_series = ref.run["series"]
     for run in runs[1:]:
         where = f"{run.path} and {ref.path} do not belong together"
-        for key in ("percentile_method", "early_stopping"):
+        for key in ("percentile_method", "early_stopping", "verdict"):
             if run.run.get(key) != ref.run.get(key):
                 raise MergeError(f"{where}: {key} {run.run.get(key)!r} != {ref.run.get(key)!r}")
         if sorted(run.snapshot.counters) != sorted(ref_counters):
@@ -201,6 +206,8 @@ def _merged_run_block(
         "labels": labels,
         "clock": ref.get("clock"),
         "series": ref.get("series"),
+        # the constraints every run was judged on (check_compatible): the union is judged on them
+        **({"verdict": ref["verdict"]} if ref.get("verdict") is not None else {}),
         "raw_store": None,
         "samples": SAMPLES_NAME,
         "merge": {
@@ -259,6 +266,29 @@ def _merge_samples(runs: Sequence[RunDir], alignments: Sequence[Alignment], out:
     return rows
 
 
+def _judged_as_one(
+    runs: Sequence[RunDir], counters: list[CounterStat], *, complete: bool
+) -> list[CounterStat]:
+    """``counters`` with the verdict counters of the union (SPEC §10), when the runs were
+    judged: counts summed, queries needed, states and goodput decided on the sums."""
+    readings = [read_verdict(r.snapshot.counters) for r in runs]
+    if all(r is None for r in readings):
+        return counters
+    if any(r is None for r in readings):  # the counter check makes this unreachable
+        raise MergeError("some runs were judged on constraints and others not")
+    tracked = next((int(c.value) for c in counters if c.name == "tracked_duration_ns"), 0)
+    try:
+        judged = merged_verdict_counters(
+            [r for r in readings if r is not None],
+            tracked_duration_ns=tracked,
+            final=True,  # a merge is of finished runs: pass or fail
+            complete=complete,
+        )
+    except ValueError as exc:
+        raise MergeError(f"the runs cannot be judged as one: {exc}") from None
+    return [CounterStat(c.name, judged.get(c.name, c.value)) for c in counters]
+
+
 def merged_snapshot(
     run_dirs: Sequence[str | Path],
 ) -> tuple[MetricsSnapshot, dict[str, Any], list[RunDir], list[Alignment]]:
@@ -290,6 +320,9 @@ def merged_snapshot(
         else:
             merged = sum(r.snapshot.counters[name] for r in runs)
         counters.append(CounterStat(name, merged if not isinstance(value, int) else int(merged)))
+    states = {r.snapshot.state for r in runs}
+    state = SessionState.COMPLETE if states == {SessionState.COMPLETE} else SessionState.INTERRUPTED
+    counters = _judged_as_one(runs, counters, complete=state is SessionState.COMPLETE)
     series: list[SeriesStat] = []
     approximate: list[str] = []
     for name in ref.snapshot.series:
@@ -297,8 +330,6 @@ def merged_snapshot(
         series.append(stat)
         if not exact:
             approximate.append(name)
-    states = {r.snapshot.state for r in runs}
-    state = SessionState.COMPLETE if states == {SessionState.COMPLETE} else SessionState.INTERRUPTED
     snap = MetricsSnapshot(
         counter=max(r.snapshot.counter for r in runs),
         timestamp_ns=max(
