@@ -4,7 +4,8 @@ The fixtures were recorded from upstream's code at the commit the SPEC pins
 (how: ``tests/data/mlcommons-endpoints/README.md``). They are vendored into
 ``tests/data`` so a clean clone can run the compatibility tests anywhere;
 :func:`check_vendored_copy` (used by ``test_upstream_fixtures.py``) fails when
-the copy drifts from the shared original beside the repository.
+the copy drifts from the shared original beside the repository
+(``../shared/fixtures/mlcommons-endpoints``).
 
 Reading a ``*.frames`` file gives ZeroMQ messages exactly as they were sent:
 each one frame, a 40-byte topic followed by the msgpack payload. Tests replay
