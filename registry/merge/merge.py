@@ -271,15 +271,14 @@ def _judged_as_one(
 ) -> list[CounterStat]:
     """``counters`` with the verdict counters of the union (SPEC §10), when the runs were
     judged: counts summed, queries needed, states and goodput decided on the sums."""
-    readings = [read_verdict(r.snapshot.counters) for r in runs]
-    if all(r is None for r in readings):
+    # check_compatible made the counters the same: every run was judged, or none
+    readings = [v for r in runs if (v := read_verdict(r.snapshot.counters)) is not None]
+    if not readings:
         return counters
-    if any(r is None for r in readings):  # the counter check makes this unreachable
-        raise MergeError("some runs were judged on constraints and others not")
     tracked = next((int(c.value) for c in counters if c.name == "tracked_duration_ns"), 0)
     try:
         judged = merged_verdict_counters(
-            [r for r in readings if r is not None],
+            readings,
             tracked_duration_ns=tracked,
             final=True,  # a merge is of finished runs: pass or fail
             complete=complete,

@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy.typing as npt
 
+from registry.final_source import FinalFileError, read_final_document
 from registry.run_lock import LOCK_NAME, LockHolder
 from registry.snapshot import MetricsSnapshot
-from registry.snapshot_codec import SnapshotDecodeError, run_block, snapshot_from_dict
 from registry.store.raw_store import MANIFEST_NAME
 from registry.store.samples import SAMPLES_NAME
 from registry.store.segments import read_values
@@ -42,7 +42,6 @@ class RunDir:
     """What one run directory offers a merge."""
 
     path: Path
-    doc: dict[str, Any]
     snapshot: MetricsSnapshot
     run: dict[str, Any]
     #: series name -> store file holding every one of its values (checked)
@@ -119,21 +118,12 @@ def load_run(path: str | Path) -> RunDir:
         raise MergeError(f"{p}: not a directory")
     _check_not_running(p)
     final = p / FINAL_SNAPSHOT_NAME
+    if not final.exists():
+        raise MergeError(f"{p}: no {FINAL_SNAPSHOT_NAME} (not a finished run)")
     try:
-        doc = json.loads(final.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise MergeError(f"{p}: no {FINAL_SNAPSHOT_NAME} (not a finished run)") from None
-    except (OSError, ValueError) as exc:
-        raise MergeError(f"{final}: unreadable: {exc}") from None
-    if not isinstance(doc, dict):
-        raise MergeError(f"{final}: not a snapshot object")
-    try:
-        snap = snapshot_from_dict(doc)
-        run = run_block(doc)
-    except SnapshotDecodeError as exc:
-        raise MergeError(f"{final}: {exc}") from None
-    if not snap.is_terminal:
-        raise MergeError(f"{final}: state {snap.state.value!r} is not a final snapshot")
+        snap, run = read_final_document(final)  # the same reading as the Report's
+    except FinalFileError as exc:
+        raise MergeError(str(exc)) from None
     if run is None or not isinstance(run.get("series"), dict):
         raise MergeError(
             f"{final}: no series settings in its run block (not written by bench-metrics "
@@ -145,7 +135,7 @@ def load_run(path: str | Path) -> RunDir:
         for v in (s.min, s.max):
             if isinstance(v, float) and math.isnan(v):
                 raise MergeError(f"{final}: series {s.name!r} has a null min/max")
-    rd = RunDir(path=p, doc=doc, snapshot=snap, run=run)
+    rd = RunDir(path=p, snapshot=snap, run=run)
     _load_raw(rd)
     samples = p / SAMPLES_NAME
     rd.samples = samples if samples.is_file() else None
