@@ -400,3 +400,82 @@ def test_invariants_hold_for_any_order(
     assert 0 <= c["legacy_loadgen_window_duration_ns"] <= ts
     assert c["tracked_duration_ns"] >= 0
     assert c["events_out_of_order"] == 0  # timestamps never go backwards here
+
+
+class _InOrderOnly(AggregatorMetrics):
+    """The reference: every batch applied record by record (no chunk receive held back)."""
+
+    def _apply_batched(self, records):  # type: ignore[no-untyped-def]
+        self._apply_in_order(records)
+
+
+def _state(reg: MetricsRegistry, agg: AggregatorMetrics) -> dict[str, object]:
+    snap = reg.build_snapshot(state=SessionState.LIVE, n_pending_tasks=0)
+    rows = agg.rows
+    return {
+        "counters": snap.counters,
+        # the held receives' gaps reach the series grouped by sample, not in arrival
+        # order: the values must be the same, their order is not a contract
+        "series": {n: sorted(reg.series_sampler(n).raw_values().tolist()) for n in snap.series},
+        "rows": {
+            uuid: (rows.issued[s], rows.recv_first[s], rows.last_recv[s], rows.chunks[s])
+            for uuid, s in rows.index.items()
+        },
+        "log": sorted(agg.sample_log.rows) if agg.sample_log is not None else None,
+        "timeline": agg.timeline(),
+    }
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(
+                [T.SAMPLE_RECV_NON_FIRST] * 24
+                + [T.SAMPLE_ISSUED, T.SAMPLE_RECV_FIRST, T.SAMPLE_COMPLETE] * 2
+                + [T.ERROR_CLIENT]
+                + [T.SESSION_STOP_PERFORMANCE_TRACKING, T.SESSION_START_PERFORMANCE_TRACKING]
+            ),
+            st.sampled_from(["a", "b", "c", "d", "e", "f", ""]),
+            st.integers(-3, 40),  # negative steps: receives earlier than the one before
+        ),
+        min_size=40,  # batches shorter than 32 records are applied in order anyway
+        max_size=300,
+    ),
+    st.sampled_from([32, 50, 1000]),
+    st.one_of(st.none(), st.integers(0, 300)),
+)
+def test_holding_chunk_receives_back_changes_nothing(
+    steps: list[tuple[EventType, str, int]], batch: int, end_at: int | None
+) -> None:
+    """Batches of >= 32 records hold chunk receives back (chunk_batch); whatever the
+    order, duplicates, gaps before first receives, timestamps going backwards or
+    session events mid-batch (``session.ended`` at ``end_at``), every number equals
+    the record-by-record reference."""
+    from registry.store.sample_log import SampleLog
+
+    events = [ev(T.SESSION_STARTED, 100), ev(T.SESSION_START_PERFORMANCE_TRACKING, 100)]
+    ts = 1000
+    for i, (t, uuid, step) in enumerate(steps):
+        ts = max(0, ts + step)
+        if i == end_at:
+            events.append(ev(T.SESSION_ENDED, ts))
+        if t.is_session:
+            events.append(ev(t, ts))
+        elif t.is_error:
+            events.append(err(t, ts, uuid))
+        elif t is T.SAMPLE_COMPLETE:
+            events.append(ev(t, ts, uuid, output_tokens=3, finish_reason="stop"))
+        elif t is T.SAMPLE_ISSUED:
+            events.append(ev(t, ts, uuid, input_tokens=2))
+        else:
+            events.append(ev(t, ts, uuid))
+    states = []
+    for cls in (AggregatorMetrics, _InOrderOnly):
+        reg = MetricsRegistry()
+        agg = cls(reg, streaming=True, sample_log=SampleLog())
+        agg.handle_many(events[:2])
+        for i in range(2, len(events), batch):
+            agg.handle_many(events[i : i + batch])
+        states.append(_state(reg, agg))
+    assert states[0] == states[1]

@@ -65,10 +65,11 @@ from typing import Any
 
 import msgspec
 
+from registry.aggregator.chunk_batch import HeldReceives, finish, settle
 from registry.aggregator.rows import NO_COUNT, UNSET, SampleTable
 from registry.aggregator.session import SessionMachine
 from registry.events import EventCodec, EventRecord, EventType
-from registry.events.data import ErrorData, PromptData, TextModelOutput
+from registry.events.data import ErrorData, PromptData, TextModelOutput, array_length
 from registry.metrics_registry import MetricsRegistry
 from registry.mlperf.constraints import ConstraintTracker
 from registry.mlperf.slo import Constraint
@@ -147,6 +148,10 @@ _SERIES: tuple[tuple[str, type, dict[str, int]], ...] = (
 )
 
 _MAX_WARNED_KINDS = 64
+#: Batches shorter than this are applied record by record: holding chunk receives
+#: back pays off only over many records.
+_BATCHED_MIN = 32
+_SESSION_KINDS = frozenset(t for t in EventType if t.is_session)
 
 Handler = Callable[[EventRecord], None]
 
@@ -264,6 +269,13 @@ class AggregatorMetrics:
         self._append_gap: Callable[[int], None] = (
             registry.appender("chunk_delta_ns") if self._has_ttft else self._ignore_value
         )
+        # The handlers' own series, bound once (a value of the wrong kind raises the
+        # array's TypeError, which handle_many counts like any handler failure).
+        self._append_isl = registry.appender("isl")
+        self._append_latency = registry.appender("sample_latency_ns")
+        self._append_ttft: Callable[[int], None] = (
+            registry.appender("ttft_ns") if self._has_ttft else self._ignore_value
+        )
         noop: Handler = self._ignore
         self._dispatch: dict[EventType, Handler] = {
             EventType.SESSION_STARTED: self._on_started,
@@ -310,6 +322,16 @@ class AggregatorMetrics:
         """Apply a batch of events in order, then fold the counts into the registry."""
         if not records or self._ended:
             return
+        if self._session_start is None or not self._has_ttft or len(records) < _BATCHED_MIN:
+            self._apply_in_order(records)
+        else:
+            self._apply_batched(records)
+        self._flush()
+
+    def _apply_in_order(self, records: Sequence[EventRecord]) -> None:
+        """Every record in turn: until ``session.started`` (each record may then change
+        what ``total_duration_ns`` is measured from), without the chunk series
+        (nothing to gain from holding receives back) and for short batches."""
         dispatch = self._dispatch
         index_get = self.rows.index.get
         last_recv = self.rows.last_recv
@@ -350,10 +372,96 @@ class AggregatorMetrics:
             except Exception as exc:  # bad input must never stop the service
                 self.count_malformed(f"event a handler could not process ({type(exc).__name__})")
                 logger.debug("event %r failed: %s", rec, exc)
+        self._note_latest(latest)
+
+    def _apply_batched(self, records: Sequence[EventRecord]) -> None:
+        """The batch in order, with chunk receives of tracked samples held back.
+
+        A sample's held receives are applied just before its next event of another
+        type, before a session event, or at the end of the batch
+        (:mod:`registry.aggregator.chunk_batch` says why that is exact); the rest
+        of the batch goes exactly as in :meth:`_apply_in_order`.
+        """
+        chunk = EventType.SAMPLE_RECV_NON_FIRST
+        session_kinds = _SESSION_KINDS
+        dispatch = self._dispatch
+        rows = self.rows
+        index_get = rows.index.get
+        held = HeldReceives()
+        by_slot = held.by_slot
+        held_get = by_slot.get
+        latest = -(2**63)
+        for rec in records:
+            try:
+                kind = rec.event_type
+                if kind is chunk:
+                    slot = index_get(rec.sample_uuid)
+                    if slot is not None:
+                        waiting = held_get(slot)
+                        if waiting is None:
+                            by_slot[slot] = [rec.timestamp_ns]
+                        else:
+                            waiting.append(rec.timestamp_ns)
+                        continue
+                ts = rec.timestamp_ns
+                if ts > latest:
+                    latest = ts
+                if by_slot:
+                    if kind in session_kinds:
+                        latest = max(latest, self._finish_held(held))
+                        by_slot = held.by_slot
+                        held_get = by_slot.get
+                    else:
+                        slot = index_get(rec.sample_uuid)
+                        if slot is not None:
+                            back = settle(rows, held, slot)
+                            if back is not None:
+                                latest = max(latest, self._apply_one_by_one({slot: back}))
+                dispatch[kind](rec)
+                if self._ended:
+                    break
+            except Exception as exc:  # bad input must never stop the service
+                self.count_malformed(f"event a handler could not process ({type(exc).__name__})")
+                logger.debug("event %r failed: %s", rec, exc)
+        if held:
+            latest = max(latest, self._finish_held(held))
+        self._note_latest(latest)
+
+    def _finish_held(self, held: HeldReceives) -> int:
+        """Apply and record every receive ``held`` keeps; their latest timestamp."""
+        gaps, latest, back = finish(self.rows, held)
+        if len(gaps):
+            self.registry.record_many("chunk_delta_ns", gaps)
+        if back:
+            latest = max(latest, self._apply_one_by_one(back))
+        return latest
+
+    def _apply_one_by_one(self, held: dict[int, list[int]]) -> int:
+        """Held chunk receives by the full rule of :meth:`_on_recv_non_first`; their latest."""
+        rows = self.rows
+        last_recv = rows.last_recv
+        issued = rows.issued
+        chunks = rows.chunks
+        append_gap = self._append_gap
+        latest = -(2**63)
+        for slot, stamps in held.items():
+            for ts in stamps:
+                if ts > latest:
+                    latest = ts
+                prev = last_recv[slot]
+                if ts >= prev:  # the common case, as inlined in _apply_in_order
+                    append_gap(ts - prev)
+                elif ts < issued[slot] or prev != UNSET:
+                    self._out_of_order_kind(EventType.SAMPLE_RECV_NON_FIRST)
+                    continue
+                last_recv[slot] = ts
+                chunks[slot] += 1
+        return latest
+
+    def _note_latest(self, latest: int) -> None:
         start = self._session_start
         if start is not None and latest - start > self._total_duration:
             self._total_duration = latest - start
-        self._flush()
 
     def handle(self, record: EventRecord) -> None:
         """One event (tests and slow paths; the service uses :meth:`handle_many`)."""
@@ -460,9 +568,13 @@ class AggregatorMetrics:
         tpot: float | None,
         osl: int | None,
         finish_reason: str | None,
+        issued: int | None = None,
+        first: int | None = None,
     ) -> tuple[Any, ...]:
+        """The sample log's tuple for the row at ``slot`` (``issued`` and ``first``:
+        its columns' values, when the caller has them at hand)."""
         rows = self.rows
-        tags = rows.tags.get(slot)
+        tags = rows.tags.get(slot) if rows.tags else None
         conversation, turn = tags if tags is not None else ("", None)
         worker = None
         if rec is not None:
@@ -470,15 +582,19 @@ class AggregatorMetrics:
                 conversation, turn = rec.conversation_id, rec.turn
             if rec.worker_id is not msgspec.UNSET:
                 worker = rec.worker_id
-        first = rows.recv_first[slot]
+        if issued is None:
+            issued = rows.issued[slot]
+        if first is None:
+            first = rows.recv_first[slot]
         isl = rows.isl[slot]
+        failed = rows.failed[slot]
         return (
             uuid,
             conversation,
             turn,
             worker,
             rows.block[slot],
-            rows.issued[slot],
+            issued,
             None if first == UNSET else first,
             complete_ns,
             tpot,
@@ -486,7 +602,7 @@ class AggregatorMetrics:
             None if isl == NO_COUNT else isl,
             osl,
             finish_reason,
-            rows.error_type(slot),
+            rows.error_types[failed - 1] if failed else None,
         )
 
     # -- internals -------------------------------------------------------------
@@ -512,9 +628,12 @@ class AggregatorMetrics:
         )
 
     def _out_of_order(self, rec: EventRecord) -> None:
+        self._out_of_order_kind(rec.event_type)
+
+    def _out_of_order_kind(self, kind: EventType) -> None:
         self._n_out_of_order += 1
         self._warn_once(
-            f"{rec.event_type.value} timestamped before its sample's previous event",
+            f"{kind.value} timestamped before its sample's previous event",
             "rejecting %s (counted in events_out_of_order)",
         )
 
@@ -591,7 +710,12 @@ class AggregatorMetrics:
             return
         # Read the prompt before changing anything: a prompt whose token ids are not
         # an array raises here, and the record is then not applied at all.
-        isl = self._input_tokens(rec)
+        known = rec.input_tokens
+        if known is msgspec.UNSET:
+            data = rec.data
+            isl = array_length(data.token_ids) if isinstance(data, PromptData) else None
+        else:
+            isl = known
         self._n_issued += 1
         if not self._tracking:
             if uuid in self.rows:
@@ -617,22 +741,13 @@ class AggregatorMetrics:
         if rec.conversation_id or rec.turn is not None:
             rows.tags[slot] = (rec.conversation_id, rec.turn)
         if isl is not None:
-            self._record("isl", isl)
+            self._append_isl(isl)
             rows.set_isl(slot, isl)
             return
         pool = self.tokenizer
         data = rec.data
         if pool is not None and isinstance(data, PromptData) and (data.text or data.has_messages):
             pool.submit(TokenJob(PROMPT, data))
-
-    def _input_tokens(self, rec: EventRecord) -> int | None:
-        n = rec.input_tokens
-        if n is not msgspec.UNSET:
-            return n
-        data = rec.data
-        if isinstance(data, PromptData):
-            return data.n_token_ids
-        return None
 
     def _on_recv_first(self, rec: EventRecord) -> None:
         uuid = rec.sample_uuid
@@ -643,13 +758,13 @@ class AggregatorMetrics:
             return
         ts = rec.timestamp_ns
         prev = rows.last_recv[slot]
-        if ts < rows.issued[slot] or (prev != UNSET and ts < prev):
+        issued = rows.issued[slot]
+        if ts < issued or (prev != UNSET and ts < prev):
             self._out_of_order(rec)
             return
-        if self._has_ttft:
-            self._record("ttft_ns", ts - rows.issued[slot])
-            if prev != UNSET:  # a repeated first receive: upstream takes its gap too
-                self._record("chunk_delta_ns", ts - prev)
+        self._append_ttft(ts - issued)
+        if prev != UNSET:  # a repeated first receive: upstream takes its gap too
+            self._append_gap(ts - prev)
         rows.recv_first[slot] = ts
         rows.last_recv[slot] = ts
         rows.chunks[slot] += 1
@@ -703,11 +818,11 @@ class AggregatorMetrics:
         self._n_completed += 1
         self._n_tracked_completed += 1
         record = self._record
-        record("sample_latency_ns", ts - issued)
+        self._append_latency(ts - issued)
         out = rec.output_tokens
         first = rows.recv_first[slot]
         tpot: float | None = None
-        ttft = first - issued if self._has_ttft and first != UNSET else None
+        ttft = first - issued if first != UNSET and self._has_ttft else None
         verdict_pending = False
         if out is not msgspec.UNSET:
             record("osl", out)
@@ -732,9 +847,14 @@ class AggregatorMetrics:
                 None if out is msgspec.UNSET else out,
             )
         reason = rec.finish_reason
-        if isinstance(reason, str):
-            key = reason if reason in self._finish else "other"
-            self._finish[key] += 1
+        if reason.__class__ is str:
+            reasons = self._finish
+            if reason in reasons:
+                reasons[reason] += 1
+            else:
+                reasons["other"] += 1
+        else:
+            reason = None
         if self.sample_log is not None:
             self.sample_log.append(
                 self._row(
@@ -744,7 +864,9 @@ class AggregatorMetrics:
                     ts,
                     tpot,
                     None if out is msgspec.UNSET else out,
-                    reason if isinstance(reason, str) else None,
+                    reason,
+                    issued,
+                    first,
                 )
             )
         if rows.tags:
