@@ -192,6 +192,10 @@ class SeriesSampler:
 
     def fold(self, batches: list[npt.NDArray[Any]]) -> None:
         """Fold detached batches into rollups, HDR and raw store."""
+        if len(batches) > 1:
+            # Folding costs a pass over the whole HDR counts array per batch, and the
+            # aggregator queues an array per message: fold them as one.
+            batches = [np.concatenate(batches)]
         for batch in batches:
             if self._np_dtype is np.float64:
                 finite = np.isfinite(batch)

@@ -94,11 +94,11 @@ def finish(
     if not by_slot and not settled:
         return np.empty(0, np.int64), -(2**63), back
     n_open = len(by_slot)
-    slots = np.fromiter(by_slot, np.intp, n_open)
     groups = [*by_slot.values(), *settled]
-    sizes = np.fromiter(map(len, groups), np.intp, len(groups))
-    stamps = np.fromiter(itertools.chain.from_iterable(groups), np.int64, int(sizes.sum()))
-    starts = np.cumsum(sizes) - sizes
+    lengths = list(map(len, groups))
+    sizes = np.array(lengths, np.intp)
+    stamps = np.fromiter(itertools.chain.from_iterable(groups), np.int64, sum(lengths))
+    ends = np.cumsum(sizes)
     prev = np.empty(len(stamps), np.int64)
     prev[1:] = stamps[:-1]
     # Views on the table's columns pin their size (SampleTable grows them when it
@@ -106,19 +106,21 @@ def finish(
     last_recv = np.frombuffer(rows.last_recv, np.int64)
     chunks = np.frombuffer(rows.chunks, np.intc)
     try:
-        prev[starts] = np.concatenate(
-            (last_recv[slots], np.fromiter(settled_prev, np.int64, len(settled_prev)))
-        )
+        if n_open:
+            slots = np.array(list(by_slot), np.intp)
+            prev[ends[:n_open] - sizes[:n_open]] = last_recv[slots]
+        if settled_prev:
+            prev[ends[n_open:] - sizes[n_open:]] = settled_prev
         gaps = stamps - prev
         if n_open:
-            n_stamps_open = int(sizes[:n_open].sum())
+            n_stamps_open = int(ends[n_open - 1])
             # an unset latest receive is the int64 maximum: its gap is negative too
             if int(gaps[:n_stamps_open].min()) < 0:
                 back = by_slot
                 gaps, stamps = gaps[n_stamps_open:], stamps[n_stamps_open:]
             else:
-                last_recv[slots] = stamps[starts[:n_open] + sizes[:n_open] - 1]
-                chunks[slots] += sizes[:n_open].astype(np.intc)
+                last_recv[slots] = stamps[ends[:n_open] - 1]
+                chunks[slots] += sizes[:n_open]
     finally:
         del last_recv, chunks
     latest = int(stamps.max()) if len(stamps) else -(2**63)
