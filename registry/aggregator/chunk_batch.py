@@ -57,25 +57,22 @@ class HeldReceives:
         return bool(self.by_slot or self.settled)
 
 
-def settle(rows: SampleTable, held: HeldReceives, slot: int) -> list[int] | None:
-    """Bring ``slot``'s row up to date before another event of its sample is applied.
+def settle(rows: SampleTable, held: HeldReceives, slot: int, stamps: list[int]) -> bool:
+    """Bring ``slot``'s row up to date with ``stamps``, the receives held for it (the
+    caller took them out of ``held.by_slot``), before another event of its sample.
 
-    Returns ``None`` when done (or nothing was held), else the held timestamps,
-    removed from ``held`` and not applied (not the common case).
+    ``False``, with nothing applied, when they are not the common case.
     """
-    stamps = held.by_slot.pop(slot, None)
-    if stamps is None:
-        return None
     last_recv = rows.last_recv
     prev = last_recv[slot]
     # UNSET (no receive yet) is the int64 maximum: never the common case.
     if stamps[0] < prev or (len(stamps) > 1 and stamps != sorted(stamps)):
-        return stamps
+        return False
     last_recv[slot] = stamps[-1]
     rows.chunks[slot] += len(stamps)
     held.settled.append(stamps)
     held.settled_prev.append(prev)
-    return None
+    return True
 
 
 def finish(

@@ -414,9 +414,9 @@ class AggregatorMetrics:
                     else:
                         slot = index_get(rec.sample_uuid)
                         if slot is not None:
-                            back = settle(rows, held, slot)
-                            if back is not None:
-                                latest = max(latest, self._apply_one_by_one({slot: back}))
+                            waiting = by_slot.pop(slot, None)
+                            if waiting is not None and not settle(rows, held, slot, waiting):
+                                latest = max(latest, self._apply_one_by_one({slot: waiting}))
                 dispatch[kind](rec)
                 if self._ended:
                     break
@@ -730,19 +730,20 @@ class AggregatorMetrics:
         rows = self.rows
         slot = rows.index.get(uuid)
         if slot is None:
-            slot = rows.open(uuid, rec.timestamp_ns, len(self._blocks_start) - 1)
+            slot = rows.open(uuid, rec.timestamp_ns, len(self._blocks_start) - 1, isl)
             if self._legacy_start is None:
                 self._legacy_start = rec.timestamp_ns
         else:
             # Upstream reuses the row of a repeated issue (a retry) and counts it again.
             self._unmatched(rec, "for a sample already in flight (row reused)")
             rows.issued[slot] = rec.timestamp_ns
+            if isl is not None:
+                rows.set_isl(slot, isl)
         self._n_tracked_issued += 1
         if rec.conversation_id or rec.turn is not None:
             rows.tags[slot] = (rec.conversation_id, rec.turn)
         if isl is not None:
             self._append_isl(isl)
-            rows.set_isl(slot, isl)
             return
         pool = self.tokenizer
         data = rec.data

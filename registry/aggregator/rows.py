@@ -89,8 +89,11 @@ class SampleTable:
         # Reversed, so slots are handed out in increasing order (pop from the end).
         self._free.extend(range(start + _GROW - 1, start - 1, -1))
 
-    def open(self, uuid: str, issued_ns: int, block: int) -> int:
-        """A new row for ``uuid`` (the caller checked it has none); its slot."""
+    def open(self, uuid: str, issued_ns: int, block: int, isl: int | None = None) -> int:
+        """A new row for ``uuid`` (the caller checked it has none); its slot.
+
+        ``isl``: the input length when known at issue (see :meth:`set_isl`).
+        """
         if not self._free:
             self._grow()
         slot = self._free.pop()
@@ -99,7 +102,7 @@ class SampleTable:
         self.recv_first[slot] = UNSET
         self.last_recv[slot] = UNSET
         self.block[slot] = block
-        self.isl[slot] = NO_COUNT
+        self.isl[slot] = isl if isl is not None and 0 <= isl <= _INT32_MAX else NO_COUNT
         self.chunks[slot] = 0
         self.failed[slot] = 0
         return slot
