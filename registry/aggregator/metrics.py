@@ -151,6 +151,9 @@ _MAX_WARNED_KINDS = 64
 #: Batches shorter than this are applied record by record: holding chunk receives
 #: back pays off only over many records.
 _BATCHED_MIN = 32
+#: With ``hold_receives``: records applied before held receives are settled anyway
+#: (settling costs a few numpy calls however many are held; this bounds the memory).
+_HOLD_RECORDS = 8192
 _SESSION_KINDS = frozenset(t for t in EventType if t.is_session)
 
 Handler = Callable[[EventRecord], None]
@@ -185,6 +188,7 @@ class AggregatorMetrics:
         tokenizer_workers: int = 2,
         constraints: Sequence[Constraint] = (),
         sample_log: SampleLog | None = None,
+        hold_receives: bool = False,
     ) -> None:
         for c in constraints:
             if c.series in STREAMING_SERIES and not streaming:
@@ -197,6 +201,13 @@ class AggregatorMetrics:
             registry.register_counter(name, settable=name in SETTABLE_COUNTERS)
         for name in DIAGNOSTIC_COUNTERS:
             registry.register_counter(name)
+        # Chunk receives held back (see _apply_batched); with hold_receives they may
+        # stay held across batches, up to _HOLD_RECORDS records, and every reader of
+        # what they change settles them first (snapshot captures through the hook).
+        self._held = HeldReceives()
+        self._hold_across = hold_receives
+        self._held_records = 0
+        registry.add_capture_hook(self.settle_receives)
         #: the run's constraint accounting (``None`` without constraints)
         self.tracker: ConstraintTracker | None = None
         self._verdict: VerdictCounters | None = None
@@ -323,10 +334,27 @@ class AggregatorMetrics:
         if not records or self._ended:
             return
         if self._session_start is None or not self._has_ttft or len(records) < _BATCHED_MIN:
+            self.settle_receives()
             self._apply_in_order(records)
         else:
             self._apply_batched(records)
+            self._held_records += len(records)
+            if self._ended or not self._hold_across or self._held_records >= _HOLD_RECORDS:
+                self.settle_receives()
         self._flush()
+
+    def settle_receives(self) -> None:
+        """Apply every chunk receive still held back (a no-op when none is).
+
+        Without ``hold_receives`` nothing is held between :meth:`handle_many`
+        calls. With it, call this before reading :attr:`rows` directly; snapshot
+        captures, :meth:`timeline`, :meth:`log_in_flight`,
+        :meth:`refresh_durations` and :meth:`finalize_verdict` call it themselves.
+        """
+        self._held_records = 0
+        if self._held:
+            self._note_latest(self._finish_held(self._held))
+            self._flush()
 
     def _apply_in_order(self, records: Sequence[EventRecord]) -> None:
         """Every record in turn: until ``session.started`` (each record may then change
@@ -387,7 +415,7 @@ class AggregatorMetrics:
         dispatch = self._dispatch
         rows = self.rows
         index_get = rows.index.get
-        held = HeldReceives()
+        held = self._held
         by_slot = held.by_slot
         held_get = by_slot.get
         latest = -(2**63)
@@ -423,8 +451,6 @@ class AggregatorMetrics:
             except Exception as exc:  # bad input must never stop the service
                 self.count_malformed(f"event a handler could not process ({type(exc).__name__})")
                 logger.debug("event %r failed: %s", rec, exc)
-        if held:
-            latest = max(latest, self._finish_held(held))
         self._note_latest(latest)
 
     def _finish_held(self, held: HeldReceives) -> int:
@@ -475,6 +501,7 @@ class AggregatorMetrics:
 
     def refresh_durations(self) -> None:
         """Fold the counts now (the final snapshot must see every duration)."""
+        self.settle_receives()
         self._flush()
 
     def judge_sample(
@@ -513,6 +540,7 @@ class AggregatorMetrics:
         ``complete``: the run ended normally; an incomplete run's verdict is fail.
         Call it once, just before the terminal snapshot is captured.
         """
+        self.settle_receives()
         self._flush()
         self._verdict_end = (True, complete)
         self._write_verdict()
@@ -533,6 +561,7 @@ class AggregatorMetrics:
         sample that completed, and its completion; ``session_start_ns`` and
         ``latest_event_ns`` bound ``total_duration_ns``. ``None`` where unknown.
         """
+        self.settle_receives()
         start = self._session_start
         return {
             "session_start_ns": start,
@@ -554,6 +583,7 @@ class AggregatorMetrics:
         log = self.sample_log
         if log is None:
             return 0
+        self.settle_receives()
         rows = self.rows
         for uuid, slot in rows.index.items():
             log.append(self._row(uuid, slot, None, None, None, None, None))

@@ -188,6 +188,9 @@ class AggregatorService:
             tokens=tokenizer,
             tokenizer_workers=tokenizer_workers,
             constraints=constraints,
+            # every reader the service has (snapshot captures, the final files)
+            # settles held receives first
+            hold_receives=True,
         )
         #: the constraints the run is judged on, and the ruleset they came from
         self.constraints: tuple[Constraint, ...] = tuple(constraints)
