@@ -11,14 +11,17 @@ Why holding them back is exact: a chunk receive reads and writes only its own
 sample's row, and no other sample's event touches that row. So a sample's
 receives may wait, in order, until the next event of another type for the
 same sample (which may read them: a completion reports the latest receive and
-the chunk count), a session event, or the batch's end. :class:`HeldReceives`
-keeps them per row slot in arrival order; the caller settles a slot's before
-any other event of that sample (:func:`settle`) and the rest at the end
-(:func:`finish`).
+the chunk count), a session event, or the batch's end; and, when no one reads
+the table or the registry in between, across batches. :class:`HeldReceives`
+keeps them per sample uuid in arrival order (the row is looked up when they
+are applied: a sample's row opens and closes only with its own events of
+other types, so it is the same then as when they arrived); the caller settles
+a sample's before any other event of that sample (:func:`settle`) and the
+rest when it must (:func:`finish`).
 
-Only the common case is done here: every receive of the slot follows an
-earlier one of its sample (so it has a gap) and none is earlier than the one
-before it. A slot whose receives are not all like that is handed back
+Only the common case is done here: the sample has a row, every receive
+follows an earlier one of its sample (so it has a gap) and none is earlier
+than the one before it. Receives that are not all like that are handed back
 unchanged, and the caller applies them one by one by the full rule.
 
 This module decides no rule beyond the common case above and never records
@@ -38,28 +41,30 @@ __all__ = ["HeldReceives", "finish", "settle"]
 
 
 class HeldReceives:
-    """One batch's held chunk receives.
+    """Held chunk receives.
 
-    ``by_slot``: row slot -> timestamps not applied yet, in arrival order (the
-    hot loop appends to it directly). ``settled``: timestamps already applied
-    to their rows whose gaps are still to be computed, with ``settled_prev``,
-    each list's predecessor (the row's latest receive before them).
+    ``by_uuid``: sample uuid -> timestamps not applied yet, in arrival order
+    (the hot loop appends to it directly). ``settled``: timestamps already
+    applied to their rows whose gaps are still to be computed, with
+    ``settled_prev``, each list's predecessor (the row's latest receive before
+    them).
     """
 
-    __slots__ = ("by_slot", "settled", "settled_prev")
+    __slots__ = ("by_uuid", "settled", "settled_prev")
 
     def __init__(self) -> None:
-        self.by_slot: dict[int, list[int]] = {}
+        self.by_uuid: dict[str, list[int]] = {}
         self.settled: list[list[int]] = []
         self.settled_prev: list[int] = []
 
     def __bool__(self) -> bool:
-        return bool(self.by_slot or self.settled)
+        return bool(self.by_uuid or self.settled)
 
 
 def settle(rows: SampleTable, held: HeldReceives, slot: int, stamps: list[int]) -> bool:
-    """Bring ``slot``'s row up to date with ``stamps``, the receives held for it (the
-    caller took them out of ``held.by_slot``), before another event of its sample.
+    """Bring ``slot``'s row up to date with ``stamps``, the receives held for its
+    sample (the caller took them out of ``held.by_uuid``), before another event of
+    that sample.
 
     ``False``, with nothing applied, when they are not the common case.
     """
@@ -77,19 +82,29 @@ def settle(rows: SampleTable, held: HeldReceives, slot: int, stamps: list[int]) 
 
 def finish(
     rows: SampleTable, held: HeldReceives
-) -> tuple[npt.NDArray[np.int64], int, dict[int, list[int]]]:
+) -> tuple[npt.NDArray[np.int64], int, dict[int, list[int]], list[tuple[str, list[int]]]]:
     """Apply what is still held, when all of it is the common case; empty ``held``.
 
-    Returns the gaps of every settled and applied receive (each slot's in
-    order), the latest of their timestamps (``-2**63`` if none), and the
-    receives handed back unapplied: all of ``by_slot`` when some of it is not
-    the common case, else an empty dict.
+    Returns the gaps of every settled and applied receive (each sample's in
+    order), the latest of their timestamps (``-2**63`` if none), and what is
+    handed back unapplied: by row slot, all receives of samples with a row
+    when some of them are not the common case (else nothing); and, by uuid,
+    those of samples without a row.
     """
-    by_slot, settled, settled_prev = held.by_slot, held.settled, held.settled_prev
-    held.by_slot, held.settled, held.settled_prev = {}, [], []
+    by_uuid, settled, settled_prev = held.by_uuid, held.settled, held.settled_prev
+    held.by_uuid, held.settled, held.settled_prev = {}, [], []
     back: dict[int, list[int]] = {}
+    index_get = rows.index.get
+    by_slot: dict[int, list[int]] = {}
+    no_row: list[tuple[str, list[int]]] = []
+    for uuid, waiting in by_uuid.items():
+        slot = index_get(uuid)
+        if slot is None:
+            no_row.append((uuid, waiting))
+        else:
+            by_slot[slot] = waiting
     if not by_slot and not settled:
-        return np.empty(0, np.int64), -(2**63), back
+        return np.empty(0, np.int64), -(2**63), back, no_row
     n_open = len(by_slot)
     groups = [*by_slot.values(), *settled]
     lengths = list(map(len, groups))
@@ -121,4 +136,4 @@ def finish(
     finally:
         del last_recv, chunks
     latest = int(stamps.max()) if len(stamps) else -(2**63)
-    return gaps, latest, back
+    return gaps, latest, back, no_row

@@ -403,48 +403,42 @@ class AggregatorMetrics:
         self._note_latest(latest)
 
     def _apply_batched(self, records: Sequence[EventRecord]) -> None:
-        """The batch in order, with chunk receives of tracked samples held back.
+        """The batch in order, with chunk receives held back.
 
         A sample's held receives are applied just before its next event of another
-        type, before a session event, or at the end of the batch
+        type, before a session event, or by :meth:`settle_receives`
         (:mod:`registry.aggregator.chunk_batch` says why that is exact); the rest
         of the batch goes exactly as in :meth:`_apply_in_order`.
         """
         chunk = EventType.SAMPLE_RECV_NON_FIRST
         session_kinds = _SESSION_KINDS
         dispatch = self._dispatch
-        rows = self.rows
-        index_get = rows.index.get
         held = self._held
-        by_slot = held.by_slot
-        held_get = by_slot.get
+        by_uuid = held.by_uuid
+        held_get = by_uuid.get
         latest = -(2**63)
         for rec in records:
             try:
                 kind = rec.event_type
                 if kind is chunk:
-                    slot = index_get(rec.sample_uuid)
-                    if slot is not None:
-                        waiting = held_get(slot)
-                        if waiting is None:
-                            by_slot[slot] = [rec.timestamp_ns]
-                        else:
-                            waiting.append(rec.timestamp_ns)
-                        continue
+                    waiting = held_get(rec.sample_uuid)
+                    if waiting is None:
+                        by_uuid[rec.sample_uuid] = [rec.timestamp_ns]
+                    else:
+                        waiting.append(rec.timestamp_ns)
+                    continue
                 ts = rec.timestamp_ns
                 if ts > latest:
                     latest = ts
-                if by_slot:
+                if by_uuid:
                     if kind in session_kinds:
                         latest = max(latest, self._finish_held(held))
-                        by_slot = held.by_slot
-                        held_get = by_slot.get
+                        by_uuid = held.by_uuid
+                        held_get = by_uuid.get
                     else:
-                        slot = index_get(rec.sample_uuid)
-                        if slot is not None:
-                            waiting = by_slot.pop(slot, None)
-                            if waiting is not None and not settle(rows, held, slot, waiting):
-                                latest = max(latest, self._apply_one_by_one({slot: waiting}))
+                        waiting = by_uuid.pop(rec.sample_uuid, None)
+                        if waiting is not None:
+                            latest = max(latest, self._settle_one(rec.sample_uuid, waiting))
                 dispatch[kind](rec)
                 if self._ended:
                     break
@@ -455,12 +449,35 @@ class AggregatorMetrics:
 
     def _finish_held(self, held: HeldReceives) -> int:
         """Apply and record every receive ``held`` keeps; their latest timestamp."""
-        gaps, latest, back = finish(self.rows, held)
+        gaps, latest, back, no_row = finish(self.rows, held)
         if len(gaps):
             self.registry.record_many("chunk_delta_ns", gaps)
         if back:
             latest = max(latest, self._apply_one_by_one(back))
+        for uuid, stamps in no_row:
+            latest = max(latest, self._receives_without_row(uuid, stamps))
         return latest
+
+    def _settle_one(self, uuid: str, stamps: list[int]) -> int:
+        """A sample's held receives, before its next other event; their latest."""
+        rows = self.rows
+        slot = rows.index.get(uuid)
+        if slot is None:
+            return self._receives_without_row(uuid, stamps)
+        if settle(rows, self._held, slot, stamps):
+            return stamps[-1]  # the common case: in order
+        return self._apply_one_by_one({slot: stamps})
+
+    def _receives_without_row(self, uuid: str, stamps: list[int]) -> int:
+        """Held receives of a sample without a row, as :meth:`_no_row` counts each."""
+        kind = EventType.SAMPLE_RECV_NON_FIRST
+        if not uuid:
+            for _ in stamps:
+                self._no_uuid_kind(kind)
+        elif uuid not in self._untracked:
+            for _ in stamps:
+                self._unmatched_kind(kind, "for no sample in flight")
+        return max(stamps)
 
     def _apply_one_by_one(self, held: dict[int, list[int]]) -> int:
         """Held chunk receives by the full rule of :meth:`_on_recv_non_first`; their latest."""
@@ -645,17 +662,21 @@ class AggregatorMetrics:
             logger.warning(fmt + "; further ones are not logged", kind)
 
     def _no_uuid(self, rec: EventRecord) -> None:
+        self._no_uuid_kind(rec.event_type)
+
+    def _no_uuid_kind(self, kind: EventType) -> None:
         self._n_malformed += 1
         self._warn_once(
-            f"{rec.event_type.value} without sample_uuid",
+            f"{kind.value} without sample_uuid",
             "skipping malformed event: %s (counted in events_malformed)",
         )
 
     def _unmatched(self, rec: EventRecord, why: str) -> None:
+        self._unmatched_kind(rec.event_type, why)
+
+    def _unmatched_kind(self, kind: EventType, why: str) -> None:
         self._n_unmatched += 1
-        self._warn_once(
-            f"{rec.event_type.value} {why}", "ignoring %s (counted in events_unmatched)"
-        )
+        self._warn_once(f"{kind.value} {why}", "ignoring %s (counted in events_unmatched)")
 
     def _out_of_order(self, rec: EventRecord) -> None:
         self._out_of_order_kind(rec.event_type)
