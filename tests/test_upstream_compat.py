@@ -630,3 +630,14 @@ def test_upstreams_launcher_command_line_runs_ours_unchanged(workdir: Path) -> N
     ours = json.loads((out / "final_snapshot.json").read_text())
     theirs = load_json(SESSION_A_UPSTREAM_NOTOK / "final_snapshot.json")
     assert diff_final_snapshots(ours, theirs) == []
+
+
+@pytest.mark.parametrize("n", [0, 1, 15, 16, 255, 65_535, 65_536, 70_000])
+def test_token_ids_are_counted_from_every_msgpack_array_header(n: int) -> None:
+    """fixarray (< 16), array 16 and array 32 headers; nil is no ids; anything else raises."""
+    from registry.events.data import array_length
+
+    assert array_length(msgspec.Raw(msgspec.msgpack.encode(list(range(n))))) == n
+    assert array_length(msgspec.Raw(b"\xc0")) is None
+    with pytest.raises(ValueError, match="0xa1"):
+        array_length(msgspec.Raw(msgspec.msgpack.encode("x")))

@@ -872,15 +872,16 @@ class AggregatorMetrics:
         record = self._record
         self._append_latency(ts - issued)
         out = rec.output_tokens
+        osl = None if out is msgspec.UNSET else out
         first = rows.recv_first[slot]
         tpot: float | None = None
         ttft = first - issued if first != UNSET and self._has_ttft else None
         verdict_pending = False
-        if out is not msgspec.UNSET:
-            record("osl", out)
-            self._n_output_tokens += out
-            if self._has_ttft and first != UNSET and out > 1:
-                tpot = (ts - first) / (out - 1)
+        if osl is not None:
+            record("osl", osl)
+            self._n_output_tokens += osl
+            if self._has_ttft and first != UNSET and osl > 1:
+                tpot = (ts - first) / (osl - 1)
                 record("tpot_ns", tpot)
         elif self.tokenizer is not None and isinstance(rec.data, TextModelOutput):
             verdict = (rows.failed[slot] != 0, ttft, ts - issued) if self.tracker else None
@@ -891,13 +892,7 @@ class AggregatorMetrics:
         tracker = self.tracker
         if tracker is not None and not verdict_pending:
             # judge_sample, called directly here: one call less per completion
-            tracker.add(
-                rows.failed[slot] != 0,
-                ttft,
-                tpot,
-                ts - issued,
-                None if out is msgspec.UNSET else out,
-            )
+            tracker.add(rows.failed[slot] != 0, ttft, tpot, ts - issued, osl)
         reason = rec.finish_reason
         if reason.__class__ is str:
             reasons = self._finish
@@ -907,20 +902,9 @@ class AggregatorMetrics:
                 reasons["other"] += 1
         else:
             reason = None
-        if self.sample_log is not None:
-            self.sample_log.append(
-                self._row(
-                    uuid,
-                    slot,
-                    rec,
-                    ts,
-                    tpot,
-                    None if out is msgspec.UNSET else out,
-                    reason,
-                    issued,
-                    first,
-                )
-            )
+        log = self.sample_log
+        if log is not None:
+            log.append(self._row(uuid, slot, rec, ts, tpot, osl, reason, issued, first))
         if rows.tags:
             rows.release_tags(slot)
         w = rows.block[slot]

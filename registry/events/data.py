@@ -54,12 +54,13 @@ def array_length(raw: msgspec.Raw) -> int | None:
     if not b:
         raise ValueError("empty raw value")
     head = b[0]
+    # byte by byte, no slices: this runs for every prompt of token ids
+    if head == 0xDC:  # the usual prompt: 16 to 65,535 ids
+        return (b[1] << 8) | b[2]
     if 0x90 <= head <= 0x9F:
         return head & 0x0F
-    if head == 0xDC:
-        return int.from_bytes(b[1:3], "big")
     if head == 0xDD:
-        return int.from_bytes(b[1:5], "big")
+        return (b[1] << 24) | (b[2] << 16) | (b[3] << 8) | b[4]
     if head == 0xC0:
         return None
     raise ValueError(f"expected a msgpack array or nil, found type byte 0x{head:02x}")
