@@ -1,4 +1,4 @@
-"""Chunk receives held back during a batch and applied to the sample table together.
+"""Chunk receives held back and applied to the sample table together.
 
 Nine records in ten of a streaming run are ``sample.recv_non_first``, and the
 rule for one is tiny (SPEC §6): the gap since its sample's previous receive
@@ -83,13 +83,12 @@ def settle(rows: SampleTable, held: HeldReceives, slot: int, stamps: list[int]) 
 def finish(
     rows: SampleTable, held: HeldReceives
 ) -> tuple[npt.NDArray[np.int64], int, dict[int, list[int]], list[tuple[str, list[int]]]]:
-    """Apply what is still held, when all of it is the common case; empty ``held``.
+    """Apply what is still held where it is the common case; empty ``held``.
 
     Returns the gaps of every settled and applied receive (each sample's in
     order), the latest of their timestamps (``-2**63`` if none), and what is
-    handed back unapplied: by row slot, all receives of samples with a row
-    when some of them are not the common case (else nothing); and, by uuid,
-    those of samples without a row.
+    handed back unapplied: by row slot, the receives of samples with a row
+    that are not all the common case; by uuid, those of samples without a row.
     """
     by_uuid, settled, settled_prev = held.by_uuid, held.settled, held.settled_prev
     held.by_uuid, held.settled, held.settled_prev = {}, [], []
@@ -111,6 +110,7 @@ def finish(
     sizes = np.array(lengths, np.intp)
     stamps = np.fromiter(itertools.chain.from_iterable(groups), np.int64, sum(lengths))
     ends = np.cumsum(sizes)
+    starts = ends - sizes
     prev = np.empty(len(stamps), np.int64)
     prev[1:] = stamps[:-1]
     # Views on the table's columns pin their size (SampleTable grows them when it
@@ -119,20 +119,25 @@ def finish(
     chunks = np.frombuffer(rows.chunks, np.intc)
     try:
         if n_open:
-            slots = np.array(list(by_slot), np.intp)
-            prev[ends[:n_open] - sizes[:n_open]] = last_recv[slots]
+            slot_list = list(by_slot)
+            slots = np.array(slot_list, np.intp)
+            prev[starts[:n_open]] = last_recv[slots]
         if settled_prev:
-            prev[ends[n_open:] - sizes[n_open:]] = settled_prev
+            prev[starts[n_open:]] = settled_prev
         gaps = stamps - prev
         if n_open:
-            n_stamps_open = int(ends[n_open - 1])
-            # an unset latest receive is the int64 maximum: its gap is negative too
-            if int(gaps[:n_stamps_open].min()) < 0:
-                back = by_slot
-                gaps, stamps = gaps[n_stamps_open:], stamps[n_stamps_open:]
-            else:
-                last_recv[slots] = stamps[ends[:n_open] - 1]
-                chunks[slots] += sizes[:n_open]
+            # per sample: is every gap >= 0? (an unset latest receive is the int64
+            # maximum, so its gap is negative too)
+            ok = np.minimum.reduceat(gaps[: int(ends[n_open - 1])], starts[:n_open]) >= 0
+            applied = slots[ok]
+            last_recv[applied] = stamps[ends[:n_open][ok] - 1]
+            chunks[applied] += sizes[:n_open][ok]
+            if not ok.all():
+                keep = np.ones(len(stamps), bool)
+                for i in np.flatnonzero(~ok).tolist():
+                    back[slot_list[i]] = by_slot[slot_list[i]]
+                    keep[starts[i] : ends[i]] = False
+                gaps, stamps = gaps[keep], stamps[keep]
     finally:
         del last_recv, chunks
     latest = int(stamps.max()) if len(stamps) else -(2**63)
