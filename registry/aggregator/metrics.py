@@ -480,10 +480,10 @@ class AggregatorMetrics:
         return max(stamps)
 
     def _apply_one_by_one(self, held: dict[int, list[int]]) -> int:
-        """Held chunk receives by the full rule of :meth:`_on_recv_non_first`; their latest."""
+        """Held chunk receives one by one, as :meth:`_apply_in_order` applies each
+        (its inlined common case, else :meth:`_late_receive`); their latest."""
         rows = self.rows
         last_recv = rows.last_recv
-        issued = rows.issued
         chunks = rows.chunks
         append_gap = self._append_gap
         latest = -(2**63)
@@ -492,13 +492,12 @@ class AggregatorMetrics:
                 if ts > latest:
                     latest = ts
                 prev = last_recv[slot]
-                if ts >= prev:  # the common case, as inlined in _apply_in_order
+                if ts >= prev:
                     append_gap(ts - prev)
-                elif ts < issued[slot] or prev != UNSET:
-                    self._out_of_order_kind(EventType.SAMPLE_RECV_NON_FIRST)
-                    continue
-                last_recv[slot] = ts
-                chunks[slot] += 1
+                    last_recv[slot] = ts
+                    chunks[slot] += 1
+                else:
+                    self._late_receive(slot, ts)
         return latest
 
     def _note_latest(self, latest: int) -> None:
@@ -634,7 +633,6 @@ class AggregatorMetrics:
         if first is None:
             first = rows.recv_first[slot]
         isl = rows.isl[slot]
-        failed = rows.failed[slot]
         return (
             uuid,
             conversation,
@@ -649,7 +647,7 @@ class AggregatorMetrics:
             None if isl == NO_COUNT else isl,
             osl,
             finish_reason,
-            rows.error_types[failed - 1] if failed else None,
+            rows.error_type(slot),
         )
 
     # -- internals -------------------------------------------------------------
@@ -822,20 +820,22 @@ class AggregatorMetrics:
         rows.chunks[slot] += 1
 
     def _on_recv_non_first(self, rec: EventRecord) -> None:
-        # The common case is inlined in handle_many; this is the rest.
-        uuid = rec.sample_uuid
-        rows = self.rows
-        slot = rows.index.get(uuid)
+        # The common case is inlined in _apply_in_order; this is the rest.
+        slot = self.rows.index.get(rec.sample_uuid)
         if slot is None:
             self._no_row(rec)
-            return
-        ts = rec.timestamp_ns
+        else:
+            self._late_receive(slot, rec.timestamp_ns)
+
+    def _late_receive(self, slot: int, ts: int) -> None:
+        """A later chunk receive of the row at ``slot``, by the full rule."""
+        rows = self.rows
         prev = rows.last_recv[slot]
         if ts < rows.issued[slot] or (prev != UNSET and ts < prev):
-            self._out_of_order(rec)
+            self._out_of_order_kind(EventType.SAMPLE_RECV_NON_FIRST)
             return
-        if prev != UNSET and self._has_ttft:
-            self._record("chunk_delta_ns", ts - prev)
+        if prev != UNSET:
+            self._append_gap(ts - prev)  # a no-op without the chunk series
         rows.last_recv[slot] = ts
         rows.chunks[slot] += 1
 
