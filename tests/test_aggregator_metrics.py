@@ -282,6 +282,33 @@ def test_out_of_order_timestamps_are_rejected_and_counted() -> None:
     assert agg.n_in_flight == 0
 
 
+@pytest.mark.parametrize("batch", [1, 1000])
+def test_a_chunk_receive_follows_one_rule_with_or_without_the_chunk_series(batch: int) -> None:
+    """After a re-issue moves the sample's issue time past its latest receive, a
+    chunk between the two is in order for every path (the hot loops' rule is the
+    full rule's first case): the same counts and row streaming or not."""
+    events = [
+        ev(T.SESSION_STARTED, 0),
+        ev(T.SESSION_START_PERFORMANCE_TRACKING, 0),
+        ev(T.SAMPLE_ISSUED, 100, "a"),
+        ev(T.SAMPLE_RECV_FIRST, 110, "a"),
+        ev(T.SAMPLE_ISSUED, 120, "a"),  # a retry: the row is reused, issued moves on
+        ev(T.SAMPLE_RECV_NON_FIRST, 115, "a"),  # after the receive, before the re-issue
+        ev(T.SAMPLE_RECV_NON_FIRST, 105, "a"),  # before the receive: out of order
+    ]
+    seen = []
+    for streaming in (True, False):
+        reg, agg = run(events, streaming=streaming, batch=batch)
+        snap = reg.build_snapshot(state=SessionState.LIVE, n_pending_tasks=0)
+        slot = agg.rows.index["a"]
+        seen.append(
+            (snap.counters["events_out_of_order"], agg.rows.last_recv[slot], agg.rows.chunks[slot])
+        )
+        if streaming:
+            assert snap.series["chunk_delta_ns"].total == 5
+    assert seen == [(1, 115, 2), (1, 115, 2)]
+
+
 def test_anomalies_are_counted_not_fatal(caplog: pytest.LogCaptureFixture) -> None:
     events = [
         ev(T.SESSION_STARTED, 0),

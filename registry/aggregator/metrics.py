@@ -480,24 +480,15 @@ class AggregatorMetrics:
         return max(stamps)
 
     def _apply_one_by_one(self, held: dict[int, list[int]]) -> int:
-        """Held chunk receives one by one, as :meth:`_apply_in_order` applies each
-        (its inlined common case, else :meth:`_late_receive`); their latest."""
-        rows = self.rows
-        last_recv = rows.last_recv
-        chunks = rows.chunks
-        append_gap = self._append_gap
+        """Held chunk receives one by one by the full rule (:meth:`_late_receive`);
+        their latest."""
+        late_receive = self._late_receive
         latest = -(2**63)
         for slot, stamps in held.items():
             for ts in stamps:
                 if ts > latest:
                     latest = ts
-                prev = last_recv[slot]
-                if ts >= prev:
-                    append_gap(ts - prev)
-                    last_recv[slot] = ts
-                    chunks[slot] += 1
-                else:
-                    self._late_receive(slot, ts)
+                late_receive(slot, ts)
         return latest
 
     def _note_latest(self, latest: int) -> None:
@@ -820,7 +811,8 @@ class AggregatorMetrics:
         rows.chunks[slot] += 1
 
     def _on_recv_non_first(self, rec: EventRecord) -> None:
-        # The common case is inlined in _apply_in_order; this is the rest.
+        # The common case is also inlined in _apply_in_order and done for many at
+        # once by chunk_batch; without the chunk series every receive comes here.
         slot = self.rows.index.get(rec.sample_uuid)
         if slot is None:
             self._no_row(rec)
@@ -828,15 +820,19 @@ class AggregatorMetrics:
             self._late_receive(slot, rec.timestamp_ns)
 
     def _late_receive(self, slot: int, ts: int) -> None:
-        """A later chunk receive of the row at ``slot``, by the full rule."""
+        """A later chunk receive of the row at ``slot``, by the full rule: the
+        common case first, exactly as the hot loops apply it."""
         rows = self.rows
         prev = rows.last_recv[slot]
-        if ts < rows.issued[slot] or (prev != UNSET and ts < prev):
+        if ts >= prev:  # after an earlier receive (UNSET is the int64 maximum)
+            self._append_gap(ts - prev)  # a no-op without the chunk series
+            rows.last_recv[slot] = ts
+            rows.chunks[slot] += 1
+            return
+        if ts < rows.issued[slot] or prev != UNSET:
             self._out_of_order_kind(EventType.SAMPLE_RECV_NON_FIRST)
             return
-        if prev != UNSET:
-            self._append_gap(ts - prev)  # a no-op without the chunk series
-        rows.last_recv[slot] = ts
+        rows.last_recv[slot] = ts  # the sample's first receive: no gap
         rows.chunks[slot] += 1
 
     def _no_row(self, rec: EventRecord) -> None:
