@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import re
@@ -68,9 +69,14 @@ _CLIENT_AUTH = {
     "RequireAndVerifyClientCert": ssl.CERT_REQUIRED,
 }
 
-# Checked against when the user is unknown, so a wrong user name costs as much
-# time as a wrong password and does not reveal which users exist.
-_DUMMY_HASH = bcrypt.hashpw(b"bench-metrics-dummy", bcrypt.gensalt(rounds=10))
+
+@functools.cache
+def _dummy_hash() -> bytes:
+    """Checked against when the user is unknown, so a wrong user name costs as much
+    time as a wrong password and does not reveal which users exist. Made the first
+    time basic auth is configured, not at import: hashing takes ~75 ms, which every
+    command would otherwise pay at start-up."""
+    return bcrypt.hashpw(b"bench-metrics-dummy", bcrypt.gensalt(rounds=10))
 
 
 class BasicAuth:
@@ -83,6 +89,7 @@ class BasicAuth:
 
     def __init__(self, users: dict[str, bytes]) -> None:
         self._users = dict(users)
+        self._dummy = _dummy_hash()
         self._salt = hashlib.sha256(repr(sorted(users.items())).encode()).digest()
         self._good: set[bytes] = set()
         self._lock = threading.Lock()
@@ -97,7 +104,7 @@ class BasicAuth:
     def _verify(self, user: str, password: bytes) -> bool:
         hashed = self._users.get(user)
         try:
-            ok = bcrypt.checkpw(password, hashed if hashed is not None else _DUMMY_HASH)
+            ok = bcrypt.checkpw(password, hashed if hashed is not None else self._dummy)
         except ValueError:  # anything bcrypt refuses to check is simply not the password
             return False
         return ok and hashed is not None

@@ -7,6 +7,7 @@ import base64
 import logging
 import socket
 import subprocess
+import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -189,3 +190,23 @@ def test_no_credential_material_in_any_log_line(
 def test_empty_config_still_serves_plain_http(tmp_path: Path) -> None:
     config = load_web_config(write(tmp_path, ""))
     assert config == WebConfig() and config.scheme == "http"
+
+
+def test_the_dummy_hash_is_made_when_basic_auth_is_configured_not_at_import() -> None:
+    """Every command imports this module; a bcrypt hash (~75 ms) is paid only by a
+    server with basic auth, and an unknown user is still checked against it."""
+    code = (
+        "import sys, bcrypt\n"
+        "from exporter import web_config as w\n"
+        "assert w._dummy_hash.cache_info().currsize == 0, 'hashed at import'\n"
+        "auth = w.BasicAuth({'alice': bcrypt.hashpw(b'pw', bcrypt.gensalt(rounds=4))})\n"
+        "assert w._dummy_hash.cache_info().currsize == 1\n"
+        "assert not auth._verify('mallory', b'pw') and auth._verify('alice', b'pw')\n"
+        "print('ok')\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
