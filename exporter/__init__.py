@@ -2,9 +2,31 @@
 
 Nothing here decides a number: the exporter only reflects snapshots that the
 registry built. The ZeroMQ stream and the final file stay the authority.
+
+The names below are imported when first used: the HTTP server pulls in
+aiohttp, which a command that serves nothing (``report``, ``watch``, every
+``--help``) must not pay for at start-up.
 """
 
-from exporter.collector import SnapshotCollector
-from exporter.http_server import MetricsServer, MetricsServerThread
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from exporter.collector import SnapshotCollector
+    from exporter.http_server import MetricsServer, MetricsServerThread
 
 __all__ = ["MetricsServer", "MetricsServerThread", "SnapshotCollector"]
+
+_HOMES = {
+    "SnapshotCollector": "exporter.collector",
+    "MetricsServer": "exporter.http_server",
+    "MetricsServerThread": "exporter.http_server",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(home), name)

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from exporter.buckets import parse_bucket_spec
-from exporter.http_server import parse_listen
+from exporter.listen import parse_listen
 from exporter.naming import check_labels, check_namespace
 from exporter.web_config import WebConfigError, load_web_config
 from registry.mlperf.slo import parse_slo

@@ -24,6 +24,7 @@ from registry.snapshot_codec import SnapshotDecodeError, run_block, snapshot_fro
 from registry.subscriber import SnapshotSubscriber
 
 __all__ = [
+    "FINAL_SNAPSHOT_NAME",
     "FinalFileError",
     "FinalSnapshotResult",
     "FinalSnapshotUnavailable",
@@ -31,6 +32,9 @@ __all__ = [
     "read_final_document",
     "read_final_file",
 ]
+
+#: The final snapshot's file name in a run's output directory.
+FINAL_SNAPSHOT_NAME = "final_snapshot.json"
 
 FinalSource = Literal["file", "terminal_frame", "latest_live"]
 

@@ -38,6 +38,7 @@ from registry.snapshot_codec import SnapshotDecodeError, run_block, snapshot_fro
 from registry.verdict import verdict_block
 
 __all__ = [
+    "REPORT_NAME",
     "REPORT_SCHEMA_VERSION",
     "SCHEMA_PATH",
     "SOURCES",
@@ -46,6 +47,8 @@ __all__ = [
     "write_report",
 ]
 
+#: The report's file name in a run's output directory, beside the final snapshot.
+REPORT_NAME = "result_summary.json"
 REPORT_SCHEMA_VERSION = 2
 #: Where the snapshot behind a report came from, in the order SPEC §7 prefers them.
 SOURCES: tuple[str, ...] = ("file", "terminal_frame", "latest_live")

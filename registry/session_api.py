@@ -59,14 +59,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from registry.aggregator.service import FINAL_SNAPSHOT_NAME, REPORT_NAME
 from registry.catalogue import FINISH_REASONS, register_standard_metrics
-from registry.final_source import read_final_document
+from registry.final_source import FINAL_SNAPSHOT_NAME, read_final_document
 from registry.metrics_registry import MetricsRegistry
 from registry.mlperf.early_stopping import EarlyStoppingSpec
 from registry.percentiles import PercentileMethod
 from registry.publisher import MetricsPublisher
-from registry.report import build_report, write_report
+from registry.report import REPORT_NAME, build_report, write_report
 from registry.run_lock import RunLock
 from registry.snapshot import DEFAULT_PERCENTILES, MetricsSnapshot, SessionState
 from registry.transport.endpoint import check_endpoint
@@ -195,7 +194,7 @@ class _SessionCore:
     ) -> tuple[tuple[str, int] | None, str | None, str]:
         # Imported here only: the exporter is optional for a session (see the docstring).
         from exporter.collector import SnapshotCollector
-        from exporter.http_server import parse_listen
+        from exporter.listen import parse_listen
 
         address = parse_listen(listen, default_port=0) if listen is not None else None
         if pushgateway is not None and not pushgateway.strip():

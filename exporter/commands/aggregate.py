@@ -25,25 +25,22 @@ import secrets
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from exporter import cli_args
 from exporter.errors import UsageError
-from exporter.mirror import (
-    add_exporter_arguments,
-    exporter_options,
-    mirror_service,
-    parse_label_args,
-)
+from exporter.mirror_args import add_exporter_arguments, exporter_options, parse_label_args
 from exporter.output_dir import lock_output_dir
 from exporter.verdict_args import add_verdict_arguments, constraints_from_args
-from registry.aggregator import AggregatorService
 from registry.aggregator.event_subscriber import DEFAULT_MAX_FRAME_BYTES
-from registry.aggregator.service import Hook, SnapshotListener
 from registry.mlperf.early_stopping import EarlyStoppingSpec
 from registry.percentiles import PercentileMethod
 from registry.store.raw_store import DEFAULT_MEMORY_BYTES
 from registry.tokens import TokenCounter, TokenizerUnavailable, load_tokenizer
 from registry.transport import check_endpoint
+
+if TYPE_CHECKING:
+    from registry.aggregator.service import AggregatorService, Hook, SnapshotListener
 
 __all__ = ["add_parser", "build_service", "run"]
 
@@ -368,6 +365,10 @@ def build_service(
     if not os.access(out, os.W_OK | os.X_OK):
         raise UsageError(f"--output-dir {out}: not writable")
     tokens = load_token_counter(args.tokenizer)
+    # Here, not at the top: the service brings the sockets, the stores and pyarrow,
+    # which parsing the command line (and every --help) must not wait for.
+    from registry.aggregator.service import AggregatorService
+
     return AggregatorService(
         events_endpoint=args.events,
         snapshots_endpoint=args.snapshots,
@@ -436,6 +437,8 @@ def apply_upstream_arguments(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from exporter.mirror import mirror_service  # the HTTP server: only when running
+
     options = exporter_options(args)
     service = build_service(args)
     # Before anything is written: one run per output directory (SPEC §7).

@@ -39,7 +39,7 @@ from exporter.commands.aggregate import add_tokenizer_arguments, check_tokenizer
 from exporter.errors import UsageError
 from exporter.live_display import show_live
 from exporter.live_view import LiveView, ViewContext
-from exporter.mirror import (
+from exporter.mirror_args import (
     DEFAULT_LISTEN,
     add_exporter_arguments,
     check_listen_free,

@@ -17,17 +17,20 @@ import argparse
 import asyncio
 import contextlib
 import logging
+from typing import TYPE_CHECKING
 
 from exporter import cli_args
 from exporter.bridge import Bridge
-from exporter.mirror import (
+from exporter.mirror_args import (
     DEFAULT_LISTEN,
-    PrometheusMirror,
     add_exporter_arguments,
     exporter_options,
     parse_label_args,
 )
 from exporter.stop_signals import StopSignals
+
+if TYPE_CHECKING:
+    from exporter.mirror import PrometheusMirror
 
 __all__ = ["add_parser", "run"]
 
@@ -66,6 +69,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from exporter.mirror import PrometheusMirror  # the HTTP server: only when running
+
     options = exporter_options(args)
     labels = parse_label_args(args.label)
     if args.run_id is not None:

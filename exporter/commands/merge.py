@@ -14,7 +14,6 @@ from pathlib import Path
 
 from exporter.cli_args import existing_dir, output_dir
 from exporter.errors import UsageError
-from registry.merge import MergeError, merge_runs
 
 __all__ = ["add_parser", "run"]
 
@@ -52,6 +51,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Here, not at the top: merging reads Arrow and Parquet files, and pyarrow's
+    # import is not a cost the other commands' parsers should pay.
+    from registry.merge import MergeError, merge_runs
+
     out: Path = args.out
     if out.exists() and not out.is_dir():
         raise UsageError(f"{out}: exists and is not a directory")

@@ -2,8 +2,13 @@
 
 :class:`AggregatorMetrics` holds the computations, :class:`SessionMachine`
 the session state; the service wires them to sockets, the publisher and
-signals.
+signals. The service is imported when first named: it pulls in the
+sockets, the stores and pyarrow, which the computations alone (what
+:mod:`registry.catalogue` and every command line parser need) must not pay
+for at start-up.
 """
+
+from typing import TYPE_CHECKING, Any
 
 from registry.aggregator.metrics import (
     COUNTERS,
@@ -13,8 +18,10 @@ from registry.aggregator.metrics import (
     AggregatorMetrics,
     series_names,
 )
-from registry.aggregator.service import AggregatorService
 from registry.aggregator.session import SessionMachine
+
+if TYPE_CHECKING:
+    from registry.aggregator.service import AggregatorService
 
 __all__ = [
     "COUNTERS",
@@ -26,3 +33,11 @@ __all__ = [
     "SessionMachine",
     "series_names",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "AggregatorService":
+        from registry.aggregator.service import AggregatorService
+
+        return AggregatorService
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -61,13 +61,13 @@ from registry.aggregator.event_subscriber import DEFAULT_MAX_FRAME_BYTES, EventS
 from registry.aggregator.metrics import AggregatorEventCodec, AggregatorMetrics
 from registry.aggregator.session import SessionMachine
 from registry.clock import anchor, clock_block
-from registry.final_source import read_final_document
+from registry.final_source import FINAL_SNAPSHOT_NAME, read_final_document
 from registry.metrics_registry import MetricsRegistry
 from registry.mlperf.early_stopping import EarlyStoppingSpec
 from registry.mlperf.slo import Constraint
 from registry.percentiles import PercentileMethod
 from registry.publisher import MetricsPublisher
-from registry.report import build_report, write_report
+from registry.report import REPORT_NAME, build_report, write_report
 from registry.snapshot import MetricsSnapshot, SessionState
 from registry.store.raw_store import DEFAULT_MEMORY_BYTES, RawStore
 from registry.store.sample_log import SampleLog
@@ -85,8 +85,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-FINAL_SNAPSHOT_NAME = "final_snapshot.json"
-REPORT_NAME = "result_summary.json"
 RAW_STORE_DIR = "raw"
 
 SnapshotListener = Callable[[MetricsSnapshot], Any]

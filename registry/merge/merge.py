@@ -49,7 +49,7 @@ from registry.merge.run_dir import FINAL_SNAPSHOT_NAME, MergeError, RunDir, load
 from registry.merge.timeline import Alignment, align, merged_durations
 from registry.mlperf.early_stopping import EarlyStoppingSpec
 from registry.percentiles import PercentileMethod
-from registry.report import build_report, write_report
+from registry.report import REPORT_NAME, build_report, write_report
 from registry.rollups import Rollup
 from registry.run_lock import DirectoryLocked, RunLock
 from registry.selection import CountMismatch
@@ -63,7 +63,6 @@ __all__ = ["MergeResult", "check_compatible", "merge_runs", "merged_snapshot"]
 
 logger = logging.getLogger(__name__)
 
-REPORT_NAME = "result_summary.json"
 _DURATIONS = ("tracked_duration_ns", "legacy_loadgen_window_duration_ns", "total_duration_ns")
 _TIME_COLUMNS = ("issued_ns", "first_ns", "complete_ns")
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy.typing as npt
 
-from registry.final_source import FinalFileError, read_final_document
+from registry.final_source import FINAL_SNAPSHOT_NAME, FinalFileError, read_final_document
 from registry.run_lock import LOCK_NAME, LockHolder
 from registry.snapshot import MetricsSnapshot
 from registry.store.raw_store import MANIFEST_NAME
@@ -29,7 +29,6 @@ from registry.store.segments import read_values
 
 __all__ = ["FINAL_SNAPSHOT_NAME", "MergeError", "RunDir", "load_run"]
 
-FINAL_SNAPSHOT_NAME = "final_snapshot.json"
 RAW_DIR = "raw"
 
 

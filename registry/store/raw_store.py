@@ -33,7 +33,7 @@ import numpy as np
 import numpy.typing as npt
 
 from registry.atomic_file import write_json_atomic
-from registry.store.segments import SegmentWriter, read_values
+from registry.store.segments import SegmentWriter, arrow, read_values
 
 __all__ = [
     "DEFAULT_MEMORY_BYTES",
@@ -269,6 +269,9 @@ class RawStore:
     ) -> None:
         self.directory = Path(directory)
         self.budget = MemoryBudget(memory_bytes)
+        # A store spills on the loop that records: pyarrow is imported now, not
+        # in the middle of a run at the first spill.
+        arrow()
         self._series: dict[str, SeriesValues] = {}
         self._names: set[str] = set()
         self.finalized = False

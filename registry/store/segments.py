@@ -25,20 +25,27 @@ import os
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import pyarrow as pa
 
-__all__ = ["COLUMN", "SegmentWriter", "read_values"]
+__all__ = ["COLUMN", "SegmentWriter", "arrow", "read_values"]
 
 logger = logging.getLogger(__name__)
 
 #: The one column of every raw-store file.
 COLUMN = "value"
 
-_ARROW_TYPES = {np.dtype(np.int64): pa.int64(), np.dtype(np.float64): pa.float64()}
+
+def arrow() -> ModuleType:
+    """pyarrow, imported on first use: every registry has a series, few write
+    files, and the import costs 0.1-0.3 s of start-up. Whoever will write from
+    a running loop calls this first (the raw store does when it is made)."""
+    import pyarrow
+
+    return pyarrow
 
 
 class SegmentWriter:
@@ -54,8 +61,10 @@ class SegmentWriter:
     ) -> None:
         self.path = Path(path)
         self.dtype = np.dtype(dtype)
+        pa = arrow()
+        types = {np.dtype(np.int64): pa.int64(), np.dtype(np.float64): pa.float64()}
         self._schema = pa.schema(
-            [pa.field(COLUMN, _ARROW_TYPES[self.dtype], nullable=False)],
+            [pa.field(COLUMN, types[self.dtype], nullable=False)],
             metadata={str(k): str(v) for k, v in (metadata or {}).items()},
         )
         self._file = open(self.path, "wb", buffering=0)  # noqa: SIM115 - closed in close()
@@ -70,6 +79,7 @@ class SegmentWriter:
         """One record batch of ``values`` (1-D, this writer's dtype), handed to the OS."""
         if values.size == 0:
             return
+        pa = arrow()
         array = pa.array(np.ascontiguousarray(values, dtype=self.dtype))
         self._writer.write_batch(pa.record_batch([array], schema=self._schema))
         self.values_written += int(values.size)
@@ -100,6 +110,7 @@ def read_values(
     stopped; a missing or empty file yields nothing.
     """
     p = Path(path)
+    pa = arrow()
     try:
         if p.stat().st_size == 0:
             return
