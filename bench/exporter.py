@@ -74,7 +74,8 @@ from prometheus_client.openmetrics.exposition import (  # noqa: E402
 
 from exporter.collector import SnapshotCollector  # noqa: E402
 from exporter.exposition_cache import ExpositionCache  # noqa: E402
-from exporter.mirror import ExporterOptions, mirror_service  # noqa: E402
+from exporter.mirror import mirror_service  # noqa: E402
+from exporter.mirror_args import ExporterOptions  # noqa: E402
 from exporter.parent_watch import arm_from_environment, child_env  # noqa: E402
 from exporter.web_config import WebConfig  # noqa: E402
 from registry import MetricsRegistry, SessionState  # noqa: E402

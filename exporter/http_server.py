@@ -40,18 +40,11 @@ from prometheus_client.registry import Collector
 
 from exporter.exposition_cache import ExpositionCache
 from exporter.http_limits import ConnectionGuard, GuardedConnection, ServerLimits
-from exporter.listen import DEFAULT_HOST, bind_socket, parse_listen
+from exporter.listen import DEFAULT_HOST, bind_socket
 from exporter.request_log import RequestLog
 from exporter.web_config import WebConfig
 
-__all__ = [
-    "DEFAULT_HOST",
-    "MetricsServer",
-    "MetricsServerThread",
-    "ServerLimits",
-    "bind_socket",
-    "parse_listen",
-]
+__all__ = ["MetricsServer", "MetricsServerThread", "ServerLimits"]
 
 logger = logging.getLogger(__name__)
 

@@ -2,8 +2,8 @@
 
 Shared by every command that serves ``/metrics`` (``export``, and ``aggregate`` /
 ``demo`` through ``--listen``): their options come from
-:mod:`exporter.mirror_args` (re-exported here), and :class:`PrometheusMirror`
-runs the mirror on the caller's event loop.
+:mod:`exporter.mirror_args`, and :class:`PrometheusMirror` runs the mirror on
+the caller's event loop.
 
 In-process use with an aggregator service: :func:`mirror_service` (the server
 runs on its own thread and loop, so a scrape never runs on the aggregator's
@@ -37,14 +37,7 @@ from exporter.collector import SnapshotCollector
 from exporter.errors import UsageError
 from exporter.http_server import MetricsServer, MetricsServerThread
 from exporter.listen import bind_socket
-from exporter.mirror_args import (
-    DEFAULT_LISTEN,
-    ExporterOptions,
-    add_exporter_arguments,
-    check_listen_free,
-    exporter_options,
-    parse_label_args,
-)
+from exporter.mirror_args import ExporterOptions
 from exporter.pushgateway import push_final_async
 from registry.metrics_registry import MetricsRegistry
 from registry.snapshot import MetricsSnapshot
@@ -52,17 +45,7 @@ from registry.snapshot import MetricsSnapshot
 if TYPE_CHECKING:
     from registry.aggregator import AggregatorService
 
-__all__ = [
-    "DEFAULT_LISTEN",
-    "ExporterOptions",
-    "PrometheusMirror",
-    "add_exporter_arguments",
-    "check_listen_free",
-    "exporter_options",
-    "mirror_service",
-    "parse_label_args",
-    "settable_counter_names",
-]
+__all__ = ["PrometheusMirror", "mirror_service", "settable_counter_names"]
 
 logger = logging.getLogger(__name__)
 

@@ -406,7 +406,8 @@ class _SessionCore:
     ) -> PrometheusMirror:
         from exporter.collector import DEFAULT_STALE_AFTER
         from exporter.errors import UsageError
-        from exporter.mirror import ExporterOptions, PrometheusMirror, settable_counter_names
+        from exporter.mirror import PrometheusMirror, settable_counter_names
+        from exporter.mirror_args import ExporterOptions
         from exporter.pushgateway import DEFAULT_PUSH_JOB
         from exporter.web_config import WebConfig
 

@@ -16,7 +16,8 @@ from aggregator_scenario import SCENARIO, SCENARIO_COUNTERS
 
 from exporter.commands.aggregate import add_parser
 from exporter.errors import UsageError
-from exporter.mirror import ExporterOptions, exporter_options, mirror_service
+from exporter.mirror import mirror_service
+from exporter.mirror_args import ExporterOptions, exporter_options
 from exporter.web_config import WebConfig
 from registry import SessionState, snapshot_from_dict
 from registry.aggregator import AggregatorService

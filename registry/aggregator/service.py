@@ -75,9 +75,7 @@ from registry.store.samples import SAMPLES_NAME, SampleWriter
 from registry.tokens import TokenCounter
 
 __all__ = [
-    "FINAL_SNAPSHOT_NAME",
     "RAW_STORE_DIR",
-    "REPORT_NAME",
     "AggregatorService",
     "Hook",
     "SnapshotListener",

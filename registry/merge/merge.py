@@ -44,8 +44,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from registry.atomic_file import fsync_directory, temporary_path, write_json_atomic
+from registry.final_source import FINAL_SNAPSHOT_NAME
 from registry.hdr import HdrFold
-from registry.merge.run_dir import FINAL_SNAPSHOT_NAME, MergeError, RunDir, load_run
+from registry.merge.run_dir import MergeError, RunDir, load_run
 from registry.merge.timeline import Alignment, align, merged_durations
 from registry.mlperf.early_stopping import EarlyStoppingSpec
 from registry.percentiles import PercentileMethod

@@ -27,7 +27,7 @@ from registry.store.raw_store import MANIFEST_NAME
 from registry.store.samples import SAMPLES_NAME
 from registry.store.segments import read_values
 
-__all__ = ["FINAL_SNAPSHOT_NAME", "MergeError", "RunDir", "load_run"]
+__all__ = ["MergeError", "RunDir", "load_run"]
 
 RAW_DIR = "raw"
 
