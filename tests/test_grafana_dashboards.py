@@ -266,8 +266,8 @@ def test_queries_use_only_catalogue_names_and_labels(dashboard) -> None:
 # --- PromQL ----------------------------------------------------------------------------------
 
 # Grafana passes the single-valued run_id into the regex matcher unescaped, so
-# run ids are expected to be plain (letters, digits, "-", "_", ".", ":"); the
-# README says so. Instance values go through Grafana's regex escaping.
+# run ids are expected to be plain (letters, digits, "-", "_", ".", ":");
+# docs/grafana.md says so. Instance values go through Grafana's regex escaping.
 VARIABLE_VALUES = {
     "all instances": ("run-20260101T000000Z-1a2b", ALL_INSTANCES),
     "one instance": ("demo", grafana_multi_value(["demo:9464"])),

@@ -1,6 +1,6 @@
 """``samples.parquet`` (SPEC §11): one row per tracked sample, read back with pyarrow and with
-DuckDB, agrees with the final snapshot; its schema is the README's; ``--no-samples`` turns
-it off."""
+DuckDB, agrees with the final snapshot; its schema is the one docs/store-and-merge.md
+documents; ``--no-samples`` turns it off."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from registry.store.samples import SAMPLES_SCHEMA
 from tests.store_runs import frames_of, records_of_frames, run_aggregate
 from tests.upstream_fixtures import SESSION_A_FRAMES
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+SCHEMA_DOC = Path(__file__).resolve().parents[1] / "docs" / "store-and-merge.md"
 
 
 @pytest.fixture(scope="module")
@@ -89,8 +89,8 @@ def test_duckdb_reads_the_file_as_a_table(session_a: Path) -> None:
     assert per_reason["stop"] == counters["tracked_finish_reason_stop"]
 
 
-def test_the_schema_is_the_one_the_readme_documents(session_a: Path) -> None:
-    text = README.read_text()
+def test_the_schema_is_the_one_the_docs_document(session_a: Path) -> None:
+    text = SCHEMA_DOC.read_text()
     section = text[text.index("### `samples.parquet`") :]
     section = section[: section.index("\n#")]
     documented = re.findall(r"^\| `(\w+)` \| `([^`]+)` \|", section, flags=re.M)
