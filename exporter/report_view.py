@@ -371,6 +371,11 @@ def render_report(doc: ReportDocument) -> RenderableType:
     parts: list[RenderableType] = [Text.assemble("State ", state_text(state), "  ", meaning)]
     if not complete and r.get("incomplete_reason"):
         parts.append(Text(f"Why: {r['incomplete_reason']}", style="red"))
+    warnings = r.get("warnings")
+    if isinstance(warnings, list):
+        for w in warnings:
+            if isinstance(w, dict) and isinstance(w.get("message"), str):
+                parts.append(Text(f"Warning: {w['message']}", style="yellow"))
     run_line = _run_line(r)
     if run_line is not None:
         parts.append(run_line)

@@ -197,7 +197,11 @@ class MetricsPublisher:
             return
         self.last_snapshot = snap
         self.ticks += 1
-        self._send(payload, "live")
+        # Upstream's aggregator publishes nothing before session.started (SPEC §4): an
+        # INITIALIZE snapshot reaches in-process listeners (/metrics shows the state)
+        # but never the wire.
+        if state is not SessionState.INITIALIZE:
+            self._send(payload, "live")
         self._notify(snap)
 
     def _send(self, payload: bytes, what: str) -> bool:

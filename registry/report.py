@@ -42,6 +42,7 @@ __all__ = [
     "REPORT_SCHEMA_VERSION",
     "SCHEMA_PATH",
     "SOURCES",
+    "UPSTREAM_MODE_REPORT_NAME",
     "build_report",
     "load_schema",
     "write_report",
@@ -49,6 +50,10 @@ __all__ = [
 
 #: The report's file name in a run's output directory, beside the final snapshot.
 REPORT_NAME = "result_summary.json"
+#: Its name under upstream's ``--metrics-output-dir`` (``<report dir>/metrics``), where
+#: upstream's benchmark writes its own, differently shaped ``result_summary.json`` under
+#: ``performance/``: a name that cannot be mistaken for it.
+UPSTREAM_MODE_REPORT_NAME = "bench_metrics_summary.json"
 REPORT_SCHEMA_VERSION = 2
 #: Where the snapshot behind a report came from, in the order SPEC §7 prefers them.
 SOURCES: tuple[str, ...] = ("file", "terminal_frame", "latest_live")
@@ -251,6 +256,45 @@ def _incomplete_reason(
     return complete, ("; ".join(why) if why else None)
 
 
+def _warnings(
+    snap: MetricsSnapshot, counters: Mapping[str, int | float], tracked: Mapping[str, int | None]
+) -> list[dict[str, Any]]:
+    """What a reader must know before trusting some figures: data-quality findings that
+    do not make the run incomplete (SPEC §6, §7). Each is counted, never guessed."""
+    out: list[dict[str, Any]] = []
+    before = _int_or_none(counters, "samples_complete_before_chunk")
+    if before:
+        out.append(
+            {
+                "code": "complete_before_chunk",
+                "count": before,
+                "message": (
+                    f"{before} tracked sample{'s were' if before != 1 else ' was'} stamped "
+                    "complete before one of their own chunk receives (the producer stamps "
+                    "completions and chunks with different clocks or processes, as "
+                    "mlcommons/endpoints' client does). They are counted as upstream counts "
+                    "them, but their tpot_ns (possibly negative) and chunk_delta_ns figures "
+                    "are unreliable"
+                ),
+            }
+        )
+    in_flight = tracked.get("in_flight")
+    if snap.is_terminal and in_flight and in_flight > 0:
+        out.append(
+            {
+                "code": "never_completed",
+                "count": in_flight,
+                "message": (
+                    f"{in_flight} tracked sample{'s were' if in_flight != 1 else ' was'} "
+                    "issued but never completed before the session ended: qps, tps and "
+                    "sample_latency_ns exclude them (their isl, ttft_ns and chunk_delta_ns "
+                    "values are included)"
+                ),
+            }
+        )
+    return out
+
+
 def build_report(
     snapshot: MetricsSnapshot | Mapping[str, Any],
     *,
@@ -329,6 +373,7 @@ def build_report(
             for name, v in counters.items()
             if name.startswith(_FINISH_PREFIX) and _finite(v) is not None
         },
+        "warnings": _warnings(snap, counters, tracked),
         "series": {s.name: _series_entry(s) for s in snap.series.values()},
         "counters": {name: _finite(v) for name, v in counters.items()},
         "snapshot": {"counter": snap.counter, "timestamp_ns": snap.timestamp_ns},

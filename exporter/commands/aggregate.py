@@ -35,6 +35,7 @@ from exporter.verdict_args import add_verdict_arguments, constraints_from_args
 from registry.aggregator.event_subscriber import DEFAULT_MAX_FRAME_BYTES
 from registry.mlperf.early_stopping import EarlyStoppingSpec
 from registry.percentiles import PercentileMethod
+from registry.report import REPORT_NAME, UPSTREAM_MODE_REPORT_NAME
 from registry.store.raw_store import DEFAULT_MEMORY_BYTES
 from registry.tokens import TokenCounter, TokenizerUnavailable, load_tokenizer
 from registry.transport import check_endpoint
@@ -393,6 +394,7 @@ def build_service(
         raw_store=args.raw_store,
         raw_memory_bytes=int(args.raw_memory_mb * 2**20),
         samples=args.samples,
+        report_name=args.report_name,
         tokenizer=tokens,
         tokenizer_workers=args.tokenizer_workers,
         drain_timeout_s=args.drain_timeout or None,
@@ -407,11 +409,15 @@ def apply_upstream_arguments(args: argparse.Namespace) -> None:
     """Turn mlcommons/endpoints' flags into ours (in place), with upstream's defaults."""
     args.readiness = None
     args.ready_marker = False
+    args.report_name = REPORT_NAME
     upstream = args.socket_dir is not None or args.socket_name or args.metrics_socket
     if args.metrics_output_dir is not None:
         if args.output_dir is not None:
             raise UsageError("give --output-dir or --metrics-output-dir, not both")
         args.output_dir = args.metrics_output_dir
+        # upstream's <report dir>/metrics: its benchmark writes its own, differently
+        # shaped result_summary.json under performance/ (README, compatibility)
+        args.report_name = UPSTREAM_MODE_REPORT_NAME
     if args.publish_interval is not None:
         args.interval = args.publish_interval
     if not upstream:

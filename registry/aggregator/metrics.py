@@ -126,6 +126,7 @@ DIAGNOSTIC_COUNTERS: tuple[str, ...] = (
     "events_malformed",
     "events_unmatched",
     "events_out_of_order",
+    "samples_complete_before_chunk",
     "session_errors",
     "tokenization_errors",
 )
@@ -256,6 +257,7 @@ class AggregatorMetrics:
         self._n_malformed = 0
         self._n_unmatched = 0
         self._n_out_of_order = 0
+        self._n_complete_before_chunk = 0
         self._n_session_errors = 0
         self._n_token_errors = 0
         self._tracked_duration = 0
@@ -692,6 +694,7 @@ class AggregatorMetrics:
             ("events_malformed", self._n_malformed),
             ("events_unmatched", self._n_unmatched),
             ("events_out_of_order", self._n_out_of_order),
+            ("samples_complete_before_chunk", self._n_complete_before_chunk),
             ("session_errors", self._n_session_errors),
             ("tokenization_errors", self._n_token_errors),
         ):
@@ -858,10 +861,22 @@ class AggregatorMetrics:
             return
         ts = rec.timestamp_ns
         issued = rows.issued[slot]
-        last = rows.last_recv[slot]
-        if ts < issued or (last != UNSET and ts < last):
-            self._out_of_order(rec)
-            return
+        # Never rejected (SPEC §6): upstream's real client stamps a completion in its
+        # worker and the receives in its main process, so a completion stamped before
+        # its sample's latest receive is normal input. It is applied as upstream
+        # applies it and counted, so the Report can say its TPOT is unreliable.
+        if ts < rows.last_recv[slot] != UNSET:
+            self._n_complete_before_chunk += 1
+            self._warn_once(
+                "sample.complete stamped before its sample's latest chunk receive",
+                "applying %s as upstream does (counted in samples_complete_before_chunk: "
+                "TPOT and chunk figures of such samples are unreliable)",
+            )
+        elif ts < issued:
+            self._warn_once(
+                "sample.complete stamped before its sample.issued",
+                "applying %s as upstream does (its sample_latency_ns is negative)",
+            )
         rows.close(uuid)
         self._n_completed += 1
         self._n_tracked_completed += 1

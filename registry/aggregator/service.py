@@ -138,6 +138,7 @@ class AggregatorService:
         raw_store: bool = True,
         raw_memory_bytes: int = DEFAULT_MEMORY_BYTES,
         samples: bool = True,
+        report_name: str = REPORT_NAME,
     ) -> None:
         if not interval_s > 0:
             raise ValueError(f"interval_s must be > 0, got {interval_s!r}")
@@ -149,7 +150,7 @@ class AggregatorService:
         self.snapshots_endpoint = snapshots_endpoint
         self.output_dir = Path(output_dir)
         self.final_snapshot_path = self.output_dir / FINAL_SNAPSHOT_NAME
-        self.report_path = self.output_dir / REPORT_NAME
+        self.report_path = self.output_dir / report_name
         self.interval_s = float(interval_s)
         self.run_id = run_id
         self.labels = dict(labels or {})
@@ -531,7 +532,7 @@ class AggregatorService:
             write_report(self.report_path, report)
             logger.info("report written to %s (source: %s)", self.report_path, source)
         except OSError as exc:
-            self.unwritten_files[REPORT_NAME] = exc.strerror or str(exc)
+            self.unwritten_files[self.report_path.name] = exc.strerror or str(exc)
             logger.error("could not write the report %s: %s", self.report_path, exc.strerror or exc)
         return report
 
