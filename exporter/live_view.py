@@ -298,6 +298,21 @@ def _finish_reasons(snap: MetricsSnapshot) -> Text | None:
     return text
 
 
+def _data_quality(snap: MetricsSnapshot) -> Text | None:
+    """Completions stamped before one of their chunks (SPEC §6): counted as upstream
+    counts them, but their TPOT and chunk figures cannot be trusted: said in words."""
+    n = snap.counters.get("samples_complete_before_chunk")
+    if not n:
+        return None
+    done = snap.counters.get("tracked_samples_completed") or 0
+    share = f" ({100 * n / done:.0f} % of completions)" if done else ""
+    return Text.assemble(
+        ("Data quality    ", "dim"),
+        (f"{format_count(n)} completions stamped before a chunk{share}", "yellow"),
+        (": their TPOT and chunk gaps are unreliable", "dim"),
+    )
+
+
 def _other_counters(snap: MetricsSnapshot) -> Text | None:
     """Counters this view has no place for (a foreign stream's, say), listed as they are."""
     shown = (
@@ -308,6 +323,7 @@ def _other_counters(snap: MetricsSnapshot) -> Text | None:
         "tracked_duration_ns",
         "total_duration_ns",
         "legacy_loadgen_window_duration_ns",
+        "samples_complete_before_chunk",
     )
     # Zero-valued ones (no malformed events, no session errors) say nothing: left out.
     rest = [
@@ -356,7 +372,7 @@ def render_live(
         verdict = from_snapshot_counters(snap.counters, terminal=snap.is_terminal)
         if verdict is not None:
             parts += [Text(""), verdict_panel(verdict)]
-        for extra in (_finish_reasons(snap), _other_counters(snap)):
+        for extra in (_finish_reasons(snap), _data_quality(snap), _other_counters(snap)):
             if extra is not None:
                 parts.append(extra)
     parts += [Text(n, style="cyan") for n in notes]

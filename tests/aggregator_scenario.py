@@ -78,6 +78,7 @@ SCENARIO_COUNTERS = {
     "events_malformed": 0,
     "events_unmatched": 1,  # the error for C after its completion
     "events_out_of_order": 0,
+    "samples_complete_before_chunk": 0,
     "session_errors": 0,
     "tokenization_errors": 0,  # no tokenizer
 }

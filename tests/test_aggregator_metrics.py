@@ -259,27 +259,52 @@ def test_token_ids_prompts_give_isl_without_a_tokenizer() -> None:
     assert isl.count == 3 and isl.total == 300 + 0 + 7
 
 
-def test_out_of_order_timestamps_are_rejected_and_counted() -> None:
+def test_receives_out_of_order_are_rejected_and_a_completion_before_a_chunk_is_applied() -> None:
+    """SPEC §6: a completion is never rejected for its timestamp; only a receive that
+    cannot be an interval (before its issue, before the previous receive) is."""
     events = [
         ev(T.SESSION_STARTED, 0),
         ev(T.SESSION_START_PERFORMANCE_TRACKING, 0),
         ev(T.SAMPLE_ISSUED, 100, "a"),
-        ev(T.SAMPLE_RECV_FIRST, 90, "a"),  # before its issue
+        ev(T.SAMPLE_RECV_FIRST, 90, "a"),  # before its issue: rejected
         ev(T.SAMPLE_RECV_FIRST, 120, "a"),
-        ev(T.SAMPLE_RECV_NON_FIRST, 110, "a"),  # before the previous receive
+        ev(T.SAMPLE_RECV_NON_FIRST, 110, "a"),  # before the previous receive: rejected
         ev(T.SAMPLE_RECV_NON_FIRST, 130, "a"),
-        ev(T.SAMPLE_COMPLETE, 125, "a"),  # before the last receive: the row stays open
-        ev(T.SAMPLE_COMPLETE, 140, "a", output_tokens=3),
+        ev(T.SAMPLE_COMPLETE, 125, "a"),  # before the last receive: applied, and counted
+        ev(T.SAMPLE_COMPLETE, 140, "a", output_tokens=3),  # its row is closed: unmatched
     ]
     reg, agg = run(events)
     snap = reg.build_snapshot(state=SessionState.COMPLETE, n_pending_tasks=0)
-    assert snap.counters["events_out_of_order"] == 3
+    c = snap.counters
+    assert c["events_out_of_order"] == 2
+    assert c["samples_complete_before_chunk"] == 1
     assert snap.series["ttft_ns"].total == 20
     assert snap.series["chunk_delta_ns"].total == 10
-    assert snap.series["sample_latency_ns"].total == 40
-    assert snap.series["sample_latency_ns"].min >= 0
-    assert snap.counters["tracked_samples_completed"] == 1
+    assert snap.series["sample_latency_ns"].total == 25
+    assert (c["tracked_samples_completed"], c["total_samples_completed"]) == (1, 2)
+    assert c["events_unmatched"] == 1
     assert agg.n_in_flight == 0
+
+
+@pytest.mark.parametrize("batch", [1, 1000])
+def test_a_completion_before_its_first_chunk_gets_upstreams_negative_tpot(batch: int) -> None:
+    """Upstream records (complete - first receive) / (tokens after the first chunk) as it
+    is, negative when the completion is stamped first; so do we (exact series), while
+    the HDR clamps it to its lowest value."""
+    events = [
+        ev(T.SESSION_STARTED, 0),
+        ev(T.SESSION_START_PERFORMANCE_TRACKING, 0),
+        ev(T.SAMPLE_ISSUED, 0, "a"),
+        ev(T.SAMPLE_RECV_FIRST, 50, "a"),
+        ev(T.SAMPLE_COMPLETE, 40, "a", output_tokens=3),
+    ]
+    reg, _ = run(events, batch=batch)
+    final = reg.build_snapshot(state=SessionState.COMPLETE, n_pending_tasks=0)
+    tpot = final.series["tpot_ns"]
+    assert (tpot.count, tpot.min, tpot.max) == (1, -5.0, -5.0)
+    assert final.series["sample_latency_ns"].total == 40
+    assert final.counters["samples_complete_before_chunk"] == 1
+    assert final.counters["tracked_duration_ns"] == 40
 
 
 @pytest.mark.parametrize("batch", [1, 1000])

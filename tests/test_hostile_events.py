@@ -111,13 +111,14 @@ def test_timestamps_going_backwards_are_rejected_and_counted(workdir: Path) -> N
         rec("sample.issued", 2000, "back"),
         rec("sample.recv_first", 1500, "back"),  # before its issue
         rec("sample.recv_first", 2100, "back"),
-        rec("sample.complete", 2050, "back"),  # before its last receive
-        rec("sample.complete", 2200, "back", output_tokens=3, finish_reason="stop"),
+        rec("sample.complete", 2050, "back"),  # before its last receive: applied (SPEC §6)
+        rec("sample.complete", 2200, "back", output_tokens=3, finish_reason="stop"),  # unmatched
         rec("sample.issued", 10, "early-ts"),  # an old timestamp: fine on its own
     ]
     snap = run_with(workdir, frames_of(records))
     c = snap.counters
-    assert c["events_out_of_order"] == 2
+    assert c["events_out_of_order"] == 1
+    assert c["samples_complete_before_chunk"] == 1
     for name in ("sample_latency_ns", "ttft_ns", "chunk_delta_ns", "tpot_ns"):
         s = snap.series[name]
         assert s.count == 0 or s.min >= 0, name

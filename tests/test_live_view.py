@@ -152,3 +152,14 @@ def test_number_formats() -> None:
     assert format_ns(float("nan")) == format_ns(None) == "-"
     assert format_count(1234567) == "1,234,567"
     assert format_count(2.0) == "2"
+
+
+def test_completions_stamped_before_a_chunk_are_said_in_words() -> None:
+    """SPEC §6: counted as upstream counts them, and the view says what that means."""
+    snap = snapshot(SessionState.LIVE, completed=1000, failed=10, in_flight=5)
+    assert "stamped before a chunk" not in text_of(render_live(snap))
+    metrics = [*snap.metrics, CounterStat(name="samples_complete_before_chunk", value=505)]
+    text = text_of(render_live(msgspec.structs.replace(snap, metrics=metrics)), width=140)
+    assert "505 completions stamped before a chunk (50 % of completions)" in text
+    assert "TPOT and chunk gaps are unreliable" in text
+    assert "samples_complete_before_chunk=" not in text  # not listed twice

@@ -191,3 +191,25 @@ def test_write_report_is_atomic_strict_json(tmp_path: Path) -> None:
     assert back == report
     validate(back)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["result_summary.json"]
+
+
+def test_the_report_warns_about_samples_never_completed() -> None:
+    """Upstream's own final snapshot of session A: 9 tracked samples were still in flight
+    at session.ended (fixture README); the Report says so and what it means."""
+    from upstream_fixtures import SESSION_A_UPSTREAM_NOTOK, load_json
+
+    report = build_report(load_json(SESSION_A_UPSTREAM_NOTOK / "final_snapshot.json"))
+    assert report["samples"]["tracked"]["in_flight"] == 9
+    (w,) = report["warnings"]
+    assert (w["code"], w["count"]) == ("never_completed", 9)
+    assert "never completed" in w["message"] and "qps, tps" in w["message"]
+    assert report["complete"] is True  # a finished run: the warning qualifies, not voids
+    jsonschema.validate(report, load_schema())
+
+
+def test_a_live_report_does_not_call_in_flight_samples_never_completed() -> None:
+    from upstream_fixtures import SESSION_A_UPSTREAM_NOTOK, load_json
+
+    doc = load_json(SESSION_A_UPSTREAM_NOTOK / "final_snapshot.json")
+    report = build_report({**doc, "state": "live"})
+    assert report["warnings"] == []
