@@ -12,10 +12,21 @@ import argparse
 
 from exporter import cli_args
 from exporter.errors import UsageError
+from registry.mlperf.requirements import (
+    REQUIREMENT_SOURCES,
+    SCENARIOS,
+    Requirements,
+    requirements_for,
+)
 from registry.mlperf.rulesets import RULESETS, get_ruleset
-from registry.mlperf.slo import Constraint, build_constraints
+from registry.mlperf.slo import Constraint, build_constraints, parse_slo
 
-__all__ = ["add_verdict_arguments", "constraints_from_args", "slo_args"]
+__all__ = [
+    "add_verdict_arguments",
+    "constraints_from_args",
+    "requirements_from_args",
+    "slo_args",
+]
 
 
 def add_verdict_arguments(parser: argparse.ArgumentParser, *, judging: bool = False) -> None:
@@ -45,6 +56,37 @@ def add_verdict_arguments(parser: argparse.ArgumentParser, *, judging: bool = Fa
         help="a latency constraint, e.g. ttft:p99<=500ms or latency:p90<=2.5s (series ttft, "
         "tpot, latency; units s, ms, us; repeatable)",
     )
+    g.add_argument(
+        "--scenario",
+        choices=list(SCENARIOS),
+        default=None,
+        help="LoadGen scenario the validity is judged in (default: server). Offline: no "
+        "latency constraint; throughput, min duration and min queries only",
+    )
+    g.add_argument(
+        "--min-duration",
+        type=cli_args.duration_ns,
+        default=None,
+        metavar="DURATION",
+        help="override the ruleset's min duration (e.g. 10s, 600000ms, 10m), as LoadGen's "
+        "user.conf allows: a VALID result is then not submittable",
+    )
+    g.add_argument(
+        "--min-queries",
+        type=cli_args.integer(0),
+        default=None,
+        metavar="N",
+        help="override the ruleset's min query count (Offline: samples); a VALID result is "
+        "then not submittable",
+    )
+    g.add_argument(
+        "--requirements",
+        choices=list(REQUIREMENT_SOURCES),
+        default="loadgen",
+        help="where min duration and min queries come from when they disagree: loadgen "
+        "(mlperf.conf and LoadGen's defaults; what mlperf_log_summary.txt judges; the "
+        "default) or endpoints (upstream's rules.py: 270,336 samples)",
+    )
 
 
 def constraints_from_args(args: argparse.Namespace) -> tuple[Constraint, ...]:
@@ -54,11 +96,37 @@ def constraints_from_args(args: argparse.Namespace) -> tuple[Constraint, ...]:
             get_ruleset(args.ruleset)
         except ValueError as exc:
             raise UsageError(f"--ruleset: {exc}") from None
+    # Offline has no latency constraint: the ruleset's TTFT/TPOT limits are not applied
+    ruleset = args.ruleset if getattr(args, "scenario", None) != "offline" else None
     try:
-        return build_constraints(args.ruleset, args.slo)
+        if ruleset is None and args.ruleset is not None:
+            for text in args.slo:
+                parse_slo(text)
+        return build_constraints(ruleset, args.slo)
     except ValueError as exc:
         text = str(exc)
         raise UsageError(text if text.startswith("--") else f"--slo: {text}") from None
+
+
+def requirements_from_args(args: argparse.Namespace) -> Requirements | None:
+    """The validity requirements (``None``: neither a ruleset nor an override was given)."""
+    md = getattr(args, "min_duration", None)
+    mq = getattr(args, "min_queries", None)
+    scenario = getattr(args, "scenario", None)
+    if args.ruleset is None and md is None and mq is None:
+        if scenario is not None:
+            raise UsageError("--scenario needs --ruleset, --min-duration or --min-queries")
+        return None
+    try:
+        return requirements_for(
+            args.ruleset,
+            scenario,
+            getattr(args, "requirements", "loadgen"),
+            min_duration_ns=md,
+            min_queries=mq,
+        )
+    except ValueError as exc:
+        raise UsageError(f"--scenario: {exc}") from None
 
 
 def slo_args(args: argparse.Namespace) -> list[str]:
@@ -68,4 +136,12 @@ def slo_args(args: argparse.Namespace) -> list[str]:
         out += ["--ruleset", args.ruleset]
     for text in args.slo:
         out += ["--slo", text]
+    if getattr(args, "scenario", None) is not None:
+        out += ["--scenario", args.scenario]
+    if getattr(args, "min_duration", None) is not None:
+        out += ["--min-duration", f"{args.min_duration / 1e9!r}s"]
+    if getattr(args, "min_queries", None) is not None:
+        out += ["--min-queries", str(args.min_queries)]
+    if getattr(args, "requirements", "loadgen") != "loadgen":
+        out += ["--requirements", args.requirements]
     return out
