@@ -44,7 +44,7 @@ from exporter.naming import (
     quantile_label,
     verdict_names,
 )
-from registry.mlperf.constraints import STATES
+from registry.mlperf.constraints import CONSTRAINT_STATES, STATES
 from registry.percentiles import percent_to_fraction
 from registry.snapshot import CounterStat, MetricsSnapshot, SeriesStat, SessionState, run_tag
 from registry.verdict_counters import VerdictReading, read_verdict
@@ -526,7 +526,7 @@ class SnapshotCollector:
                 fam = families[name]
                 assert isinstance(fam, CounterMetricFamily | GaugeMetricFamily)
                 fam.add_metric(values, float(value))
-            states.add_metric(values, {s: s == c.state for s in STATES})
+            states.add_metric(values, {s: s == c.state for s in CONSTRAINT_STATES})
         if verdict.constraints:
             yield from families.values()
             yield states

@@ -429,6 +429,7 @@ def merged_verdict_counters(
     tracked_duration_ns: int,
     final: bool,
     complete: bool,
+    validities: Sequence[ValidityReading] = (),
 ) -> dict[str, int | float]:
     """The verdict counters of several runs judged as one run (``bench-metrics merge``).
 
@@ -436,8 +437,11 @@ def merged_verdict_counters(
     tokens) are summed; the limits must be the same in every run; queries
     needed, states and goodput are decided again on the sums by the very
     arithmetic a run uses (:meth:`VerdictCounters.write`): summing those would
-    mean nothing. ``ValueError`` when the runs were judged on different
-    constraints.
+    mean nothing. ``validities`` (one per run, or none): the validity of the
+    union, judged again on the summed queries and, for the duration, the
+    union's tracked duration in Offline and the longest run's figure in Server
+    (the runs issue side by side). ``ValueError`` when the runs were judged on
+    different constraints or validity requirements.
     """
     if not readings:
         raise ValueError("no verdicts to merge")
@@ -453,8 +457,38 @@ def merged_verdict_counters(
     tracker.good_samples = sum(r.good_samples for r in readings)
     tracker.good_output_tokens = sum(r.good_output_tokens for r in readings)
     tracker.samples_observed = sum(tracker.samples)
+    requirements: Requirements | None = None
+    queries, vdur = 0, None
+    if validities:
+        if len(validities) != len(readings):
+            raise ValueError("some runs were judged on validity requirements and some not")
+        first = validities[0]
+        requirements = first.requirements
+        for v in validities[1:]:
+            if v.requirements != requirements:
+                raise ValueError(
+                    f"judged on different validity requirements: {v.requirements} != "
+                    f"{requirements}"
+                )
+        # the readings keep no ruleset: submittable is carried over from the runs
+        if first.submittable and all(v.submittable for v in validities):
+            requirements = Requirements(
+                requirements.scenario,
+                requirements.min_duration_ns,
+                requirements.min_queries,
+                requirements.duration_source,
+                requirements.queries_source,
+                ruleset="(as recorded)",
+            )
+        queries = sum(v.queries for v in validities)
+        if requirements.scenario == "server":
+            vdur = max(v.duration_ns for v in validities)
     scratch = MetricsRegistry()
-    VerdictCounters(scratch, tracker).write(
-        tracked_duration_ns=tracked_duration_ns, final=final, complete=complete
+    VerdictCounters(scratch, tracker, requirements).write(
+        tracked_duration_ns=tracked_duration_ns,
+        final=final,
+        complete=complete,
+        validity_duration_ns=vdur,
+        queries=queries,
     )
     return {name: scratch.counter_value(name) for name in scratch.counter_names}

@@ -44,6 +44,7 @@ from registry.mlperf.slo import Constraint
 from registry.percentiles import percent_to_fraction
 
 __all__ = [
+    "CONSTRAINT_STATES",
     "FINAL_STATES",
     "LIVE_STATES",
     "LOADGEN_SERVER_TEST",
@@ -61,6 +62,8 @@ __all__ = [
 #: constraint passes but LoadGen's min duration or min queries is not met
 #: (:mod:`registry.mlperf.validity`).
 STATES: tuple[str, ...] = ("pending", "on_track", "failing", "pass", "fail", "invalid")
+#: The states one constraint can be in (``invalid`` is a run's only).
+CONSTRAINT_STATES: tuple[str, ...] = STATES[:5]
 LIVE_STATES: frozenset[str] = frozenset({"pending", "on_track", "failing"})
 FINAL_STATES: frozenset[str] = frozenset({"pass", "fail", "invalid"})
 
