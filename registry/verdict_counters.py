@@ -467,8 +467,7 @@ def merged_verdict_counters(
         for v in validities[1:]:
             if v.requirements != requirements:
                 raise ValueError(
-                    f"judged on different validity requirements: {v.requirements} != "
-                    f"{requirements}"
+                    f"judged on different validity requirements: {v.requirements} != {requirements}"
                 )
         # the readings keep no ruleset: submittable is carried over from the runs
         if first.submittable and all(v.submittable for v in validities):

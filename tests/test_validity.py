@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
-import pytest
+import re
+from pathlib import Path
 
+import jsonschema
+import pytest
+from test_verdict_service import HAND_SLOS, write_snapshot
+
+from exporter.cli import main
+from exporter.report_view import judge_report_file
+from registry import SessionState
 from registry.metrics_registry import MetricsRegistry
 from registry.mlperf.constraints import ConstraintTracker, judge
 from registry.mlperf.requirements import requirements_entry, requirements_for
 from registry.mlperf.slo import build_constraints
 from registry.mlperf.validity import format_duration, judge_validity
+from registry.report import load_schema
 from registry.verdict_counters import VerdictCounters, read_validity, read_verdict
 
+VALIDATOR = jsonschema.Draft202012Validator(load_schema())
 MS = 1_000_000
 S = 1_000_000_000
 
@@ -183,3 +193,86 @@ def test_an_offline_tracker_needs_no_constraint() -> None:
     assert v is not None and v.state == "valid"
     assert v.reasons["performance_constraints"] is None
     assert read_verdict(snap).state == "pass"  # type: ignore[union-attr]
+
+
+# -- report --ruleset: the Report's validity block and the exit status -------------
+
+
+def _report(capsys: pytest.CaptureFixture[str], path: Path, *args: str) -> tuple[int, str, str]:
+    rc = main(["report", str(path), "--width", "140", *args])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_report_exit_status_follows_validity(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    snap = write_snapshot(tmp_path / "final_snapshot.json", state=SessionState.COMPLETE)
+    slos = [a for s in HAND_SLOS for a in ("--slo", s)]
+    # 13 samples within every limit; min queries overridden to 5: VALID, not submittable
+    rc, out, err = _report(capsys, snap, *slos, "--min-queries", "5")
+    assert (rc, err) == (0, "") and "VALID (not submittable: min_queries)" in out
+    # 500 queries required: INVALID for min queries only, exit 3
+    rc, out, _ = _report(capsys, snap, *slos, "--min-queries", "500")
+    assert rc == 3 and re.search(r"Verdict\s+INVALID\s+\(min queries\)", out)
+    assert re.search(r"Min queries\s+NO\s+14 queries\s+at least 500", out)
+    # the ruleset's own limits need 459 queries for early stopping: a latency failure, exit 1
+    rc, out, _ = _report(capsys, snap, "--ruleset", "llama2-70b")
+    assert rc == 1 and re.search(r"Early stopping\s+NO\s+14 queries, 445 more needed", out)
+    assert re.search(r"Min duration\s+NO\s+\S+\s+at least 10m00s", out)
+    # Offline: no latency constraint; mlperf.conf's min duration and 24,576 samples
+    rc, out, _ = _report(capsys, snap, "--ruleset", "llama2-70b", "--scenario", "offline")
+    assert rc == 3 and re.search(r"INVALID\s+\(min duration, min queries\)", out)
+    assert re.search(r"Min queries\s+NO\s+14 queries\s+at least 24,576", out)
+    assert re.search(r"Performance constraints\s+n/a", out)
+    rc, out, _ = _report(
+        capsys,
+        snap,
+        *("--ruleset", "llama2-70b", "--scenario", "offline"),
+        *("--min-duration", "0s", "--min-queries", "14"),
+    )
+    assert rc == 0 and "VALID (not submittable: min_duration, min_queries)" in out
+
+
+def test_the_report_validity_block_matches_its_schema(tmp_path: Path) -> None:
+    snap = write_snapshot(tmp_path / "final_snapshot.json", state=SessionState.COMPLETE)
+    doc = judge_report_file(
+        snap,
+        build_constraints(None, HAND_SLOS),
+        requirements=requirements_for("llama2-70b", "offline", min_queries=10),
+    )
+    VALIDATOR.validate(doc.report)
+    v = doc.report["verdict"]
+    assert v["result"] == "INVALID" and v["state"] == "invalid"
+    block = v["validity"]
+    assert [r["name"] for r in block["reasons"]] == [
+        "performance_constraints",
+        "min_duration",
+        "min_queries",
+        "early_stopping",
+    ]
+    assert [r["answer"] for r in block["reasons"]] == ["Yes", "NO", "Yes", "Yes"]
+    assert block["requirements"]["min_duration_ns"] == 600 * S
+    assert block["requirements"]["overridden"] == ["min_queries"]
+    assert block["submittable"] is False
+    assert "llama2-70b.Offline.min_query_count" not in str(block)  # overridden
+    assert "*.Offline.min_duration" in block["requirements"]["min_duration_source"]
+
+
+def test_bad_validity_flags_are_one_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    snap = write_snapshot(tmp_path / "final_snapshot.json", state=SessionState.COMPLETE)
+    for args, says in (
+        (["--min-duration", "ten"], "--min-duration must be a duration"),
+        (["--min-queries", "-1"], "--min-queries must be a whole number >= 0"),
+        (["--scenario", "offline"], "--scenario needs --ruleset"),
+        (["--ruleset", "llama2-70b-interactive", "--scenario", "offline"], "no Offline scenario"),
+    ):
+        try:
+            rc = main(["report", str(snap), *args])
+        except SystemExit as exc:  # argparse's own errors
+            rc = exc.code  # type: ignore[assignment]
+        out, err = capsys.readouterr()
+        assert rc == 2 and says in err and err.count("\n") <= 2, err
+        assert "Verdict" not in out

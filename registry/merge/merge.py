@@ -282,9 +282,7 @@ def _judged_as_one(
             tracked_duration_ns=tracked,
             final=True,  # a merge is of finished runs: pass or fail
             complete=complete,
-            validities=[
-                v for r in runs if (v := read_validity(r.snapshot.counters)) is not None
-            ],
+            validities=[w for r in runs if (w := read_validity(r.snapshot.counters)) is not None],
         )
     except ValueError as exc:
         raise MergeError(f"the runs cannot be judged as one: {exc}") from None

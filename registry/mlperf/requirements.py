@@ -45,6 +45,7 @@ __all__ = [
     "default_scenario",
     "requirements_entry",
     "requirements_for",
+    "requirements_from_entry",
 ]
 
 SCENARIOS: tuple[str, ...] = ("server", "offline")
@@ -203,3 +204,26 @@ def requirements_entry(req: Requirements) -> dict[str, object]:
         "overridden": list(req.overridden),
         "submittable": req.submittable,
     }
+
+
+def requirements_from_entry(entry: object) -> Requirements | None:
+    """:func:`requirements_entry` read back (``None`` when it is not one)."""
+    if not isinstance(entry, dict):
+        return None
+    try:
+        scenario = entry["scenario"]
+        if scenario not in SCENARIOS:
+            return None
+        overridden = tuple(str(o) for o in entry.get("overridden") or ())
+        return Requirements(
+            scenario=scenario,
+            min_duration_ns=int(entry["min_duration_ns"]),
+            min_queries=int(entry["min_queries"]),
+            duration_source=str(entry.get("min_duration_source", "")),
+            queries_source=str(entry.get("min_queries_source", "")),
+            ruleset=entry.get("ruleset") if isinstance(entry.get("ruleset"), str) else None,
+            source=str(entry.get("source", "loadgen")),
+            overridden=overridden,
+        )
+    except (KeyError, TypeError, ValueError):
+        return None

@@ -11,7 +11,8 @@ mlcommons/inference commit ``05a9cec3596d4018ed22b934d9b8c04b7369086c``):
 * *min queries*: queries issued at least ``min_query_count`` (Offline maps it
   to samples);
 * *early stopping* (Server): enough queries for each constraint's over-limit
-  count, ``n >= h(t) + t``. Offline has none: always satisfied.
+  count: queries issued ``>= h(t) + t`` (LoadGen compares the queries issued,
+  not the samples that have a value). Offline has none: always satisfied.
 
 :func:`judge_validity` takes the figures (duration, queries issued, the
 per-constraint :class:`~registry.mlperf.constraints.Judgement`) and the
@@ -34,6 +35,7 @@ from registry.mlperf.requirements import Requirements
 
 __all__ = [
     "REASONS",
+    "REASON_LABELS",
     "VALIDITY_STATES",
     "Reason",
     "Validity",
@@ -51,7 +53,7 @@ REASONS: tuple[str, ...] = (
 #: Every validity state, in the order of their numeric codes on the snapshot stream (0..4).
 VALIDITY_STATES: tuple[str, ...] = ("pending", "on_track", "failing", "valid", "invalid")
 
-_LABELS = {
+REASON_LABELS = {
     "performance_constraints": "Performance constraints",
     "min_duration": "Min duration",
     "min_queries": "Min queries",
@@ -84,7 +86,7 @@ class Reason:
 
     @property
     def label(self) -> str:
-        return _LABELS[self.name]
+        return REASON_LABELS[self.name]
 
     @property
     def answer(self) -> str:
@@ -202,9 +204,11 @@ def judge_validity(
             req.queries_source,
         )
     )
-    es_needed = max((j.queries_needed for j in judgements), default=0)
+    # LoadGen's test compares the queries issued (not the samples with a value) to h(t) + t
+    es_needed = max((j.min_queries - queries for j in judgements), default=0)
+    es_needed = max(es_needed, 0)
     if judgements:
-        enough = all(j.enough_queries for j in judgements)
+        enough = es_needed == 0 and queries > 0
         reasons.append(
             Reason(
                 "early_stopping",
