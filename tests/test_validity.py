@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
 from pathlib import Path
 
 import jsonschema
 import pytest
+from cli_process import bench_metrics
 from test_verdict_service import HAND_SLOS, write_snapshot
 
 from exporter.cli import main
@@ -276,3 +279,62 @@ def test_bad_validity_flags_are_one_line_and_exit_2(
         out, err = capsys.readouterr()
         assert rc == 2 and says in err and err.count("\n") <= 2, err
         assert "Verdict" not in out
+
+
+# -- the demo, as a new user runs it --------------------------------------------
+
+
+def _demo(tmp_path: Path, name: str, *extra: str) -> tuple[str, dict[str, object]]:
+    out_dir = tmp_path / name
+    proc = subprocess.run(
+        [
+            *bench_metrics(),
+            *("demo", "--no-tui", "--duration", "2", "--qps", "300", "--seed", "3"),
+            *("--ruleset", "llama2-70b", "--output-dir", str(out_dir), *extra),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout, json.loads((out_dir / "result_summary.json").read_text())
+
+
+def test_a_short_demo_is_invalid_live_and_in_the_report(tmp_path: Path) -> None:
+    out, report = _demo(tmp_path, "short")
+    # live: on track, with the time still needed; at the end: INVALID for min duration
+    assert re.search(r"verdict ON TRACK, 9m5\ds", out), out
+    assert "verdict INVALID (min duration)" in out
+    verdict = report["verdict"]
+    assert isinstance(verdict, dict)
+    VALIDATOR.validate(report)
+    assert (verdict["result"], verdict["state"], verdict["decision"]) == (
+        "INVALID",
+        "invalid",
+        "fail",
+    )
+    answers = {r["name"]: r["answer"] for r in verdict["validity"]["reasons"]}
+    assert answers == {
+        "performance_constraints": "Yes",
+        "min_duration": "NO",
+        "min_queries": "Yes",
+        "early_stopping": "Yes",
+    }
+    assert verdict["validity"]["submittable"] is True
+    summary = tmp_path / "short" / "final_snapshot.json"
+    rc = subprocess.run(
+        [*bench_metrics(), "report", str(summary), "--ruleset", "llama2-70b"],
+        capture_output=True,
+        timeout=60,
+    ).returncode
+    assert rc == 3
+
+
+def test_a_demo_with_overrides_is_valid_but_not_submittable(tmp_path: Path) -> None:
+    out, report = _demo(tmp_path, "overridden", "--min-duration", "1s", "--min-queries", "300")
+    assert "verdict VALID (not submittable: min_d" in out
+    verdict = report["verdict"]
+    assert isinstance(verdict, dict)
+    assert (verdict["result"], verdict["decision"]) == ("VALID", "pass")
+    assert verdict["validity"]["submittable"] is False
+    assert verdict["validity"]["requirements"]["overridden"] == ["min_duration", "min_queries"]
