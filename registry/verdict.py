@@ -191,7 +191,8 @@ def verdict_block(
         v, figure = _validity(
             counters, requirements, recorded, judgements, terminal, complete, tracked_duration_s
         )
-        state = run_state_of(v)
+        if terminal or not judgements:
+            state = run_state_of(v)
         validity = validity_entry(v, figure, submittable=_submittable(v, recorded, requirements))
     decision = "pass" if terminal and complete and state == "pass" else "fail"
     reasons = [e["reason"] for e in entries]

@@ -36,9 +36,10 @@ after those (SPEC §10, "Validity"):
 * ``validity_reason_<reason>`` (settable) for each of LoadGen's four reasons: 1
   satisfied, 0 not, 2 not applicable.
 
-When validity is judged, the run's ``verdict_state`` follows it: final
+When validity is judged, the run's final ``verdict_state`` follows it:
 ``pass`` only for a VALID result, ``invalid`` when the latency constraints
-pass but min duration or min queries does not.
+pass but min duration or min queries does not (live it stays the
+constraints' state; ``validity_state`` is LoadGen's live view).
 
 ``<key>`` is as in
 :attr:`registry.mlperf.slo.Constraint.key` (``ttft_p99``), which also says the
@@ -248,7 +249,11 @@ class VerdictCounters:
         set_counter(GOODPUT_TOKENS, tokens / seconds if seconds > 0 else 0.0)
         run_state = combine_states([STATES[c] for c in codes], final=final, complete=complete)
         if self.requirements is not None:
-            run_state = self._write_validity(vdur, issued, final=final, complete=complete)
+            validity_state = self._write_validity(vdur, issued, final=final, complete=complete)
+            # live, the constraints' state stays (pending until early stopping has its
+            # queries); the end, and a run without constraints, follow validity
+            if final or not codes:
+                run_state = validity_state
         set_counter(VERDICT_STATE, STATES.index(run_state))
 
     def _write_validity(
