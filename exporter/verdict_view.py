@@ -47,7 +47,7 @@ STATE_STYLES: dict[str, str] = {
     "fail": "bold white on red",
     "invalid": "bold white on red",
 }
-_ANSWER_STYLES = {"Yes": "green", "NO": "bold red", "n/a": "dim"}
+_ANSWER_STYLES = {"Yes": "green", "NO": "bold red", "n/a": "dim", "not yet": "yellow"}
 
 
 def verdict_state_text(state: str) -> Text:
@@ -142,8 +142,18 @@ def _validity_of_reading(
         headline = (
             headline if (v.state == "valid") == (again.result == "VALID") else v.state.upper()
         )
-    rows = [(r.label, r.answer, r.figure, r.requirement) for r in again.reasons]
+    rows = [
+        (r.label, _live_answer(r.name, r.answer, terminal), r.figure, r.requirement)
+        for r in again.reasons
+    ]
     return headline, rows
+
+
+def _live_answer(name: str, answer: str, terminal: bool) -> str:
+    """Live, a count or a duration not reached yet is "not yet", not LoadGen's final NO."""
+    if not terminal and answer == "NO" and name != "performance_constraints":
+        return "not yet"
+    return answer
 
 
 def _num(v: Any) -> float | None:
