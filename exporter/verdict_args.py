@@ -1,8 +1,10 @@
-"""``--ruleset NAME`` and ``--slo SERIES:pP<=VALUE``: the same options on every command (SPEC §10).
+"""``--ruleset``, ``--slo`` and LoadGen's validity options: the same on every command (SPEC §10).
 
-:func:`add_verdict_arguments` adds them to a parser; :func:`constraints_from_args`
-checks them (a :class:`~exporter.errors.UsageError` with one line: exit 2
-before anything runs) and returns the constraints. What a constraint means is
+:func:`add_verdict_arguments` adds them to a parser (also ``--scenario``,
+``--min-duration``, ``--min-queries``, ``--requirements``);
+:func:`constraints_from_args` and :func:`requirements_from_args` check them (a
+:class:`~exporter.errors.UsageError` with one line: exit 2 before anything
+runs) and return the constraints and the validity requirements. What a constraint means is
 :mod:`registry.mlperf.slo`'s business; this module only reads the command line.
 """
 
@@ -37,7 +39,10 @@ def add_verdict_arguments(parser: argparse.ArgumentParser, *, judging: bool = Fa
     what = "judge the run's file against" if judging else "judge the run live against"
     g = parser.add_argument_group(
         "MLPerf verdict",
-        f"{what} latency constraints: a ruleset (MLPerf LLM Server limits at p99) and/or SLOs",
+        f"{what} latency constraints (a ruleset: MLPerf LLM Server limits at p99; and/or "
+        "SLOs) and, with a ruleset or --min-duration/--min-queries, LoadGen's validity: "
+        "VALID only when performance constraints, min duration, min queries and early "
+        "stopping are all satisfied (docs/validity.md)",
     )
     g.add_argument(
         "--ruleset",
