@@ -338,3 +338,20 @@ def test_a_demo_with_overrides_is_valid_but_not_submittable(tmp_path: Path) -> N
     assert (verdict["result"], verdict["decision"]) == ("VALID", "pass")
     assert verdict["validity"]["submittable"] is False
     assert verdict["validity"]["requirements"]["overridden"] == ["min_duration", "min_queries"]
+
+
+def test_requirements_endpoints_selects_upstreams_sample_count(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    snap = write_snapshot(tmp_path / "final_snapshot.json", state=SessionState.COMPLETE)
+    rc, out, _ = _report(capsys, snap, "--ruleset", "llama2-70b", "--requirements", "endpoints")
+    assert rc == 1 and re.search(r"Min queries\s+NO\s+14 queries\s+at least 270,336", out)
+    doc = judge_report_file(
+        snap,
+        build_constraints("llama2-70b"),
+        ruleset="llama2-70b",
+        requirements=requirements_for("llama2-70b", source="endpoints"),
+    )
+    req = doc.report["verdict"]["validity"]["requirements"]
+    assert req["source"] == "endpoints" and "min_sample_count_valid" in req["min_queries_source"]
+    assert req["submittable"] is True
