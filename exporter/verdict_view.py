@@ -220,6 +220,13 @@ def _attainment(v: float | None) -> str:
     return "-" if v is None else f"{100.0 * v:.2f}%"
 
 
+def _row_state(state: str, view: VerdictView) -> Text:
+    """A constraint's state; on a run that is not VALID a passed one reads "met", never PASS."""
+    if state == "pass" and view.validity_headline is not None and view.state != "pass":
+        return Text(" met ", style="green")
+    return verdict_state_text(state)
+
+
 def verdict_panel(view: VerdictView, *, title: str = "Verdict") -> RenderableType:
     """The run's state, the constraint table, goodput and the reasons."""
     head = Text.assemble((f"{title} ", "bold"), verdict_state_text(view.state))
@@ -250,7 +257,7 @@ def verdict_panel(view: VerdictView, *, title: str = "Verdict") -> RenderableTyp
             + (f"..{format_count(r.over_limit_max)}" if r.over_limit_max is not None else ""),
             _attainment(r.attainment),
             format_count(r.queries_needed) if r.queries_needed else "0",
-            verdict_state_text(r.state),
+            _row_state(r.state, view),
         )
     parts: list[RenderableType] = [head]
     if view.validity_rows:

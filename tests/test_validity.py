@@ -218,6 +218,8 @@ def test_report_exit_status_follows_validity(
     # 500 queries required: INVALID for min queries only, exit 3
     rc, out, _ = _report(capsys, snap, *slos, "--min-queries", "500")
     assert rc == 3 and re.search(r"Verdict\s+INVALID\s+\(min queries\)", out)
+    # a passing latency check on an INVALID run is never shown as PASS
+    assert "PASS" not in out and re.search(r"ttft p50 <= 100 ms\s+13\s+1\s+\S+\s+0\s+met", out)
     assert re.search(r"Min queries\s+NO\s+14 queries\s+at least 500", out)
     # the ruleset's own limits need 459 queries for early stopping: a latency failure, exit 1
     rc, out, _ = _report(capsys, snap, "--ruleset", "llama2-70b")
