@@ -123,6 +123,24 @@ def seconds(*, zero: bool = False, high: float = MAX_SECONDS) -> _Type:
     return number(low=0.0, low_open=not zero, high=high, unit="seconds")
 
 
+_DURATION_UNITS_NS = {"ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
+
+
+def duration_ns(text: str) -> int:
+    """A duration with a unit (``10s``, ``600000ms``, ``10m``, ``1h``; bare: seconds) in ns."""
+    t = text.strip().lower()
+    unit = next((u for u in ("ms", "s", "m", "h") if t.endswith(u)), "")
+    number_text = t[: len(t) - len(unit)] if unit else t
+    try:
+        v = float(number_text)
+    except ValueError:
+        _bad(f"must be a duration such as 10s, 600000ms or 10m, got {text!r}")
+    ns = v * _DURATION_UNITS_NS[unit or "s"]
+    if not math.isfinite(ns) or ns < 0 or ns > MAX_SECONDS * 1e9:
+        _bad(f"must be a duration from 0 to {MAX_SECONDS:g} s, got {text!r}")
+    return round(ns)
+
+
 def fraction(*, high_open: bool = False, low_open: bool = False) -> _Type:
     """A fraction in [0, 1] (ends excluded as asked)."""
     return number(low=0.0, high=1.0, low_open=low_open, high_open=high_open)

@@ -44,10 +44,16 @@ from exporter.naming import (
     quantile_label,
     verdict_names,
 )
-from registry.mlperf.constraints import STATES
+from registry.mlperf.constraints import CONSTRAINT_STATES, STATES
+from registry.mlperf.validity import VALIDITY_STATES
 from registry.percentiles import percent_to_fraction
 from registry.snapshot import CounterStat, MetricsSnapshot, SeriesStat, SessionState, run_tag
-from registry.verdict_counters import VerdictReading, read_verdict
+from registry.verdict_counters import (
+    ValidityReading,
+    VerdictReading,
+    read_validity,
+    read_verdict,
+)
 
 __all__ = ["DEFAULT_STALE_AFTER", "SnapshotCollector", "default_run_id", "exporter_version"]
 
@@ -83,7 +89,16 @@ class _Identity:
 class _View:
     """One snapshot, when it arrived (local monotonic clock), and what is derived from it."""
 
-    __slots__ = ("_buckets", "_lock", "arrived", "identity", "plan", "snapshot", "verdict")
+    __slots__ = (
+        "_buckets",
+        "_lock",
+        "arrived",
+        "identity",
+        "plan",
+        "snapshot",
+        "validity",
+        "verdict",
+    )
 
     def __init__(
         self, snapshot: MetricsSnapshot, arrived: float, plan: FamilyPlan, identity: _Identity
@@ -96,6 +111,8 @@ class _View:
         self._buckets: dict[str, BucketCounts | None] = {}
         #: the verdict counters the snapshot carries (``None`` without constraints)
         self.verdict: VerdictReading | None = read_verdict(snapshot.counters)
+        #: LoadGen's validity the snapshot carries (``None`` without requirements)
+        self.validity: ValidityReading | None = read_validity(snapshot.counters)
 
     def limits(self, series: str) -> tuple[int, ...]:
         """The constraint limits on ``series`` (native unit): each becomes a bucket bound."""
@@ -371,6 +388,8 @@ class SnapshotCollector:
         yield from self._counter_families(view)
         if view.verdict is not None:
             yield from self._verdict_families(ident, view.verdict)
+        if view.validity is not None:
+            yield from self._validity_families(ident, view.validity)
         for splan in view.plan.series:
             try:
                 stat = snap.get(splan.registry_name)
@@ -526,10 +545,83 @@ class SnapshotCollector:
                 fam = families[name]
                 assert isinstance(fam, CounterMetricFamily | GaugeMetricFamily)
                 fam.add_metric(values, float(value))
-            states.add_metric(values, {s: s == c.state for s in STATES})
+            states.add_metric(values, {s: s == c.state for s in CONSTRAINT_STATES})
         if verdict.constraints:
             yield from families.values()
             yield states
+
+    def _validity_families(self, ident: _Identity, v: ValidityReading) -> Iterator[Metric]:
+        """LoadGen's validity (SPEC §10): state, the four reasons, figures and what is needed."""
+        names = self._verdict_names
+        state = StateSetMetricFamily(
+            names.validity_state,
+            "LoadGen's validity: pending, on_track or failing while live; valid or invalid "
+            "at the end (VALID needs performance constraints, min duration, min queries and "
+            "early stopping).",
+            labels=ident.names,
+        )
+        state.add_metric(ident.values, {s: s == v.state for s in VALIDITY_STATES})
+        yield state
+        reasons = GaugeMetricFamily(
+            names.validity_reason,
+            "Each of LoadGen's reasons: 1 satisfied, 0 not (absent where it does not apply: "
+            "Offline has no performance constraint).",
+            labels=(*ident.names, "reason"),
+        )
+        for name, ok in v.reasons.items():
+            if ok is not None:
+                reasons.add_metric((*ident.values, name), 1.0 if ok else 0.0)
+        yield reasons
+        sec = NS_PER_SECOND
+        for name, help_text, value, unit in (
+            (
+                names.validity_submittable,
+                "1 when the requirements are a ruleset's unmodified (no --min-duration / "
+                "--min-queries override): a VALID result could be submitted.",
+                float(v.submittable),
+                "",
+            ),
+            (
+                names.validity_duration,
+                "The run's duration as LoadGen measures it (Server: to the last issue; "
+                "Offline: to the latest completion).",
+                v.duration_ns / sec,
+                "seconds",
+            ),
+            (
+                names.validity_min_duration,
+                "The minimum duration required.",
+                v.requirements.min_duration_ns / sec,
+                "seconds",
+            ),
+            (
+                names.validity_duration_needed,
+                "Duration still needed before min duration is met.",
+                v.duration_needed_ns / sec,
+                "seconds",
+            ),
+            (names.validity_queries, "Queries issued (Offline: samples).", v.queries, ""),
+            (
+                names.validity_min_queries,
+                "The minimum query count required.",
+                v.requirements.min_queries,
+                "",
+            ),
+            (
+                names.validity_queries_needed,
+                "Queries still needed: the larger of min queries and early stopping's need.",
+                v.queries_needed,
+                "",
+            ),
+            (
+                names.validity_eta,
+                "Seconds until both min duration and the queries needed are reached at the "
+                "current rate (NaN: unknown, or nothing needed).",
+                v.eta_s if v.eta_s is not None else math.nan,
+                "seconds",
+            ),
+        ):
+            yield self._gauge(ident, name, help_text, float(value), unit=unit)
 
     def _health_families(self, view: _View | None) -> Iterator[Metric]:
         ident = self._ident(view)

@@ -418,8 +418,15 @@ def progress_line(snap: MetricsSnapshot | None, *, rates: Rates | None = None) -
     required = len(parts)
     verdict = read_verdict(c)
     if verdict is not None:
-        needed = max((r.queries_needed for r in verdict.constraints), default=0)
-        parts.append(f"verdict {verdict.state}" + (f" (needs {needed:,} more)" if needed else ""))
+        view = from_snapshot_counters(c, terminal=snap.is_terminal)
+        if view is not None and view.validity_headline:
+            # LoadGen's validity: INVALID (min duration) / ON TRACK, 9m40s and ... still needed
+            parts.append(f"verdict {view.validity_headline}")
+        else:
+            needed = max((r.queries_needed for r in verdict.constraints), default=0)
+            parts.append(
+                f"verdict {verdict.state}" + (f" (needs {needed:,} more)" if needed else "")
+            )
         required += 1
     series = snap.series
     for name, label in (("ttft_ns", "ttft"), ("tpot_ns", "tpot"), ("sample_latency_ns", "lat")):

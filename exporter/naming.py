@@ -194,7 +194,8 @@ def check_labels(labels: Mapping[str, str], *, namespace: str) -> dict[str, str]
     """Validate run labels: names legal and not reserved, values strings (``ValueError``)."""
     out: dict[str, str] = {}
     state_labels = {
-        _join(namespace, n) for n in ("session_state", "verdict_state", "constraint_state")
+        _join(namespace, n)
+        for n in ("session_state", "verdict_state", "constraint_state", "validity_state")
     }
     for key, value in labels.items():
         if not isinstance(key, str) or not _LABEL_RE.match(key) or key.startswith("__"):
@@ -302,6 +303,17 @@ class VerdictNames:
     constraint_limit: str  # gauge, seconds
     constraint_target: str  # gauge: the percentile as a ratio (0.99)
     constraint_state: str  # stateset per constraint
+    # LoadGen's validity (SPEC §10), when the run has requirements
+    validity_state: str  # stateset: pending, on_track, failing, valid, invalid
+    validity_reason: str  # gauge per ``reason``: 1 satisfied, 0 not (absent: n/a)
+    validity_submittable: str  # gauge: 1 when a VALID result could be submitted
+    validity_duration: str  # gauge, seconds: the scenario's duration figure
+    validity_min_duration: str  # gauge, seconds: its requirement
+    validity_duration_needed: str  # gauge, seconds
+    validity_queries: str  # gauge: queries issued (Offline: samples)
+    validity_min_queries: str  # gauge: its requirement
+    validity_queries_needed: str  # gauge: the larger of min queries and early stopping
+    validity_eta: str  # gauge, seconds: NaN when unknown or nothing is needed
 
     def families(self) -> dict[str, str]:
         """name → type, as :func:`fixed_families` lists them."""
@@ -317,6 +329,16 @@ class VerdictNames:
             self.constraint_limit: "gauge",
             self.constraint_target: "gauge",
             self.constraint_state: "stateset",
+            self.validity_state: "stateset",
+            self.validity_reason: "gauge",
+            self.validity_submittable: "gauge",
+            self.validity_duration: "gauge",
+            self.validity_min_duration: "gauge",
+            self.validity_duration_needed: "gauge",
+            self.validity_queries: "gauge",
+            self.validity_min_queries: "gauge",
+            self.validity_queries_needed: "gauge",
+            self.validity_eta: "gauge",
         }
 
 
@@ -334,6 +356,16 @@ def verdict_names(namespace: str) -> VerdictNames:
         constraint_limit=_join(namespace, "constraint_limit_seconds"),
         constraint_target=_join(namespace, "constraint_target_ratio"),
         constraint_state=_join(namespace, "constraint_state"),
+        validity_state=_join(namespace, "validity_state"),
+        validity_reason=_join(namespace, "validity_reason"),
+        validity_submittable=_join(namespace, "validity_submittable"),
+        validity_duration=_join(namespace, "validity_duration_seconds"),
+        validity_min_duration=_join(namespace, "validity_min_duration_seconds"),
+        validity_duration_needed=_join(namespace, "validity_duration_needed_seconds"),
+        validity_queries=_join(namespace, "validity_queries"),
+        validity_min_queries=_join(namespace, "validity_min_queries"),
+        validity_queries_needed=_join(namespace, "validity_queries_needed"),
+        validity_eta=_join(namespace, "validity_eta_seconds"),
     )
 
 

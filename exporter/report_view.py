@@ -34,6 +34,7 @@ from exporter.view_format import (
     series_table,
     state_text,
 )
+from registry.mlperf.requirements import Requirements
 from registry.mlperf.slo import Constraint
 from registry.snapshot import percentile_key
 from registry.snapshot_codec import SnapshotDecodeError
@@ -105,19 +106,28 @@ def load_report_file(path: str | Path) -> ReportDocument:
 
 
 def judge_report_file(
-    path: str | Path, constraints: Sequence[Constraint], *, ruleset: str | None = None
+    path: str | Path,
+    constraints: Sequence[Constraint],
+    *,
+    ruleset: str | None = None,
+    requirements: Requirements | None = None,
 ) -> ReportDocument:
     """:func:`load_report_file` with the Report's verdict judged on exactly ``constraints``.
 
     A final snapshot is judged from its exact counts when the run kept them for
     these constraints, else from its HDR histograms; a result summary only from
     its counts. :class:`ReportFileError` when a constraint cannot be judged.
+    ``requirements``: judge validity (VALID/INVALID) on them too.
     """
-    return _load(Path(path), tuple(constraints), ruleset)
+    return _load(Path(path), tuple(constraints), ruleset, requirements)
 
 
 def _judge_summary(
-    p: Path, report: dict[str, Any], constraints: Sequence[Constraint], ruleset: str | None
+    p: Path,
+    report: dict[str, Any],
+    constraints: Sequence[Constraint],
+    ruleset: str | None,
+    requirements: Requirements | None = None,
 ) -> dict[str, Any]:
     counters = report.get("counters")
     if not isinstance(counters, dict):
@@ -132,6 +142,7 @@ def _judge_summary(
             constraints=constraints,
             ruleset=ruleset,
             tracked_duration_s=_num(report.get("duration_s")),
+            requirements=requirements,
         )
     except VerdictUndecided as exc:
         raise ReportFileError(
@@ -141,7 +152,12 @@ def _judge_summary(
     return {**report, "verdict": verdict}
 
 
-def _load(p: Path, constraints: Sequence[Constraint] | None, ruleset: str | None) -> ReportDocument:
+def _load(
+    p: Path,
+    constraints: Sequence[Constraint] | None,
+    ruleset: str | None,
+    requirements: Requirements | None = None,
+) -> ReportDocument:
     try:
         raw = p.read_bytes()
     except OSError as exc:
@@ -162,7 +178,13 @@ def _load(p: Path, constraints: Sequence[Constraint] | None, ruleset: str | None
         from registry.report import build_report
 
         try:
-            report = build_report(data, source="file", constraints=constraints, ruleset=ruleset)
+            report = build_report(
+                data,
+                source="file",
+                constraints=constraints,
+                ruleset=ruleset,
+                requirements=requirements,
+            )
         except VerdictUndecided as exc:
             raise ReportFileError(f"{p}: cannot judge: {exc}") from None
         except SnapshotDecodeError as exc:
@@ -173,8 +195,8 @@ def _load(p: Path, constraints: Sequence[Constraint] | None, ruleset: str | None
             _check_summary(report)
         except ReportFileError as exc:
             raise ReportFileError(f"{p}: {exc}") from None
-        if constraints:
-            report = _judge_summary(p, report, constraints, ruleset)
+        if constraints is not None and (constraints or requirements is not None):
+            report = _judge_summary(p, report, constraints, ruleset, requirements)
     return ReportDocument(path=p, kind=kind, report=report)
 
 

@@ -64,6 +64,15 @@ VERDICT_COLORS = {
     "failing": "red",
     "pass": "blue",
     "fail": "dark-red",
+    "invalid": "dark-red",
+}
+#: Colours of LoadGen's validity states (bench_validity_state).
+VALIDITY_COLORS = {
+    "pending": "yellow",
+    "on_track": "green",
+    "failing": "red",
+    "valid": "blue",
+    "invalid": "dark-red",
 }
 
 Json = dict[str, Any]
@@ -393,8 +402,9 @@ def verdict(d: Dashboard) -> None:
         "Will this run pass its latency constraints (--ruleset / --slo)? pending: within the "
         "limits so far but not enough samples yet for MLPerf early stopping; on_track: would "
         "pass if it ended now; failing: a constraint's percentile is over its limit now; pass / "
-        "fail: the final decision, as MLPerf LoadGen's Server scenario decides it. One entry "
-        "per state held by a selected instance. No data: the run has no constraints.",
+        "fail: the final decision, as MLPerf LoadGen's Server scenario decides it; invalid: "
+        "every latency constraint passes but LoadGen's min duration or min queries does not. "
+        "One entry per state held by a selected instance. No data: the run has no constraints.",
         f"count by (bench_verdict_state) ({sel('bench_verdict_state')} == 1)",
         "none",
         legend="{{bench_verdict_state}}",
@@ -480,6 +490,61 @@ def verdict(d: Dashboard) -> None:
         ],
         "reqps",
     )
+    d.layout.newline()
+    validity = d.stat(
+        "LoadGen validity",
+        "VALID or INVALID as MLPerf LoadGen decides it (mlperf_log_summary.txt): performance "
+        "constraints, min duration, min queries and early stopping must all be satisfied. "
+        "Live: pending, on_track or failing. No data: the run has no ruleset and no "
+        "--min-duration / --min-queries.",
+        f"count by (bench_validity_state) ({sel('bench_validity_state')} == 1)",
+        "none",
+        w=4,
+        legend="{{bench_validity_state}}",
+        sparkline=False,
+    )
+    validity["options"]["textMode"] = "name"
+    validity["options"]["colorMode"] = "background"
+    validity["targets"][0].update({"instant": True, "range": False})
+    state_colors(validity, VALIDITY_COLORS)
+    reasons = d.stat(
+        "LoadGen reasons",
+        "Each of LoadGen's four reasons: 1 satisfied, 0 not (the worst among the selected "
+        "instances). Offline has no performance constraint.",
+        f"min by (reason) ({sel('bench_validity_reason')})",
+        "none",
+        w=8,
+        legend="{{reason}}",
+        sparkline=False,
+        steps=thresholds((None, "red"), (1, "green")),
+    )
+    reasons["targets"][0].update({"instant": True, "range": False})
+    d.stat(
+        "Duration still needed",
+        "Time the run still needs before LoadGen's min duration is met (Server: to the last "
+        "issue; Offline: to the latest completion). Largest among the selected instances.",
+        f"max({sel('bench_validity_duration_needed_seconds')})",
+        "s",
+        w=4,
+    )
+    d.stat(
+        "Validity queries still needed",
+        "Queries still needed: the larger of LoadGen's min query count and what early stopping "
+        "needs. Largest among the selected instances.",
+        f"max({sel('bench_validity_queries_needed')})",
+        "short",
+        w=4,
+        decimals=0,
+    )
+    d.stat(
+        "ETA to valid",
+        "When both the duration and the queries still needed will be reached at the current "
+        "rate (no value once nothing is needed).",
+        f"max({sel('bench_validity_eta_seconds')})",
+        "s",
+        w=4,
+    )
+    d.layout.newline()
     d.timeseries(
         "Queries still needed over time",
         "Samples each constraint still needs for MLPerf early stopping, over time: it falls as "

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from registry.atomic_file import write_json_atomic
+from registry.mlperf.requirements import Requirements, requirements_from_entry
 from registry.mlperf.slo import Constraint
 from registry.schemas import RESULT_SUMMARY_SCHEMA_PATH
 from registry.snapshot import MetricsSnapshot, SeriesStat, SessionState, percentile_key
@@ -306,6 +307,7 @@ def build_report(
     generated_at: _dt.datetime | None = None,
     constraints: Sequence[Constraint] | None = None,
     ruleset: str | None = None,
+    requirements: Requirements | None = None,
 ) -> dict[str, Any]:
     """The Report of ``snapshot`` (a :class:`MetricsSnapshot` or its dict form).
 
@@ -340,6 +342,8 @@ def build_report(
         block = run.get("verdict")
         if isinstance(block, Mapping) and isinstance(block.get("ruleset"), str):
             ruleset = block["ruleset"]
+        if isinstance(block, Mapping) and requirements is None:
+            requirements = requirements_from_entry(block.get("requirements"))
     verdict = verdict_block(
         counters,
         terminal=snap.is_terminal,
@@ -349,6 +353,7 @@ def build_report(
         constraints=constraints,
         ruleset=ruleset,
         tracked_duration_s=duration_s,
+        requirements=requirements,
     )
     report = {
         "schema_version": REPORT_SCHEMA_VERSION,

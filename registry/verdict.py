@@ -15,8 +15,17 @@ per constraint. Two sources, best first:
   upstream's rules record for failed samples too.)
 
 A run that is not complete never passes. The decision is LoadGen's Server one
-(:func:`registry.mlperf.constraints.judge`). This module only reads; it never
-writes a file.
+(:func:`registry.mlperf.constraints.judge`).
+
+With validity requirements (a ruleset, or ``--min-duration``/``--min-queries``)
+the block also carries ``result`` (VALID/INVALID) and ``validity``: LoadGen's
+four reasons, each with its figure and requirement
+(:mod:`registry.mlperf.validity`); the decision is then ``pass`` only for a
+VALID result. The figures come from the aggregator's validity counters when
+the run was judged in the same scenario; otherwise queries issued are
+``tracked_samples_issued`` and the duration is the tracked duration (to the
+latest completion: for Server, later than LoadGen's last issue, which the
+block says). This module only reads; it never writes a file.
 """
 
 from __future__ import annotations
@@ -27,11 +36,18 @@ from typing import Any
 
 from registry.hdr import count_over
 from registry.mlperf.constraints import Judgement, combine_states, judge
+from registry.mlperf.requirements import Requirements, requirements_entry
 from registry.mlperf.slo import Constraint, format_limit
+from registry.mlperf.validity import Validity, judge_validity
 from registry.snapshot import SeriesStat
-from registry.verdict_counters import ConstraintReading, read_verdict
+from registry.verdict_counters import (
+    ConstraintReading,
+    read_validity,
+    read_verdict,
+    run_state_of,
+)
 
-__all__ = ["VerdictUndecided", "verdict_block"]
+__all__ = ["VerdictUndecided", "validity_entry", "verdict_block"]
 
 
 class VerdictUndecided(ValueError):
@@ -130,6 +146,7 @@ def verdict_block(
     constraints: Sequence[Constraint] | None = None,
     ruleset: str | None = None,
     tracked_duration_s: float | None = None,
+    requirements: Requirements | None = None,
 ) -> dict[str, Any] | None:
     """The verdict of a snapshot, or ``None`` when there is nothing to judge.
 
@@ -137,8 +154,13 @@ def verdict_block(
     counters); given: exactly those (``report --ruleset``). ``terminal``: the
     snapshot is final (states pass/fail) rather than live. Raises
     :class:`VerdictUndecided` when a requested constraint cannot be judged.
+    ``requirements``: judge validity on these; ``None``: on the snapshot's own
+    (its validity counters) when ``constraints`` is ``None`` too.
     """
     reading = read_verdict(counters)
+    recorded = read_validity(counters)
+    if requirements is None and constraints is None and recorded is not None:
+        requirements = recorded.requirements
     known: dict[str, ConstraintReading] = {}
     if reading is not None:
         known = {r.key: r for r in reading.constraints}
@@ -146,8 +168,9 @@ def verdict_block(
         if reading is None:
             return None
         constraints = [r.constraint for r in reading.constraints]
-    if not constraints:
+    if not constraints and requirements is None:
         return None
+    judgements: list[Judgement] = []
     entries: list[dict[str, Any]] = []
     states: list[str] = []
     exact = True
@@ -161,7 +184,16 @@ def verdict_block(
             entries.append(entry)
             exact = False
         states.append(j.state)
+        judgements.append(j)
     state = combine_states(states, final=terminal, complete=complete)
+    validity: dict[str, Any] | None = None
+    if requirements is not None:
+        v, figure = _validity(
+            counters, requirements, recorded, judgements, terminal, complete, tracked_duration_s
+        )
+        if terminal or not judgements:
+            state = run_state_of(v)
+        validity = validity_entry(v, figure, submittable=_submittable(v, recorded, requirements))
     decision = "pass" if terminal and complete and state == "pass" else "fail"
     reasons = [e["reason"] for e in entries]
     if not complete:
@@ -173,9 +205,10 @@ def verdict_block(
     good = reading.good_samples if own and reading is not None else None
     good_tokens = reading.good_output_tokens if own and reading is not None else None
     seconds = tracked_duration_s if tracked_duration_s and tracked_duration_s > 0 else None
-    return {
+    block: dict[str, Any] = {
         "decision": decision,
         "state": state,
+        "result": validity["result"] if validity is not None else None,
         "ruleset": ruleset,
         "exact": exact,
         "complete": complete,
@@ -185,4 +218,89 @@ def verdict_block(
         "goodput": good / seconds if good is not None and seconds else None,
         "token_goodput": good_tokens / seconds if good_tokens is not None and seconds else None,
         "reasons": reasons,
+    }
+    if validity is not None:
+        block["validity"] = validity
+        reasons[:0] = [f"{validity['headline']}"] + [
+            r["text"] for r in validity["reasons"] if r["satisfied"] is False
+        ]
+    return block
+
+
+def _submittable(v: Validity, recorded: Any, requirements: Requirements) -> bool:
+    # read back from counters the ruleset is not known: the aggregator recorded it
+    if recorded is not None and requirements is recorded.requirements:
+        return bool(recorded.submittable)
+    return v.submittable
+
+
+def _validity(
+    counters: Mapping[str, int | float],
+    req: Requirements,
+    recorded: Any,
+    judgements: Sequence[Judgement],
+    terminal: bool,
+    complete: bool,
+    tracked_duration_s: float | None,
+) -> tuple[Validity, str]:
+    """Validity judged on the snapshot's figures, and which duration figure was used."""
+    queries = int(counters.get("tracked_samples_issued", 0) or 0)
+    if recorded is not None and recorded.requirements.scenario == req.scenario:
+        duration_ns = recorded.duration_ns
+        figure = (
+            "to the last tracked issue"
+            if req.scenario == "server"
+            else "to the latest tracked completion"
+        )
+    else:
+        duration_ns = int(counters.get("tracked_duration_ns", 0) or 0)
+        figure = (
+            "to the latest tracked completion (the run recorded no last-issue time: "
+            "LoadGen counts to the last issue)"
+            if req.scenario == "server"
+            else "to the latest tracked completion"
+        )
+    seconds = duration_ns / 1e9
+    v = judge_validity(
+        req,
+        duration_ns=duration_ns,
+        queries=queries,
+        judgements=judgements,
+        final=terminal,
+        complete=complete,
+        rate_qps=queries / seconds if seconds > 0 else None,
+    )
+    return v, figure
+
+
+def validity_entry(v: Validity, duration_figure: str, *, submittable: bool) -> dict[str, Any]:
+    """The Report's ``verdict.validity`` block."""
+    headline = v.headline()
+    if v.result == "VALID" and submittable != v.submittable:
+        headline = "VALID" if submittable else headline
+    return {
+        "result": v.result,
+        "state": v.state,
+        "headline": headline,
+        "submittable": submittable,
+        "scenario": v.requirements.scenario,
+        "requirements": requirements_entry(v.requirements) | {"submittable": submittable},
+        "duration_s": v.duration_ns / 1e9,
+        "duration_figure": duration_figure,
+        "queries": v.queries,
+        "duration_needed_s": v.duration_needed_ns / 1e9,
+        "queries_needed": v.queries_needed,
+        "eta_s": v.eta_s,
+        "reasons": [
+            {
+                "name": r.name,
+                "satisfied": r.satisfied,
+                "answer": r.answer,
+                "figure": r.figure,
+                "requirement": r.requirement,
+                "source": r.source,
+                "text": r.text(),
+            }
+            for r in v.reasons
+        ],
     }

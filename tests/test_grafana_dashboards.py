@@ -81,6 +81,17 @@ CATALOGUE_SAMPLES |= {
     "bench_constraint_limit_seconds",
     "bench_constraint_target_ratio",
     "bench_constraint_state",
+    # LoadGen's validity (issue 23)
+    "bench_validity_state",
+    "bench_validity_reason",
+    "bench_validity_submittable",
+    "bench_validity_duration_seconds",
+    "bench_validity_min_duration_seconds",
+    "bench_validity_duration_needed_seconds",
+    "bench_validity_queries",
+    "bench_validity_min_queries",
+    "bench_validity_queries_needed",
+    "bench_validity_eta_seconds",
 }
 #: The inference servers' histograms the Server row reads (vLLM's and SGLang's names).
 SERVER_HISTOGRAMS = {

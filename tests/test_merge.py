@@ -258,6 +258,8 @@ def test_runs_judged_on_a_ruleset_are_judged_as_one(workdir: Path) -> None:
     rw = _load(whole / "result_summary.json")["verdict"]
     assert rm == rw
     assert rm["ruleset"] == "llama2-70b" and len(rm["constraints"]) == 3
+    # LoadGen validity judged on the union: a short run is INVALID for min duration
+    assert rm["result"] == "INVALID" and rm["validity"]["queries"] == rw["validity"]["queries"]
 
 
 def test_runs_judged_on_different_constraints_are_refused(workdir: Path) -> None:

@@ -21,6 +21,7 @@ from exporter.collector import SnapshotCollector
 from registry import MetricsRegistry, SessionState
 from registry.aggregator import AggregatorMetrics
 from registry.mlperf import build_constraints
+from registry.mlperf.requirements import requirements_for
 from tests.exporter_support import openmetrics_exposition, samples
 
 REPO = Path(__file__).resolve().parent.parent
@@ -83,7 +84,10 @@ def _selector_names(expr: str) -> set[str]:
 def test_the_rules_read_only_what_a_run_with_constraints_exports() -> None:
     reg = MetricsRegistry()
     metrics = AggregatorMetrics(
-        reg, streaming=True, constraints=build_constraints("llama2-70b", ["latency:p99<=5s"])
+        reg,
+        streaming=True,
+        constraints=build_constraints("llama2-70b", ["latency:p99<=5s"]),
+        requirements=requirements_for("llama2-70b"),
     )
     metrics.judge_sample(
         failed=False, ttft_ns=10**8, tpot_ns=5e6, latency_ns=10**9, output_tokens=10

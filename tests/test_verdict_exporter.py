@@ -10,7 +10,7 @@ import re
 
 import pytest
 from rich.console import Console
-from test_verdict import HAND_SAMPLES, _aggregate
+from test_verdict import HAND_SAMPLES, HAND_SLOS, _aggregate, _stream
 
 from exporter.buckets import SERIES_BOUNDS, parse_bucket_spec
 from exporter.collector import SnapshotCollector
@@ -18,6 +18,7 @@ from exporter.live_view import progress_line, render_live
 from registry import MetricsRegistry, SessionState
 from registry.aggregator import AggregatorMetrics
 from registry.mlperf import build_constraints
+from registry.mlperf.requirements import requirements_for
 from tests.exporter_support import (
     PROMTOOL,
     find,
@@ -138,3 +139,71 @@ def test_live_view_shows_the_verdict_and_the_progress_line_its_state() -> None:
     early, _ = _aggregate(HAND_SAMPLES[:2])
     line = progress_line(early.build_snapshot(state=SessionState.LIVE, n_pending_tasks=0))
     assert "verdict failing (needs 9 more)" in line  # TTFT: 11 - 2
+
+
+def _validity_snapshot(state: SessionState, requirements):  # type: ignore[no-untyped-def]
+    reg = MetricsRegistry()
+    metrics = AggregatorMetrics(
+        reg,
+        streaming=True,
+        constraints=build_constraints(None, HAND_SLOS),
+        requirements=requirements,
+    )
+    metrics.handle_many(_stream(HAND_SAMPLES))
+    if state.is_terminal:
+        metrics.finalize_verdict(complete=True)
+    return reg.build_snapshot(state=state, n_pending_tasks=0)
+
+
+def test_validity_families_live_and_the_invalid_state() -> None:
+    req = requirements_for("llama2-70b", min_queries=10)
+    live = samples(openmetrics_exposition(_collector(_validity_snapshot(SessionState.LIVE, req))))
+    states = {x.labels["bench_validity_state"]: x.value for x in find(live, "bench_validity_state")}
+    assert states == {"pending": 0, "on_track": 1, "failing": 0, "valid": 0, "invalid": 0}
+    reasons = {x.labels["reason"]: x.value for x in find(live, "bench_validity_reason")}
+    assert reasons == {
+        "performance_constraints": 1.0,
+        "min_duration": 0.0,
+        "min_queries": 1.0,
+        "early_stopping": 1.0,
+    }
+    assert find(live, "bench_validity_min_duration_seconds")[0].value == 600.0
+    needed = find(live, "bench_validity_duration_needed_seconds")[0].value
+    duration = find(live, "bench_validity_duration_seconds")[0].value
+    assert needed == pytest.approx(600.0 - duration) and needed > 0
+    assert find(live, "bench_validity_queries")[0].value == 14
+    assert find(live, "bench_validity_min_queries")[0].value == 10
+    assert find(live, "bench_validity_submittable")[0].value == 0.0
+    assert find(live, "bench_validity_eta_seconds")[0].value == pytest.approx(needed)
+    # final: the latency constraints pass, min duration does not: the run's stateset says invalid
+    final_snap = _validity_snapshot(SessionState.COMPLETE, req)
+    text = openmetrics_exposition(_collector(final_snap))
+    parse_strict(text)
+    final = samples(text)
+    run_state = {
+        x.labels["bench_verdict_state"]: x.value for x in find(final, "bench_verdict_state")
+    }
+    assert run_state["invalid"] == 1 and sum(run_state.values()) == 1
+    vstate = {
+        x.labels["bench_validity_state"]: x.value for x in find(final, "bench_validity_state")
+    }
+    assert vstate["invalid"] == 1 and sum(vstate.values()) == 1
+    # no validity counter is exported a second time one by one
+    assert not [x for x in final if x.name.startswith("bench_validity_reason_")]
+    if PROMTOOL is not None:
+        rc, out = promtool_findings(text_exposition(_collector(final_snap)))
+        assert rc == 0, out
+
+
+def test_an_offline_run_exports_no_performance_constraint_reason() -> None:
+    req = requirements_for("llama2-70b", "offline", min_duration_ns=0, min_queries=5)
+    reg = MetricsRegistry()
+    metrics = AggregatorMetrics(reg, streaming=True, requirements=req)
+    metrics.handle_many(_stream(HAND_SAMPLES))
+    metrics.finalize_verdict(complete=True)
+    snap = reg.build_snapshot(state=SessionState.COMPLETE, n_pending_tasks=0)
+    s = samples(openmetrics_exposition(_collector(snap)))
+    reasons = {x.labels["reason"] for x in find(s, "bench_validity_reason")}
+    assert reasons == {"min_duration", "min_queries", "early_stopping"}
+    run_state = {x.labels["bench_verdict_state"]: x.value for x in find(s, "bench_verdict_state")}
+    assert run_state["pass"] == 1

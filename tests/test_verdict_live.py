@@ -126,7 +126,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                     [
                         *bench_metrics(), "demo", "--no-tui", "--duration", str(DURATION_S),
                         "--qps", str(QPS), "--seed", "1", "--run-id", run,
-                        "--ruleset", RULESET, *extra,
+                        "--ruleset", RULESET, "--min-duration", "1s", *extra,
                         "--listen", f"127.0.0.1:{ports[run]}", "--linger", "60",
                         "--output-dir", str(out[run]),
                     ]

@@ -31,7 +31,11 @@ from exporter import cli_args
 from exporter.errors import UsageError
 from exporter.mirror_args import add_exporter_arguments, exporter_options, parse_label_args
 from exporter.output_dir import lock_output_dir
-from exporter.verdict_args import add_verdict_arguments, constraints_from_args
+from exporter.verdict_args import (
+    add_verdict_arguments,
+    constraints_from_args,
+    requirements_from_args,
+)
 from registry.aggregator.event_subscriber import DEFAULT_MAX_FRAME_BYTES
 from registry.mlperf.early_stopping import EarlyStoppingSpec
 from registry.percentiles import PercentileMethod
@@ -319,6 +323,7 @@ def build_service(
     """The service the arguments describe (:class:`UsageError` for bad input)."""
     apply_upstream_arguments(args)
     constraints = constraints_from_args(args)
+    requirements = requirements_from_args(args)
     if not args.streaming:
         needs = [c.describe() for c in constraints if c.series in ("ttft_ns", "tpot_ns")]
         if needs:
@@ -388,6 +393,7 @@ def build_service(
         n_histogram_buckets=args.n_histogram_buckets,
         constraints=constraints,
         ruleset=args.ruleset,
+        requirements=requirements,
         ignore_sigint=args.ignore_sigint,
         readiness=args.readiness,
         ready_marker=args.ready_marker,

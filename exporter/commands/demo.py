@@ -54,7 +54,11 @@ from exporter.report_view import (
     render_report,
 )
 from exporter.stop_signals import StopSignals
-from exporter.verdict_args import add_verdict_arguments, constraints_from_args
+from exporter.verdict_args import (
+    add_verdict_arguments,
+    constraints_from_args,
+    requirements_from_args,
+)
 from registry.events.publisher import EventPublisher
 from registry.events.synthetic import SourceStats, SyntheticLoad, drive
 from registry.final_source import FinalSnapshotUnavailable, load_final_snapshot
@@ -116,6 +120,9 @@ AGGREGATOR_PASSTHROUGH: list[tuple[str, str]] = [
     # the verdict is decided in the aggregator (SPEC §10)
     ("ruleset", "--ruleset"),
     ("slo", "--slo"),
+    ("scenario", "--scenario"),
+    ("min_queries", "--min-queries"),
+    ("requirements", "--requirements"),
 ]
 
 #: ``--profile``: named traffic shapes; ``nominal`` passes every ruleset of
@@ -305,6 +312,8 @@ def aggregator_command(
             if value is True
             else [flag, f"{value:g}" if isinstance(value, float) else str(value)]
         )
+    if getattr(args, "min_duration", None) is not None:  # parsed to ns: given back in seconds
+        cmd += ["--min-duration", f"{args.min_duration / 1e9!r}s"]
     return cmd
 
 
@@ -687,6 +696,7 @@ def run(args: argparse.Namespace) -> int:
     check_tokenizer_options(args)
     load = load_from_args(args)
     constraints = constraints_from_args(args)
+    requirements_from_args(args)  # a bad --scenario/--min-* is exit 2 here, not in the child
     if not args.streaming and any(c.series in ("ttft_ns", "tpot_ns") for c in constraints):
         raise UsageError("TTFT and TPOT constraints need streaming: drop --no-streaming")
     # bad exporter options and a busy --listen port fail here, not in the aggregator process

@@ -18,15 +18,23 @@ from rich.console import Console
 from exporter import cli_args
 from exporter.errors import UsageError
 from exporter.report_view import ReportFileError, judge_report_file, load_report_file, render_report
-from exporter.verdict_args import add_verdict_arguments, constraints_from_args
+from exporter.verdict_args import (
+    add_verdict_arguments,
+    constraints_from_args,
+    requirements_from_args,
+)
 
 __all__ = ["add_parser", "run"]
 
 _EPILOG = """\
 exit status:
-  0  shown; with --ruleset/--slo: the run passes every constraint
-  1  with --ruleset/--slo: the run fails a constraint, or is incomplete
+  0  shown; with --ruleset/--slo/--min-*: the run passes every constraint and, with
+     validity requirements, is VALID (an overridden requirement: valid, not submittable)
+  1  with --ruleset/--slo: a latency constraint fails (performance constraints or
+     early stopping), or the run is incomplete
   2  the file cannot be read, shown or judged, or a bad command line
+  3  with --ruleset/--min-*: INVALID only for min duration or min queries (every
+     latency constraint passes)
 """
 
 
@@ -36,8 +44,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="render a final snapshot or result summary file; judge it with --ruleset/--slo",
         description="Render final_snapshot.json or result_summary.json (SPEC §7) for a person: "
         "state and completeness, sample counts, QPS/TPS, the exact latency quantiles and the "
-        "verdict. With --ruleset or --slo the run is judged as MLPerf LoadGen's Server scenario "
-        "judges it and the exit status says pass (0) or fail (1).",
+        "verdict. With --ruleset the run is judged as MLPerf LoadGen judges it (VALID only when "
+        "performance constraints, min duration, min queries and early stopping are all "
+        "satisfied; Server or Offline); with --slo on those latency constraints. The exit "
+        "status says which (below).",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -57,17 +67,33 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
+#: ``report --ruleset``'s exit status for a judged run (the epilog documents them)
+EXIT_PASS, EXIT_FAIL, EXIT_INVALID = 0, 1, 3
+
+
 def run(args: argparse.Namespace) -> int:
     constraints = constraints_from_args(args)
+    requirements = requirements_from_args(args)
+    judging = bool(constraints) or requirements is not None
     try:
-        if constraints:
-            doc = judge_report_file(args.file, constraints, ruleset=args.ruleset)
+        if judging:
+            doc = judge_report_file(
+                args.file, constraints, ruleset=args.ruleset, requirements=requirements
+            )
         else:
             doc = load_report_file(args.file)
     except ReportFileError as exc:
         raise UsageError(str(exc)) from None
     Console(width=args.width).print(render_report(doc))
-    if not constraints:
-        return 0
-    verdict = doc.report.get("verdict") or {}
-    return 0 if verdict.get("decision") == "pass" else 1
+    if not judging:
+        return EXIT_PASS
+    return exit_status(doc.report.get("verdict") or {})
+
+
+def exit_status(verdict: dict[str, object]) -> int:
+    """0 pass (VALID), 3 INVALID only for min duration/min queries, 1 any other failure."""
+    if verdict.get("decision") == "pass":
+        return EXIT_PASS
+    if verdict.get("state") == "invalid" and verdict.get("complete") is True:
+        return EXIT_INVALID
+    return EXIT_FAIL

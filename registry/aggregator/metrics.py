@@ -72,6 +72,7 @@ from registry.events import EventCodec, EventRecord, EventType
 from registry.events.data import ErrorData, PromptData, TextModelOutput, array_length
 from registry.metrics_registry import MetricsRegistry
 from registry.mlperf.constraints import ConstraintTracker
+from registry.mlperf.requirements import Requirements
 from registry.mlperf.slo import Constraint
 from registry.store.sample_log import SampleLog
 from registry.tokens import OUTPUT, PROMPT, TokenCounter, TokenizerPool, TokenJob
@@ -190,6 +191,7 @@ class AggregatorMetrics:
         constraints: Sequence[Constraint] = (),
         sample_log: SampleLog | None = None,
         hold_receives: bool = False,
+        requirements: Requirements | None = None,
     ) -> None:
         for c in constraints:
             if c.series in STREAMING_SERIES and not streaming:
@@ -213,9 +215,11 @@ class AggregatorMetrics:
         self.tracker: ConstraintTracker | None = None
         self._verdict: VerdictCounters | None = None
         self._verdict_end: tuple[bool, bool] = (False, True)  # (final, complete)
-        if constraints:
+        # LoadGen's Server duration runs to the last tracked issue (see _validity_duration)
+        self._last_tracked_issue: int | None = None
+        if constraints or requirements is not None:
             self.tracker = ConstraintTracker(constraints)
-            self._verdict = VerdictCounters(registry, self.tracker)
+            self._verdict = VerdictCounters(registry, self.tracker, requirements)
             # The verdict is derived from the tracker's counts: written when a snapshot
             # is captured, not at every batch (the publisher captures on this loop).
             registry.add_capture_hook(self._write_verdict)
@@ -559,8 +563,27 @@ class AggregatorMetrics:
         if self._verdict is not None:
             final, complete = self._verdict_end
             self._verdict.write(
-                tracked_duration_ns=self._tracked_duration, final=final, complete=complete
+                tracked_duration_ns=self._tracked_duration,
+                final=final,
+                complete=complete,
+                validity_duration_ns=self._validity_duration(),
+                queries=self._n_tracked_issued,
             )
+
+    def _validity_duration(self) -> int:
+        """LoadGen's min-duration figure (``results.cc`` ``MinDurationMet``).
+
+        Server: from the first tracking start to the last tracked issue (LoadGen:
+        the final query's scheduled time). Offline: the tracked duration, to the
+        latest completion (LoadGen: ``max_latency``).
+        """
+        verdict = self._verdict
+        req = verdict.requirements if verdict is not None else None
+        if req is None or req.scenario == "offline":
+            return self._tracked_duration
+        if self._last_tracked_issue is None or not self._blocks_start:
+            return 0
+        return max(0, self._last_tracked_issue - self._blocks_start[0])
 
     def timeline(self) -> dict[str, Any]:
         """The timestamps behind the three durations (producer's clock), for merging runs.
@@ -783,6 +806,7 @@ class AggregatorMetrics:
             if isl is not None:
                 rows.set_isl(slot, isl)
         self._n_tracked_issued += 1
+        self._last_tracked_issue = rec.timestamp_ns
         if rec.conversation_id or rec.turn is not None:
             rows.tags[slot] = (rec.conversation_id, rec.turn)
         if isl is not None:

@@ -64,6 +64,7 @@ from registry.clock import anchor, clock_block
 from registry.final_source import FINAL_SNAPSHOT_NAME, read_final_document
 from registry.metrics_registry import MetricsRegistry
 from registry.mlperf.early_stopping import EarlyStoppingSpec
+from registry.mlperf.requirements import Requirements, requirements_entry
 from registry.mlperf.slo import Constraint
 from registry.percentiles import PercentileMethod
 from registry.publisher import MetricsPublisher
@@ -124,6 +125,7 @@ class AggregatorService:
         n_histogram_buckets: int = 30,
         constraints: Sequence[Constraint] = (),
         ruleset: str | None = None,
+        requirements: Requirements | None = None,
         ignore_sigint: bool = False,
         readiness: tuple[str, int] | None = None,
         ready_marker: bool = False,
@@ -185,6 +187,7 @@ class AggregatorService:
             tokens=tokenizer,
             tokenizer_workers=tokenizer_workers,
             constraints=constraints,
+            requirements=requirements,
             # every reader the service has (snapshot captures, the final files)
             # settles held receives first
             hold_receives=True,
@@ -192,6 +195,8 @@ class AggregatorService:
         #: the constraints the run is judged on, and the ruleset they came from
         self.constraints: tuple[Constraint, ...] = tuple(constraints)
         self.ruleset = ruleset
+        #: LoadGen's validity requirements the run is judged on (``None``: not judged)
+        self.requirements = requirements
         self._clock_start: dict[str, int] | None = None
         self._clock_end: dict[str, int] | None = None
         self.session.add_listener(self._on_state)
@@ -500,11 +505,13 @@ class AggregatorService:
             ),
             "samples": SAMPLES_NAME if self.sample_log is not None else None,
         }
-        if self.constraints:
+        if self.constraints or self.requirements is not None:
             run["verdict"] = {
                 "ruleset": self.ruleset,
                 "constraints": [c.describe() for c in self.constraints],
             }
+            if self.requirements is not None:
+                run["verdict"]["requirements"] = requirements_entry(self.requirements)
         return run
 
     def _write_report(self, snap: MetricsSnapshot, *, file_written: bool) -> dict[str, Any]:

@@ -58,7 +58,7 @@ from registry.series import EXACT, HDR_ONLY, SeriesConfig, describe_series
 from registry.snapshot import CounterStat, MetricsSnapshot, SeriesStat, SessionState
 from registry.snapshot_codec import snapshot_to_dict
 from registry.store.samples import SAMPLES_NAME, SAMPLES_SCHEMA
-from registry.verdict_counters import merged_verdict_counters, read_verdict
+from registry.verdict_counters import merged_verdict_counters, read_validity, read_verdict
 
 __all__ = ["MergeResult", "check_compatible", "merge_runs", "merged_snapshot"]
 
@@ -282,6 +282,7 @@ def _judged_as_one(
             tracked_duration_ns=tracked,
             final=True,  # a merge is of finished runs: pass or fail
             complete=complete,
+            validities=[w for r in runs if (w := read_validity(r.snapshot.counters)) is not None],
         )
     except ValueError as exc:
         raise MergeError(f"the runs cannot be judged as one: {exc}") from None

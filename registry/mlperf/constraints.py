@@ -44,6 +44,7 @@ from registry.mlperf.slo import Constraint
 from registry.percentiles import percent_to_fraction
 
 __all__ = [
+    "CONSTRAINT_STATES",
     "FINAL_STATES",
     "LIVE_STATES",
     "LOADGEN_SERVER_TEST",
@@ -56,10 +57,15 @@ __all__ = [
     "min_queries_for",
 ]
 
-#: Every state, in the order of their numeric codes on the snapshot stream (0..4).
-STATES: tuple[str, ...] = ("pending", "on_track", "failing", "pass", "fail")
+#: Every state, in the order of their numeric codes on the snapshot stream (0..5).
+#: ``invalid`` is a run's final state only (never a constraint's): every latency
+#: constraint passes but LoadGen's min duration or min queries is not met
+#: (:mod:`registry.mlperf.validity`).
+STATES: tuple[str, ...] = ("pending", "on_track", "failing", "pass", "fail", "invalid")
+#: The states one constraint can be in (``invalid`` is a run's only).
+CONSTRAINT_STATES: tuple[str, ...] = STATES[:5]
 LIVE_STATES: frozenset[str] = frozenset({"pending", "on_track", "failing"})
-FINAL_STATES: frozenset[str] = frozenset({"pass", "fail"})
+FINAL_STATES: frozenset[str] = frozenset({"pass", "fail", "invalid"})
 
 #: LoadGen's Server scenario hard-codes its early-stopping test: confidence 0.99, tolerance 0.
 LOADGEN_SERVER_TEST = EarlyStoppingSpec(confidence=0.99, tolerance=0.0)
@@ -170,8 +176,7 @@ class ConstraintTracker:
     )
 
     def __init__(self, constraints: Sequence[Constraint]) -> None:
-        if not constraints:
-            raise ValueError("a constraint tracker needs at least one constraint")
+        # no constraint at all is allowed: an Offline run is judged on validity alone
         self.constraints: tuple[Constraint, ...] = tuple(constraints)
         k = len(self.constraints)
         #: per constraint: samples judged (``n``) and over the limit (``t``)
