@@ -10,9 +10,9 @@ readiness protocol (see the README's compatibility section).
 Upstream's launcher builds the argument list itself, so the options it cannot
 pass come from the environment:
 
-- ``BENCH_METRICS_<OPTION>``: one ``aggregate`` option, its long name upper-cased
-  with ``-`` as ``_`` (``BENCH_METRICS_LISTEN=127.0.0.1:9464`` is
-  ``--listen 127.0.0.1:9464``); a switch takes ``1/true/yes/on`` or
+- ``BENCH_METRICS_<OPTION>``: one ``aggregate`` option (or ``--log-level``), its
+  long name upper-cased with ``-`` as ``_`` (``BENCH_METRICS_LISTEN=127.0.0.1:9464``
+  is ``--listen 127.0.0.1:9464``); a switch takes ``1/true/yes/on`` or
   ``0/false/no/off``; a repeatable option takes one value here.
 - ``BENCH_METRICS_ARGS``: further arguments, split as a POSIX shell would
   (repeated options, several labels or SLOs).
@@ -80,20 +80,30 @@ def _check_value(var: str, action: argparse.Action, value: str) -> None:
 
 
 def arguments_from_environment(
-    parser: argparse.ArgumentParser, environ: Mapping[str, str]
-) -> list[str]:
-    """The ``aggregate`` arguments the ``BENCH_METRICS_*`` variables of ``environ`` give.
+    parser: argparse.ArgumentParser,
+    environ: Mapping[str, str],
+    top: argparse.ArgumentParser | None = None,
+) -> tuple[list[str], list[str]]:
+    """The arguments the ``BENCH_METRICS_*`` variables of ``environ`` give: those for
+    ``top`` (the program's own options, e.g. ``--log-level``) and those for ``parser``
+    (the ``aggregate`` subcommand).
 
-    ``parser``: the ``aggregate`` subcommand's parser. :class:`EnvOptionError`
-    for a variable that names no option or holds a bad value.
+    :class:`EnvOptionError` for a variable that names no option or holds a bad value.
     """
     options = _options(parser)
+    top_options = _options(top) if top is not None else {}
+    for var in ("BENCH_METRICS_VERSION",):
+        top_options.pop(var, None)
+    top_argv: list[str] = []
     argv: list[str] = []
     for var in sorted(environ):
         if not var.startswith(ENV_PREFIX) or var == ARGS_ENV or var in _INTERNAL:
             continue
         value = environ[var]
         action = options.get(var)
+        out = argv
+        if action is None and var in top_options:
+            action, out = top_options[var], top_argv
         if action is None:
             raise EnvOptionError(
                 f"{var}: no 'aggregate' option --{var[len(ENV_PREFIX) :].lower().replace('_', '-')}"
@@ -103,21 +113,21 @@ def arguments_from_environment(
         if action.nargs == 0:  # a switch
             word = value.strip().lower()
             if word in _TRUE:
-                argv.append(flag)
+                out.append(flag)
             elif word not in _FALSE:
                 raise EnvOptionError(
                     f"{var}={value!r}: a switch takes 1/true/yes/on or 0/false/no/off"
                 )
             continue
         _check_value(var, action, value)
-        argv += [flag, value]
+        out += [flag, value]
     extra = environ.get(ARGS_ENV)
     if extra:
         try:
             argv += shlex.split(extra)
         except ValueError as exc:
             raise EnvOptionError(f"{ARGS_ENV}: cannot split {extra!r}: {exc}") from None
-    return argv
+    return top_argv, argv
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
@@ -126,10 +136,13 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     from exporter.cli import main as cli_main
 
     args = list(sys.argv[1:] if argv is None else argv)
-    sub = _subparser(build_parser(), "aggregate")
+    parser = build_parser()
+    sub = _subparser(parser, "aggregate")
     assert sub is not None
     try:
-        extra = arguments_from_environment(sub, os.environ if environ is None else environ)
+        top, extra = arguments_from_environment(
+            sub, os.environ if environ is None else environ, parser
+        )
     except EnvOptionError as exc:
         print(f"bench-metrics aggregate: error: {exc}", file=sys.stderr)
         return 2
@@ -137,7 +150,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     # waits for this process: no linger unless asked for.
     if "--linger" not in extra:
         extra += ["--linger", "0"]
-    return cli_main(["aggregate", *args, *extra])
+    return cli_main([*top, "aggregate", *args, *extra])
 
 
 if __name__ == "__main__":

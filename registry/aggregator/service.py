@@ -63,7 +63,7 @@ from registry.aggregator.session import SessionMachine
 from registry.clock import anchor, clock_block
 from registry.final_source import FINAL_SNAPSHOT_NAME, read_final_document
 from registry.metrics_registry import MetricsRegistry
-from registry.mlperf.early_stopping import EarlyStoppingSpec
+from registry.mlperf.early_stopping import EarlyStoppingSpec, warm_up
 from registry.mlperf.requirements import Requirements, requirements_entry
 from registry.mlperf.slo import Constraint
 from registry.percentiles import PercentileMethod
@@ -104,6 +104,11 @@ APPLY_SLICE = 1024
 TOKENIZER_APPLY_SLICE = 128
 #: Exit code when final_snapshot.json or result_summary.json could not be written.
 EXIT_FINAL_FILES_NOT_WRITTEN = 3
+
+
+def _log_warm_up_failure(fut: asyncio.Future[None]) -> None:
+    if not fut.cancelled() and fut.exception() is not None:
+        logger.warning("early-stopping warm-up failed: %s", fut.exception())
 
 
 class AggregatorService:
@@ -311,6 +316,12 @@ class AggregatorService:
                 self.metrics.tokenizer.start(loop)
             publisher.start(self._runtime_state)
             await self._announce_ready()
+            spec = self.registry.early_stopping
+            if spec is not None or self.metrics.tracker is not None:
+                # the final snapshot's early-stopping numbers need scipy: import it now,
+                # off the loop, not after session.ended (the launcher waits then)
+                warm = loop.run_in_executor(None, warm_up, spec or EarlyStoppingSpec())
+                warm.add_done_callback(_log_warm_up_failure)
             logger.info(
                 "aggregating events from %s; snapshots on %s; final files in %s",
                 self.events_endpoint,
