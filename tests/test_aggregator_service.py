@@ -219,9 +219,11 @@ def test_report_falls_back_to_the_terminal_snapshot_when_the_file_fails(workdir:
             with EventPublisher(events_ep) as pub:
                 task = asyncio.create_task(service.run())
                 assert await pub.wait_for_subscriber(WAIT_S)
-                # Connected to the stream once a live snapshot arrived.
+                # Connected to the stream once a live snapshot arrived (nothing is
+                # published before session.started, as upstream publishes nothing).
+                pub.send(SCENARIO_COMPLETE[0])
                 assert await async_wait_until(lambda: sub.latest is not None, WAIT_S)
-                pub.send_many(SCENARIO_COMPLETE)
+                pub.send_many(SCENARIO_COMPLETE[1:])
                 rc = await asyncio.wait_for(task, WAIT_S)
             terminal = await sub.wait_for_terminal(WAIT_S)
         # The file failed; the stream did not.
@@ -314,8 +316,9 @@ def test_cli_end_to_end_complete_run(workdir: Path) -> None:
         async with SnapshotSubscriber(snapshots_ep) as sub:
             with EventPublisher(events_ep) as pub:
                 assert await pub.wait_for_subscriber(WAIT_S), "aggregator never subscribed"
+                pub.send(SCENARIO_COMPLETE[0])  # session.started: snapshots begin
                 assert await async_wait_until(lambda: sub.latest is not None, WAIT_S)
-                for e in SCENARIO_COMPLETE:  # one message per event
+                for e in SCENARIO_COMPLETE[1:]:  # one message per event
                     pub.send(e)
                 return await sub.wait_for_terminal(WAIT_S)
 
