@@ -21,6 +21,8 @@ with no spill), as before. Nothing here computes a statistic.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
 import os
 import re
@@ -32,7 +34,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from registry.atomic_file import write_json_atomic
+from registry.atomic_file import fsync_directory, temporary_path, write_json_atomic
 from registry.store.segments import SegmentWriter, arrow, read_values
 
 __all__ = [
@@ -240,7 +242,8 @@ class SeriesValues:
         if self.finalized or self._spill_path is None:
             return
         if self.spill_failed:
-            raise OSError(f"raw store file {self._spill_path} could not be written earlier")
+            self._rewrite()
+            return
         self.spilled_while_running = self.spilled
         self._spill_path.parent.mkdir(parents=True, exist_ok=True)
         if self._writer is None:
@@ -259,6 +262,50 @@ class SeriesValues:
         self.in_memory = 0
         self._blocks = []
         self._open_block = None
+
+    def _rewrite(self) -> None:
+        """After a failed spill: the file's whole batches, then every value in memory, into
+        a fresh file renamed over the old one (it works once the disk has room again; until
+        then it raises and the values stay where they are)."""
+        path = self._spill_path
+        assert path is not None
+        old = self._writer
+        if old is not None:
+            # the old file only has to give back its whole batches: a failing close is moot
+            with contextlib.suppress(Exception):
+                old.close()
+        tmp = temporary_path(path)
+        writer: SegmentWriter | None = None
+        try:
+            writer = SegmentWriter(tmp, self.dtype, metadata=self._metadata)
+            if old is not None:
+                for chunk in read_values(path, limit=self.spilled):
+                    writer.write(chunk)
+            if writer.values_written != self.spilled:
+                raise OSError(
+                    errno.EIO,
+                    f"raw store file {path} holds {writer.values_written} of the "
+                    f"{self.spilled} values written to it",
+                )
+            for chunk in self._memory_chunks():
+                writer.write(chunk)
+            writer.close()
+            os.replace(tmp, path)
+            fsync_directory(path.parent)
+        except BaseException:
+            if writer is not None:
+                with contextlib.suppress(Exception):
+                    writer.close()
+            tmp.unlink(missing_ok=True)
+            raise
+        logger.info("raw store file %s rewritten whole after the earlier failure", path)
+        self._writer = writer
+        self.spilled_while_running = self.spilled
+        self.spilled += self.in_memory
+        self.in_memory = 0
+        self._blocks = []
+        self._open_block = None
+        self.finalized = True
 
 
 class RawStore:
@@ -302,14 +349,23 @@ class RawStore:
             return path
         entries: dict[str, Any] = {}
         self.directory.mkdir(parents=True, exist_ok=True)
+        failed: OSError | None = None
         for name, values in self._series.items():
-            values.finalize()
+            try:
+                values.finalize()
+            except OSError as exc:
+                # the other series still get their files completed; no manifest then
+                logger.error("raw store series %s not completed: %s", name, exc.strerror or exc)
+                failed = failed or exc
+                continue
             entries[name] = {
                 "file": series_file_name(name),
                 "values": values.count,
                 "spilled_while_running": values.spilled_while_running,
                 **series_info.get(name, {}),
             }
+        if failed is not None:
+            raise failed
         write_json_atomic(
             path,
             {"format": STORE_FORMAT, "complete": True, "series": entries},

@@ -31,6 +31,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from registry.safe_open import open_whole_writes
+
 __all__ = ["COLUMN", "SegmentWriter", "arrow", "read_values"]
 
 logger = logging.getLogger(__name__)
@@ -67,8 +69,14 @@ class SegmentWriter:
             [pa.field(COLUMN, types[self.dtype], nullable=False)],
             metadata={str(k): str(v) for k, v in (metadata or {}).items()},
         )
-        self._file = open(self.path, "wb", buffering=0)  # noqa: SIM115 - closed in close()
-        self._writer = pa.ipc.new_stream(self._file, self._schema)
+        # never through a link; every byte written or an error (a short write on a nearly
+        # full disk must not leave a batch counted that is not whole in the file)
+        self._file = open_whole_writes(self.path)
+        try:
+            self._writer = pa.ipc.new_stream(self._file, self._schema)
+        except BaseException:
+            self._file.close()
+            raise
         self._sync_every_s = float(sync_every_s)
         self._last_sync = time.monotonic()
         self.closed = False
