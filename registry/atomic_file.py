@@ -20,6 +20,8 @@ import secrets
 from pathlib import Path
 from typing import Any
 
+from registry.safe_open import open_for_writing
+
 __all__ = [
     "fsync_directory",
     "temp_files_for",
@@ -100,7 +102,7 @@ def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
     directory = target.parent
     _remove_stale_temp_files(target)
     tmp = directory / f"{_tmp_prefix(target)}{os.getpid()}.{secrets.token_hex(4)}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    fd = open_for_writing(tmp, exclusive=True)  # a new file: never through a link
     try:
         try:
             view = memoryview(data)

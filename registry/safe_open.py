@@ -32,7 +32,13 @@ import stat
 from pathlib import Path
 from typing import Any
 
-__all__ = ["LinkRefused", "WholeWrites", "open_for_writing", "open_whole_writes"]
+__all__ = [
+    "LinkRefused",
+    "WholeWrites",
+    "make_directory",
+    "open_for_writing",
+    "open_whole_writes",
+]
 
 
 class LinkRefused(OSError):
@@ -40,7 +46,8 @@ class LinkRefused(OSError):
 
 
 def _refuse(path: str | os.PathLike[str], why: str) -> LinkRefused:
-    return LinkRefused(errno.ELOOP, f"{why}: not written through", os.fspath(path))
+    name = os.path.basename(os.fspath(path))
+    return LinkRefused(errno.ELOOP, f"{name} is {why} (not written through)", os.fspath(path))
 
 
 def open_for_writing(
@@ -66,7 +73,7 @@ def open_for_writing(
     try:
         fd = os.open(path, flags, mode)
     except OSError as exc:
-        if exc.errno == errno.ELOOP:
+        if exc.errno == errno.ELOOP or (exc.errno == errno.EEXIST and os.path.islink(path)):
             raise _refuse(path, "a symbolic link") from None
         if exc.errno in (errno.ENXIO, errno.EISDIR):
             raise _refuse(path, "not a regular file") from None
@@ -84,6 +91,18 @@ def open_for_writing(
         os.close(fd)
         raise
     return fd
+
+
+def make_directory(path: str | os.PathLike[str]) -> Path:
+    """``path`` as a directory the project writes files into (made with its parents when
+    missing); :class:`LinkRefused` when it is a symbolic link (an ``lstat`` check: the
+    project's own subdirectories, such as ``raw/``, are never reached through a link)."""
+    p = Path(path)
+    p.mkdir(parents=True, exist_ok=True)
+    st = os.lstat(p)
+    if stat.S_ISLNK(st.st_mode):
+        raise _refuse(p, "a symbolic link to a directory")
+    return p
 
 
 class WholeWrites(io.RawIOBase):

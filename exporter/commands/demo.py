@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import shutil
 import signal
 import subprocess
@@ -61,6 +62,7 @@ from registry.final_source import FinalSnapshotUnavailable, load_final_snapshot
 from registry.percentiles import PercentileMethod
 from registry.report import build_report
 from registry.run_lock import RunLock
+from registry.safe_open import open_for_writing
 from registry.subscriber import SnapshotSubscriber
 from registry.tokens.loader import (
     EXTRA_HINT,
@@ -367,7 +369,8 @@ class _Aggregator:
     async def start(self) -> None:
         stderr: Any = None
         if self.log_path is not None:
-            stderr = self.log_path.open("wb")
+            # never through a link planted at the log's name
+            stderr = os.fdopen(open_for_writing(self.log_path), "wb")
         try:
             self.proc = await asyncio.create_subprocess_exec(
                 *self.cmd,

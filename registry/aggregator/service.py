@@ -47,6 +47,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import threading
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -68,6 +69,7 @@ from registry.mlperf.slo import Constraint
 from registry.percentiles import PercentileMethod
 from registry.publisher import MetricsPublisher
 from registry.report import REPORT_NAME, build_report, write_report
+from registry.safe_open import open_for_writing
 from registry.snapshot import MetricsSnapshot, SessionState
 from registry.store.raw_store import DEFAULT_MEMORY_BYTES, RawStore
 from registry.store.sample_log import SampleLog
@@ -539,7 +541,14 @@ class AggregatorService:
         """mlcommons/endpoints' launcher protocol: a ``.ready`` marker in the output
         directory once signals are handled, and the readiness id PUSHed to its socket."""
         if self.ready_marker:
-            (self.output_dir / ".ready").touch()
+            marker = self.output_dir / ".ready"
+            try:
+                # created (or kept) without following a link planted at its name
+                os.close(open_for_writing(marker, truncate=False))
+            except OSError as exc:
+                logger.error(
+                    "could not create the ready marker %s: %s", marker, exc.strerror or exc
+                )
         if self.readiness is None:
             return
         endpoint, identity = self.readiness

@@ -53,6 +53,7 @@ from registry.percentiles import PercentileMethod
 from registry.report import REPORT_NAME, build_report, write_report
 from registry.rollups import Rollup
 from registry.run_lock import DirectoryLocked, RunLock
+from registry.safe_open import open_whole_writes
 from registry.selection import CountMismatch
 from registry.series import EXACT, HDR_ONLY, SeriesConfig, describe_series
 from registry.snapshot import CounterStat, MetricsSnapshot, SeriesStat, SessionState
@@ -243,22 +244,23 @@ def _merge_samples(runs: Sequence[RunDir], alignments: Sequence[Alignment], out:
     tmp = temporary_path(out)
     rows = 0
     try:
-        with pq.ParquetWriter(tmp, SAMPLES_SCHEMA, compression="zstd") as writer:
-            for run, a in zip(runs, alignments, strict=True):
-                if run.samples is None:
-                    continue
-                source = pq.ParquetFile(run.samples)
-                for batch in source.iter_batches(batch_size=65_536):
-                    table = pa.Table.from_batches([batch])
-                    if a.offset_ns:
-                        for col in _TIME_COLUMNS:
-                            i = table.schema.get_field_index(col)
-                            moved = pc.add(table.column(col), pa.scalar(a.offset_ns))
-                            table = table.set_column(i, col, moved)
-                    writer.write_table(table.cast(SAMPLES_SCHEMA))
-                    rows += table.num_rows
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
+        # a new file (O_EXCL, never through a link), every byte written or an error
+        with open_whole_writes(tmp, exclusive=True) as sink:
+            with pq.ParquetWriter(sink, SAMPLES_SCHEMA, compression="zstd") as writer:
+                for run, a in zip(runs, alignments, strict=True):
+                    if run.samples is None:
+                        continue
+                    source = pq.ParquetFile(run.samples)
+                    for batch in source.iter_batches(batch_size=65_536):
+                        table = pa.Table.from_batches([batch])
+                        if a.offset_ns:
+                            for col in _TIME_COLUMNS:
+                                i = table.schema.get_field_index(col)
+                                moved = pc.add(table.column(col), pa.scalar(a.offset_ns))
+                                table = table.set_column(i, col, moved)
+                        writer.write_table(table.cast(SAMPLES_SCHEMA))
+                        rows += table.num_rows
+            os.fsync(sink.fileno())
         os.replace(tmp, out)
         fsync_directory(out.parent)
     finally:

@@ -35,6 +35,7 @@ import numpy as np
 import numpy.typing as npt
 
 from registry.atomic_file import fsync_directory, temporary_path, write_json_atomic
+from registry.safe_open import make_directory
 from registry.store.segments import SegmentWriter, arrow, read_values
 
 __all__ = [
@@ -173,7 +174,7 @@ class SeriesValues:
         try:
             if self._writer is None:
                 assert self._spill_path is not None
-                self._spill_path.parent.mkdir(parents=True, exist_ok=True)
+                make_directory(self._spill_path.parent)
                 self._writer = SegmentWriter(self._spill_path, self.dtype, metadata=self._metadata)
                 self._spill_buf = np.empty(size, dtype=self.dtype)
             buf = self._spill_buf
@@ -245,7 +246,7 @@ class SeriesValues:
             self._rewrite()
             return
         self.spilled_while_running = self.spilled
-        self._spill_path.parent.mkdir(parents=True, exist_ok=True)
+        make_directory(self._spill_path.parent)
         if self._writer is None:
             self._writer = SegmentWriter(self._spill_path, self.dtype, metadata=self._metadata)
         for chunk in self._memory_chunks():
@@ -274,6 +275,7 @@ class SeriesValues:
             # the old file only has to give back its whole batches: a failing close is moot
             with contextlib.suppress(Exception):
                 old.close()
+        make_directory(path.parent)
         tmp = temporary_path(path)
         writer: SegmentWriter | None = None
         try:
@@ -348,7 +350,7 @@ class RawStore:
         if self.finalized:
             return path
         entries: dict[str, Any] = {}
-        self.directory.mkdir(parents=True, exist_ok=True)
+        make_directory(self.directory)
         failed: OSError | None = None
         for name, values in self._series.items():
             try:

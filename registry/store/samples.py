@@ -29,6 +29,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from registry.atomic_file import fsync_directory, temporary_path
+from registry.safe_open import WholeWrites, open_whole_writes
 from registry.store.sample_log import SAMPLE_FIELDS
 
 __all__ = ["ROW_GROUP_ROWS", "SAMPLES_NAME", "SAMPLES_SCHEMA", "SampleWriter", "rows_to_table"]
@@ -125,6 +126,7 @@ class SampleWriter:
             max_workers=1, thread_name_prefix="samples-writer"
         )
         self._writer: pq.ParquetWriter | None = None
+        self._file: WholeWrites | None = None
         self._buffer: list[tuple[Any, ...]] = []
         self._pending: concurrent.futures.Future[None] | None = None
         self.failed = False
@@ -166,7 +168,9 @@ class SampleWriter:
     def _write(self, rows: list[tuple[Any, ...]]) -> None:
         if self._writer is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._writer = pq.ParquetWriter(self._tmp, SAMPLES_SCHEMA, compression="zstd")
+            # a new file (O_EXCL, never through a link), every byte written or an error
+            self._file = open_whole_writes(self._tmp, exclusive=True)
+            self._writer = pq.ParquetWriter(self._file, SAMPLES_SCHEMA, compression="zstd")
         if rows:
             self._writer.write_table(rows_to_table(rows, self.run_id), row_group_size=len(rows))
             self.rows_written += len(rows)
@@ -177,10 +181,10 @@ class SampleWriter:
         try:
             self._write(self._buffer)
             self._buffer = []
-            assert self._writer is not None
+            assert self._writer is not None and self._file is not None
             self._writer.close()
-            with open(self._tmp, "rb") as f:
-                os.fsync(f.fileno())
+            os.fsync(self._file.fileno())
+            self._file.close()
             os.replace(self._tmp, self.path)
             fsync_directory(self.path.parent)
             return True
@@ -188,6 +192,8 @@ class SampleWriter:
             self._fail(exc)
             return False
         finally:
+            if self._file is not None:
+                self._file.close()
             if self._tmp.exists():
                 self._tmp.unlink(missing_ok=True)
 
