@@ -46,7 +46,7 @@ from exporter.mirror_args import (
     check_listen_free,
     exporter_options,
 )
-from exporter.output_dir import lock_output_dir
+from exporter.output_dir import clear_output_dir, lock_output_dir
 from exporter.parent_watch import child_env
 from exporter.report_view import (
     ReportDocument,
@@ -460,15 +460,9 @@ def _prepare_output_dir(path: str, run_id: str) -> tuple[Path, RunLock]:
     except OSError as exc:
         raise UsageError(f"cannot use --output-dir {output_dir}: {exc.strerror or exc}") from None
     lock = lock_output_dir(output_dir, run_id)  # before anything in it is touched
-    try:
-        for name in (*FINAL_FILES, "samples.parquet"):
-            # An earlier run's files would otherwise pass for this one's.
-            (output_dir / name).unlink(missing_ok=True)
-        # and its raw store for this run's (a merge reads it)
-        shutil.rmtree(output_dir / "raw", ignore_errors=True)
-    except OSError as exc:
-        lock.release()
-        raise UsageError(f"cannot use --output-dir {output_dir}: {exc.strerror or exc}") from None
+    # An earlier run's files (raw store included: a merge reads it) would otherwise pass
+    # for this one's.
+    clear_output_dir(output_dir, lock)
     return output_dir, lock
 
 

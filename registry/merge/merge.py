@@ -60,7 +60,8 @@ from registry.selection import CountMismatch
 from registry.series import EXACT, HDR_ONLY, SeriesConfig, describe_series
 from registry.snapshot import CounterStat, MetricsSnapshot, SeriesStat, SessionState
 from registry.snapshot_codec import snapshot_to_dict
-from registry.store.samples import SAMPLES_NAME, SAMPLES_SCHEMA
+from registry.store.sample_log import SAMPLES_NAME
+from registry.store.samples import SAMPLES_SCHEMA
 from registry.verdict_counters import merged_verdict_counters, read_verdict
 
 __all__ = ["MergeResult", "check_compatible", "merge_runs", "merged_snapshot"]

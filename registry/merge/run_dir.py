@@ -26,7 +26,7 @@ from registry.final_source import FINAL_SNAPSHOT_NAME, FinalFileError, read_fina
 from registry.run_lock import LOCK_NAME, LockHolder
 from registry.snapshot import MetricsSnapshot
 from registry.store.raw_store import MANIFEST_NAME
-from registry.store.samples import SAMPLES_NAME
+from registry.store.sample_log import SAMPLES_NAME
 from registry.store.segments import file_facts, read_values
 
 __all__ = ["MergeError", "RunDir", "load_run"]

@@ -32,11 +32,10 @@ from registry.atomic_file import fsync_directory, temporary_path
 from registry.safe_open import WholeWrites, open_whole_writes
 from registry.store.sample_log import SAMPLE_FIELDS
 
-__all__ = ["ROW_GROUP_ROWS", "SAMPLES_NAME", "SAMPLES_SCHEMA", "SampleWriter", "rows_to_table"]
+__all__ = ["ROW_GROUP_ROWS", "SAMPLES_SCHEMA", "SampleWriter", "rows_to_table"]
 
 logger = logging.getLogger(__name__)
 
-SAMPLES_NAME = "samples.parquet"
 #: Rows per Parquet row group (the last one may be smaller).
 ROW_GROUP_ROWS = 65_536
 
