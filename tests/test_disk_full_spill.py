@@ -7,6 +7,7 @@ instead of final files, never a count short."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -21,9 +22,12 @@ import pyarrow.ipc
 import pytest
 import zmq
 
+from registry import MetricsRegistry, SessionState
 from registry.events import EventRecord, EventType
 from registry.percentiles import rank_indices
+from registry.publisher import MetricsPublisher
 from registry.snapshot_codec import SnapshotCodec
+from registry.store import RawStore
 from registry.transport import BATCH_TOPIC
 from tests.bulk_events import sample_frames
 from tests.cli_process import bench_metrics
@@ -156,3 +160,38 @@ def test_a_spill_onto_a_full_disk_keeps_the_result(workdir: Path, tmpfs: Path, t
     assert manifest["series"]["sample_latency_ns"]["values"] == N
     table = pyarrow.ipc.open_stream(str(out / "raw" / "sample_latency_ns.arrows")).read_all()
     assert np.array_equal(np.sort(table.column("value").to_numpy()), ordered)
+
+
+def test_a_store_file_damaged_under_the_run_gives_inexact_finals_not_a_traceback(
+    tmp_path: Path,
+) -> None:
+    """The last line of defence: a raw-store file cut short behind the store's back (not
+    by a failed write, which keeps its values in memory) makes the terminal statistics of
+    that series come from the HDR, named with the reason in the final file's run block."""
+    store = RawStore(tmp_path / "raw", memory_bytes=64 * 1024)
+    reg = MetricsRegistry(raw_store=store)
+    reg.register_series("latency_ns", hdr_low=1, hdr_high=3_600_000_000_000, sig_figs=3)
+    rng = np.random.default_rng(5)
+    values = rng.lognormal(19, 1, 100_000).astype(np.int64)
+    for part in np.array_split(values, 10):
+        reg.record_many("latency_ns", part)
+        reg.build_snapshot(state=SessionState.LIVE, n_pending_tasks=0)
+    file = tmp_path / "raw" / "latency_ns.arrows"
+    file.write_bytes(file.read_bytes()[: file.stat().st_size // 2])
+    publisher = MetricsPublisher(
+        reg, endpoint=f"ipc://{tmp_path}/s.sock", final_snapshot_path=tmp_path / "final.json"
+    )
+
+    async def final() -> None:
+        publisher.start(lambda: (SessionState.LIVE, 0))
+        await publisher.publish_final(n_pending_tasks=0)
+        await publisher.aclose()
+
+    asyncio.run(final())
+    assert publisher.final_file_written
+    doc = json.loads((tmp_path / "final.json").read_text())
+    assert "raw values unreadable" in doc["run"]["inexact_series"]["latency_ns"]
+    stat = next(m for m in doc["metrics"] if m["name"] == "latency_ns")
+    assert stat["count"] == values.size
+    exact = np.sort(values)[rank_indices("nearest-rank", [50.0], values.size)][0]
+    assert abs(stat["percentiles"]["50.0"] - exact) <= 0.002 * exact
