@@ -124,6 +124,8 @@ class WholeWrites(io.RawIOBase):
         return self._pos
 
     def write(self, data: Any) -> int:
+        if self.closed:  # never onto a descriptor number the process may have reused
+            raise ValueError(f"write to closed file {self.name}")
         view = memoryview(data).cast("B")
         done = 0
         while done < len(view):

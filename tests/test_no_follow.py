@@ -189,6 +189,7 @@ def test_the_samples_files_temporary_name_is_never_followed(tmp_path: Path, vict
     assert "symbolic link" in (writer.error or "")
     assert _untouched(victim)
     assert not (tmp_path / "samples.parquet").exists()
+    assert writer._tmp.is_symlink()  # not the writer's file: not its to remove either
 
 
 def test_the_ready_marker_does_not_create_a_dangling_links_target(

@@ -10,7 +10,9 @@ import msgspec
 import pyarrow.parquet as pq
 import pytest
 
+from registry.atomic_file import temp_files_for
 from registry.events import EventCodec, EventDecodeError, EventRecord, EventType
+from registry.store.samples import ROW_GROUP_ROWS, SampleWriter
 from tests.test_hostile_events import START, frames_of, rec, run_with
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
@@ -58,3 +60,15 @@ def test_our_encoder_round_trips_the_int64_extremes() -> None:
     for v in (INT64_MIN, INT64_MAX):
         r = EventRecord(EventType.SAMPLE_COMPLETE, 1, "s", turn=v, worker_id=v)
         assert codec.decode(codec.encode(r)[1]) == r
+
+
+def test_a_row_group_that_cannot_be_written_leaves_no_temporary_file(tmp_path: Path) -> None:
+    """Were a value beyond int64 to reach the writer anyway, the file is reported as not
+    written (exit 3 in a run) and its temporary file is removed, not left behind."""
+    writer = SampleWriter(tmp_path / "samples.parquet", run_id="r")
+    row = ("u", "", None, 2**64 - 1, 0, 1, None, 2, None, 1, None, None, "stop", None)
+    writer.submit([row] * ROW_GROUP_ROWS)
+    assert writer.close_sync() is False
+    assert writer.error is not None and "OverflowError" in writer.error
+    assert temp_files_for(tmp_path / "samples.parquet") == []
+    assert not (tmp_path / "samples.parquet").exists()

@@ -18,6 +18,7 @@ decides a metric and never blocks the caller's loop.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import logging
 import os
 from collections.abc import Sequence
@@ -174,8 +175,21 @@ class SampleWriter:
             self._writer.write_table(rows_to_table(rows, self.run_id), row_group_size=len(rows))
             self.rows_written += len(rows)
 
+    def _discard(self) -> None:
+        """Close and remove the temporary file this writer created (a file at that name
+        it did not create, such as a planted link, is not its to remove)."""
+        if self._file is None:
+            return
+        if self._writer is not None:
+            # a writer left open would write its footer when collected
+            with contextlib.suppress(Exception):
+                self._writer.close()
+        self._file.close()
+        self._tmp.unlink(missing_ok=True)  # gone already once renamed into place
+
     def _finish(self) -> bool:
         if self.failed:
+            self._discard()  # a row group failed: its temporary file must not stay
             return False
         try:
             self._write(self._buffer)
@@ -191,10 +205,7 @@ class SampleWriter:
             self._fail(exc)
             return False
         finally:
-            if self._file is not None:
-                self._file.close()
-            if self._tmp.exists():
-                self._tmp.unlink(missing_ok=True)
+            self._discard()
 
     def close_sync(self, rows: list[tuple[Any, ...]] | None = None) -> bool:
         """Write ``rows`` and everything queued, finish the file; True when it is in place.
