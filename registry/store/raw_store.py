@@ -15,6 +15,13 @@ in memory too, closes the files and writes ``manifest.json`` (atomically):
 each series' dtype, HDR settings, exact rollups and value count, so a later
 ``bench-metrics merge`` knows the store is whole.
 
+A spill that fails (a full disk) loses nothing: what is not known to be whole
+in the file stays in memory, beyond the bound, and so do the series' later
+values. ``finalize`` then rewrites that series' file whole (its complete
+batches and memory, a temporary file renamed over it), so once the disk has
+room again the store is complete after all; until then it raises and there is
+no manifest.
+
 A registry without a store keeps every value in memory (:class:`SeriesValues`
 with no spill), as before. Nothing here computes a statistic.
 """
@@ -121,7 +128,8 @@ class SeriesValues:
         self.spilled = 0
         #: values the file held when the run ended (written as they were folded)
         self.spilled_while_running = 0
-        #: writing the file failed once: values stay in memory from then on
+        #: writing the file failed once (a full disk, a link in the way): values stay in
+        #: memory from then on, and ``finalize`` rewrites the file whole
         self.spill_failed = False
         self.finalized = False
         self._spill_size = budget.spill_values if budget is not None else BLOCK_VALUES
