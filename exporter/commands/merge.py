@@ -31,7 +31,7 @@ file whose own metadata names another series or that holds fewer values.
 
 Refused (one line, exit 2, nothing written to OUT): runs that do not belong
 together, the same run twice (same run id and clock anchors: a copy), a
-samples.parquet that is missing (the run wrote one), unreadable or short of
+samples.parquet that is missing (the run block names one), unreadable or short of
 rows while other runs have theirs (--no-samples merges without the file).
 
 exit status: 0 merged (exact or approximate), 2 bad input

@@ -131,12 +131,12 @@ def _file_mismatch(path: Path, name: str, count: int, settings: Any) -> str | No
 
 def _samples_problem(p: Path, run: dict[str, Any], issued: int | None) -> str | None:
     """Why run ``p``'s ``samples.parquet`` cannot take part in a merge (``None``: it can,
-    or the run wrote none): missing although the run wrote one, unreadable (no footer),
+    or the run wrote none): missing although the run block names one, unreadable (no footer),
     or holding another number of rows than the run's tracked samples."""
     path = p / SAMPLES_NAME
     if not path.is_file():
         if run.get("samples") == SAMPLES_NAME:
-            return f"{path}: missing (the run wrote one)"
+            return f"{path}: missing (the run block names one)"
         return None
     try:
         rows = pq.ParquetFile(path).metadata.num_rows
