@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -133,3 +134,25 @@ def test_no_samples_merges_without_the_file(pair: list[Path], tmp_path: Path) ->
     assert not (out / "samples.parquet").exists()
     doc = _load(out / "final_snapshot.json")
     assert doc["run"]["samples"] is None and doc["run"]["merge"]["exact"] is True
+
+
+def test_a_merge_onto_a_full_disk_leaves_nothing_behind(pair: list[Path], tmp_path: Path) -> None:
+    """OUT on a tmpfs too small for the merged samples.parquet: one line, exit 2, no
+    temporary file and no partial final file left (the mount point itself stays)."""
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    proc = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)],
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {proc.stderr.strip() or proc.returncode}")
+    try:
+        res = run_cli("merge", str(mnt / "out"), *map(str, pair))
+        assert res.returncode == 2, res.stderr
+        lines = res.stderr.strip().splitlines()
+        assert len(lines) == 1 and "No space left on device" in lines[0], res.stderr
+        assert list(mnt.iterdir()) == []
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True, check=False)
