@@ -64,6 +64,7 @@ from registry.final_source import FINAL_SNAPSHOT_NAME, read_final_document
 from registry.metrics_registry import MetricsRegistry
 from registry.mlperf.early_stopping import EarlyStoppingSpec
 from registry.percentiles import PercentileMethod
+from registry.previous_run import clear_previous_run, report_blocked_by
 from registry.publisher import MetricsPublisher
 from registry.report import REPORT_NAME, build_report, write_report
 from registry.run_lock import RunLock
@@ -373,6 +374,8 @@ class _SessionCore:
         try:
             if self._lock_output_dir:
                 self._run_lock = RunLock(self.output_dir, self.run_id).acquire()
+                # the directory is this run's now: an earlier run's files must not mix in
+                clear_previous_run(self.output_dir)
             publisher = MetricsPublisher(
                 self.registry,
                 endpoint=self.snapshots,
@@ -535,6 +538,11 @@ class _SessionCore:
         except (OSError, ValueError) as exc:
             reason = f"{FINAL_SNAPSHOT_NAME} unusable: {exc}"
             report = build_report(snap, source="terminal_frame", reason=reason, run=run)
+        blocked = None if file_written else report_blocked_by(self.final_snapshot_path)
+        if blocked is not None:
+            # an earlier run's final snapshot stays: the new report beside it would be a mix
+            self.unwritten_files[REPORT_NAME] = blocked
+            return report
         try:
             write_report(self.report_path, report)
         except OSError as exc:

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 from exporter import cli_args
 from exporter.errors import UsageError
 from exporter.mirror_args import add_exporter_arguments, exporter_options, parse_label_args
-from exporter.output_dir import lock_output_dir
+from exporter.output_dir import clear_output_dir, lock_output_dir
 from exporter.verdict_args import (
     add_verdict_arguments,
     constraints_from_args,
@@ -456,6 +456,7 @@ def run(args: argparse.Namespace) -> int:
     # Before anything is written: one run per output directory (SPEC §7).
     lock = lock_output_dir(service.output_dir, service.run_id)
     try:
+        clear_output_dir(service.output_dir, lock)
         mirror = mirror_service(service, options)
         # Everything imported and loaded so far (transformers alone is ~50k objects)
         # lives as long as the process: keep it out of the collector, so that a full

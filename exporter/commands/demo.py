@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import shutil
 import signal
 import subprocess
@@ -45,7 +46,7 @@ from exporter.mirror_args import (
     check_listen_free,
     exporter_options,
 )
-from exporter.output_dir import lock_output_dir
+from exporter.output_dir import clear_output_dir, lock_output_dir
 from exporter.parent_watch import child_env
 from exporter.report_view import (
     ReportDocument,
@@ -65,6 +66,7 @@ from registry.final_source import FinalSnapshotUnavailable, load_final_snapshot
 from registry.percentiles import PercentileMethod
 from registry.report import build_report
 from registry.run_lock import RunLock
+from registry.safe_open import open_for_writing
 from registry.subscriber import SnapshotSubscriber
 from registry.tokens.loader import (
     EXTRA_HINT,
@@ -376,7 +378,8 @@ class _Aggregator:
     async def start(self) -> None:
         stderr: Any = None
         if self.log_path is not None:
-            stderr = self.log_path.open("wb")
+            # never through a link planted at the log's name
+            stderr = os.fdopen(open_for_writing(self.log_path), "wb")
         try:
             self.proc = await asyncio.create_subprocess_exec(
                 *self.cmd,
@@ -466,15 +469,9 @@ def _prepare_output_dir(path: str, run_id: str) -> tuple[Path, RunLock]:
     except OSError as exc:
         raise UsageError(f"cannot use --output-dir {output_dir}: {exc.strerror or exc}") from None
     lock = lock_output_dir(output_dir, run_id)  # before anything in it is touched
-    try:
-        for name in (*FINAL_FILES, "samples.parquet"):
-            # An earlier run's files would otherwise pass for this one's.
-            (output_dir / name).unlink(missing_ok=True)
-        # and its raw store for this run's (a merge reads it)
-        shutil.rmtree(output_dir / "raw", ignore_errors=True)
-    except OSError as exc:
-        lock.release()
-        raise UsageError(f"cannot use --output-dir {output_dir}: {exc.strerror or exc}") from None
+    # An earlier run's files (raw store included: a merge reads it) would otherwise pass
+    # for this one's.
+    clear_output_dir(output_dir, lock)
     return output_dir, lock
 
 

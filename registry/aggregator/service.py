@@ -47,6 +47,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import threading
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -67,16 +68,17 @@ from registry.mlperf.early_stopping import EarlyStoppingSpec, warm_up
 from registry.mlperf.requirements import Requirements, requirements_entry
 from registry.mlperf.slo import Constraint
 from registry.percentiles import PercentileMethod
+from registry.previous_run import RAW_STORE_DIR, report_blocked_by
 from registry.publisher import MetricsPublisher
 from registry.report import REPORT_NAME, build_report, write_report
+from registry.safe_open import open_for_writing
 from registry.snapshot import MetricsSnapshot, SessionState
 from registry.store.raw_store import DEFAULT_MEMORY_BYTES, RawStore
-from registry.store.sample_log import SampleLog
-from registry.store.samples import SAMPLES_NAME, SampleWriter
+from registry.store.sample_log import SAMPLES_NAME, SampleLog
+from registry.store.samples import SampleWriter
 from registry.tokens import TokenCounter
 
 __all__ = [
-    "RAW_STORE_DIR",
     "AggregatorService",
     "Hook",
     "SnapshotListener",
@@ -84,7 +86,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-RAW_STORE_DIR = "raw"
 
 SnapshotListener = Callable[[MetricsSnapshot], Any]
 Hook = Callable[[], Awaitable[Any]]
@@ -546,6 +547,12 @@ class AggregatorService:
                 run_id=self.run_id,
                 labels=self.labels,
             )
+        blocked = None if file_written else report_blocked_by(self.final_snapshot_path)
+        if blocked is not None:
+            # an earlier run's final snapshot stays: the new report beside it would be a mix
+            self.unwritten_files[REPORT_NAME] = blocked
+            logger.error("the report %s is %s", self.report_path, blocked)
+            return report
         try:
             write_report(self.report_path, report)
             logger.info("report written to %s (source: %s)", self.report_path, source)
@@ -558,7 +565,14 @@ class AggregatorService:
         """mlcommons/endpoints' launcher protocol: a ``.ready`` marker in the output
         directory once signals are handled, and the readiness id PUSHed to its socket."""
         if self.ready_marker:
-            (self.output_dir / ".ready").touch()
+            marker = self.output_dir / ".ready"
+            try:
+                # created (or kept) without following a link planted at its name
+                os.close(open_for_writing(marker, truncate=False))
+            except OSError as exc:
+                logger.error(
+                    "could not create the ready marker %s: %s", marker, exc.strerror or exc
+                )
         if self.readiness is None:
             return
         endpoint, identity = self.readiness
