@@ -33,6 +33,7 @@ from exporter.mirror_args import add_exporter_arguments, exporter_options, parse
 from exporter.output_dir import lock_output_dir
 from exporter.verdict_args import add_verdict_arguments, constraints_from_args
 from registry.aggregator.event_subscriber import DEFAULT_MAX_FRAME_BYTES
+from registry.aggregator.producer_watch import DEFAULT_PRODUCER_TIMEOUT_S
 from registry.mlperf.early_stopping import EarlyStoppingSpec
 from registry.percentiles import PercentileMethod
 from registry.store.raw_store import DEFAULT_MEMORY_BYTES
@@ -53,6 +54,8 @@ exit status:
   2         bad command line, or --output-dir is in use by another run
   3         final_snapshot.json or result_summary.json could not be written (the log
             names which); the terminal frame was still sent
+  4         the event producer went away without session.ended (its connection closed
+            and stayed closed for --producer-timeout S); INTERRUPTED final files written
 """
 
 
@@ -136,6 +139,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help=(
             "larger event messages are counted as malformed and skipped undecoded "
             "(default: %(default)s = 64 MiB)"
+        ),
+    )
+    p.add_argument(
+        "--producer-timeout",
+        type=cli_args.seconds(zero=True),
+        default=DEFAULT_PRODUCER_TIMEOUT_S,
+        metavar="S",
+        help=(
+            "when the event producer's connection closes without session.ended (it crashed "
+            "or was killed) and stays closed for S seconds, end the run INTERRUPTED with its "
+            "final files, exit 4; a connected producer that is merely quiet is never timed "
+            "out (0 = wait forever; default: %(default)g)"
         ),
     )
     p.add_argument(
@@ -344,6 +359,11 @@ def build_service(
         raise UsageError(f"--es-confidence must be in (0, 1), got {args.es_confidence}")
     if not (math.isfinite(args.es_tolerance) and 0 <= args.es_tolerance < 1):
         raise UsageError(f"--es-tolerance must be in [0, 1), got {args.es_tolerance}")
+    if not (math.isfinite(args.producer_timeout) and args.producer_timeout >= 0):
+        raise UsageError(
+            f"--producer-timeout must be a finite number of seconds >= 0, "
+            f"got {args.producer_timeout}"
+        )
     if args.max_frame_bytes < 1024:
         raise UsageError(f"--max-frame-bytes must be >= 1024, got {args.max_frame_bytes}")
     if not 1 <= args.hdr_sig_figs <= 5:
@@ -396,6 +416,7 @@ def build_service(
         tokenizer=tokens,
         tokenizer_workers=args.tokenizer_workers,
         drain_timeout_s=args.drain_timeout or None,
+        producer_timeout_s=args.producer_timeout or None,
         max_frame_bytes=args.max_frame_bytes,
         listeners=listeners,
         on_start=on_start,

@@ -59,6 +59,7 @@ import zmq.asyncio
 
 from registry.aggregator.event_subscriber import DEFAULT_MAX_FRAME_BYTES, EventSubscriber
 from registry.aggregator.metrics import AggregatorEventCodec, AggregatorMetrics
+from registry.aggregator.producer_watch import DEFAULT_PRODUCER_TIMEOUT_S, ProducerWatch
 from registry.aggregator.session import SessionMachine
 from registry.clock import anchor, clock_block
 from registry.final_source import FINAL_SNAPSHOT_NAME, read_final_document
@@ -103,6 +104,8 @@ APPLY_SLICE = 1024
 TOKENIZER_APPLY_SLICE = 128
 #: Exit code when final_snapshot.json or result_summary.json could not be written.
 EXIT_FINAL_FILES_NOT_WRITTEN = 3
+#: Exit code when the event producer went away without session.ended (INTERRUPTED files).
+EXIT_PRODUCER_GONE = 4
 
 
 class AggregatorService:
@@ -138,6 +141,7 @@ class AggregatorService:
         raw_store: bool = True,
         raw_memory_bytes: int = DEFAULT_MEMORY_BYTES,
         samples: bool = True,
+        producer_timeout_s: float | None = DEFAULT_PRODUCER_TIMEOUT_S,
     ) -> None:
         if not interval_s > 0:
             raise ValueError(f"interval_s must be > 0, got {interval_s!r}")
@@ -145,6 +149,12 @@ class AggregatorService:
             raise ValueError(f"drain_timeout_s must be >= 0 or None, got {drain_timeout_s!r}")
         #: seconds the end-of-run tokenization may take (``None``: no limit)
         self.drain_timeout_s = drain_timeout_s or None
+        if producer_timeout_s is not None and not producer_timeout_s >= 0:
+            raise ValueError(f"producer_timeout_s must be >= 0 or None, got {producer_timeout_s!r}")
+        #: seconds a producer's closed connection may stay closed (``None``: forever)
+        self.producer_timeout_s = producer_timeout_s or None
+        #: the producer went away without session.ended (the run ended INTERRUPTED)
+        self.producer_gone = False
         self.events_endpoint = events_endpoint
         self.snapshots_endpoint = snapshots_endpoint
         self.output_dir = Path(output_dir)
@@ -252,6 +262,16 @@ class AggregatorService:
         assert self._stop is not None
         self._stop.set()
 
+    def _on_producer_gone(self) -> None:
+        # Only while events are read: once session.ended is in, the producer may go.
+        if self._finishing or self.signal is not None:
+            return
+        if self.session.state.rank >= SessionState.DRAINING.rank:
+            return
+        self.producer_gone = True
+        assert self._stop is not None
+        self._stop.set()
+
     def _runtime_state(self) -> tuple[SessionState, int]:
         return self.session.state, self.metrics.n_pending_tasks
 
@@ -296,11 +316,16 @@ class AggregatorService:
         )
         installed = self._install_signal_handlers(loop)
         ingest: asyncio.Task[None] | None = None
+        watch: ProducerWatch | None = None
+        watch_task: asyncio.Task[None] | None = None
         failed = False
         try:
             for hook in self._on_start:
                 await hook()
             subscriber.open()
+            if self.producer_timeout_s is not None:
+                watch = ProducerWatch(subscriber, self.producer_timeout_s, self._on_producer_gone)
+                watch_task = asyncio.create_task(watch.run(), name="aggregator-producer-watch")
             if self.metrics.tokenizer is not None:
                 self.metrics.tokenizer.start(loop)
             publisher.start(self._runtime_state)
@@ -319,16 +344,28 @@ class AggregatorService:
                 ingest.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await ingest
-            if self.signal is None:
+            if watch_task is not None:  # the producer may leave once session.ended is read
+                watch_task.cancel()
+                await asyncio.gather(watch_task, return_exceptions=True)
+            if self.signal is None and not self.producer_gone:
                 await self._drain_tokenizer()
         except Exception:
             logger.exception("the aggregator's ingest failed; writing INTERRUPTED final files")
             failed = True
         finally:
+            if watch_task is not None and not watch_task.done():
+                watch_task.cancel()
+            if watch is not None:
+                watch.close()
             subscriber.close()
             self._finishing = True
         try:
-            interrupted = failed or self.signal is not None or self.metrics.interrupted_marker
+            interrupted = (
+                failed
+                or self.signal is not None
+                or self.producer_gone
+                or self.metrics.interrupted_marker
+            )
             await self._finish(publisher, interrupted=interrupted)
             for hook in self._on_stop:
                 try:
@@ -351,6 +388,8 @@ class AggregatorService:
             return EXIT_FINAL_FILES_NOT_WRITTEN
         if self.session.state is SessionState.INTERRUPTED and self.signal is not None:
             return 128 + self.signal
+        if self.producer_gone:
+            return EXIT_PRODUCER_GONE
         return 0
 
     async def _ingest(self, subscriber: EventSubscriber) -> None:
@@ -499,6 +538,8 @@ class AggregatorService:
             ),
             "samples": SAMPLES_NAME if self.sample_log is not None else None,
         }
+        if self.producer_gone:  # why the run is INTERRUPTED (the report says so)
+            run["interrupted_by"] = "producer_gone"
         if self.constraints:
             run["verdict"] = {
                 "ruleset": self.ruleset,
