@@ -38,6 +38,7 @@ from registry.mlperf.early_stopping import EarlyStoppingSpec
 from registry.percentiles import PercentileMethod
 from registry.store.raw_store import DEFAULT_MEMORY_BYTES
 from registry.tokens import TokenCounter, TokenizerUnavailable, load_tokenizer
+from registry.tokens.pool import DEFAULT_JOB_TIMEOUT_S
 from registry.transport import check_endpoint
 
 if TYPE_CHECKING:
@@ -236,6 +237,18 @@ def add_tokenizer_arguments(p: argparse.ArgumentParser) -> None:
             "default)"
         ),
     )
+    g.add_argument(
+        "--tokenizer-job-timeout",
+        type=cli_args.seconds(zero=True),
+        default=DEFAULT_JOB_TIMEOUT_S,
+        metavar="S",
+        help=(
+            "seconds one tokenization may take (a batch, then each of its inputs alone); an "
+            "input slower than that (a chat template that loops) is skipped and counted in "
+            "tokenization_errors, so it cannot hold back the final files (0 = no limit; "
+            "default: %(default)g)"
+        ),
+    )
 
 
 #: The most tokenizer threads one aggregator may start.
@@ -248,6 +261,11 @@ def check_tokenizer_arguments(args: argparse.Namespace) -> None:
         raise UsageError(
             f"--tokenizer-workers must be in 0..{MAX_TOKENIZER_WORKERS}, "
             f"got {args.tokenizer_workers}"
+        )
+    if not (math.isfinite(args.tokenizer_job_timeout) and args.tokenizer_job_timeout >= 0):
+        raise UsageError(
+            "--tokenizer-job-timeout must be a finite number of seconds >= 0, "
+            f"got {args.tokenizer_job_timeout}"
         )
     if not (math.isfinite(args.drain_timeout) and args.drain_timeout >= 0):
         raise UsageError(
@@ -416,6 +434,7 @@ def build_service(
         tokenizer=tokens,
         tokenizer_workers=args.tokenizer_workers,
         drain_timeout_s=args.drain_timeout or None,
+        tokenizer_job_timeout_s=args.tokenizer_job_timeout or None,
         producer_timeout_s=args.producer_timeout or None,
         max_frame_bytes=args.max_frame_bytes,
         listeners=listeners,

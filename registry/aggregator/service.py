@@ -74,6 +74,7 @@ from registry.store.raw_store import DEFAULT_MEMORY_BYTES, RawStore
 from registry.store.sample_log import SampleLog
 from registry.store.samples import SAMPLES_NAME, SampleWriter
 from registry.tokens import TokenCounter
+from registry.tokens.pool import DEFAULT_JOB_TIMEOUT_S
 
 __all__ = [
     "RAW_STORE_DIR",
@@ -133,6 +134,7 @@ class AggregatorService:
         tokenizer: TokenCounter | None = None,
         tokenizer_workers: int = 2,
         drain_timeout_s: float | None = None,
+        tokenizer_job_timeout_s: float | None = DEFAULT_JOB_TIMEOUT_S,
         max_frame_bytes: int | None = DEFAULT_MAX_FRAME_BYTES,
         listeners: Sequence[SnapshotListener] = (),
         on_start: Sequence[Hook] = (),
@@ -198,6 +200,13 @@ class AggregatorService:
             # settles held receives first
             hold_receives=True,
         )
+        if self.metrics.tokenizer is not None:
+            if tokenizer_job_timeout_s is not None and not tokenizer_job_timeout_s >= 0:
+                raise ValueError(
+                    f"tokenizer_job_timeout_s must be >= 0 or None, got {tokenizer_job_timeout_s!r}"
+                )
+            # a hostile chat template is skipped after this, never holds the final files
+            self.metrics.tokenizer.job_timeout_s = tokenizer_job_timeout_s or None
         #: the constraints the run is judged on, and the ruleset they came from
         self.constraints: tuple[Constraint, ...] = tuple(constraints)
         self.ruleset = ruleset
@@ -429,6 +438,8 @@ class AggregatorService:
             **pool.counter.describe(),
             "workers": pool.workers,
             "drain_timeout_s": self.drain_timeout_s,
+            "job_timeout_s": pool.job_timeout_s,
+            "jobs_timed_out": pool.jobs_timed_out,
         }
 
     async def _drain_tokenizer(self) -> None:
