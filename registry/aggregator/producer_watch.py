@@ -55,6 +55,9 @@ _RECHECK_S = 0.1
 class ProducerWatch:
     """Calls ``on_gone()`` once when ``subscriber`` lost every connection for ``grace_s``.
 
+    ``busy()`` (default: the subscriber has a message queued) holds the call back
+    while what arrived before is still being read or applied.
+
     ``await watch.run()`` as a task beside the ingest loop; cancel it (and call
     :meth:`close`) when the ingest ends, before the subscriber is closed.
     """
@@ -65,6 +68,7 @@ class ProducerWatch:
         grace_s: float,
         on_gone: Callable[[], None],
         *,
+        busy: Callable[[], bool] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not grace_s > 0:
@@ -72,6 +76,8 @@ class ProducerWatch:
         self._subscriber = subscriber
         self.grace_s = float(grace_s)
         self._on_gone = on_gone
+        #: whether what the producer sent is still being read or applied (then wait)
+        self._busy = busy if busy is not None else subscriber.has_queued
         self._clock = clock
         self._monitor: zmq.asyncio.Socket | None = subscriber.monitor_socket(_UP | _DOWN)
         #: connections open now, as the monitor reported them
@@ -91,7 +97,7 @@ class ProducerWatch:
                 frames = await asyncio.wait_for(monitor.recv_multipart(), timeout)
             except TimeoutError:
                 assert deadline is not None
-                if self._subscriber.has_queued():  # what it sent before it went: read it all
+                if self._busy():  # what it sent before it went: read and apply it all
                     deadline = self._clock() + _RECHECK_S
                     continue
                 self.gone = True

@@ -157,6 +157,8 @@ class AggregatorService:
         self.producer_timeout_s = producer_timeout_s or None
         #: the producer went away without session.ended (the run ended INTERRUPTED)
         self.producer_gone = False
+        # a message is being applied in slices (the loop turns between them)
+        self._applying = False
         self.events_endpoint = events_endpoint
         self.snapshots_endpoint = snapshots_endpoint
         self.output_dir = Path(output_dir)
@@ -333,7 +335,12 @@ class AggregatorService:
                 await hook()
             subscriber.open()
             if self.producer_timeout_s is not None:
-                watch = ProducerWatch(subscriber, self.producer_timeout_s, self._on_producer_gone)
+                watch = ProducerWatch(
+                    subscriber,
+                    self.producer_timeout_s,
+                    self._on_producer_gone,
+                    busy=lambda: self._applying or subscriber.has_queued(),
+                )
                 watch_task = asyncio.create_task(watch.run(), name="aggregator-producer-watch")
             if self.metrics.tokenizer is not None:
                 self.metrics.tokenizer.start(loop)
@@ -410,12 +417,14 @@ class AggregatorService:
         step = APPLY_SLICE if self.metrics.tokenizer is None else TOKENIZER_APPLY_SLICE
         while session.state.rank < draining:
             batch = await subscriber.recv_batch()
+            self._applying = True
             for i in range(0, len(batch), step):
                 if i:
                     # Between slices of a big message: the loop stays responsive (ticks,
                     # signals, the tokenizer's deliveries) while a message is applied.
                     await asyncio.sleep(0)
                 handle_many(batch[i : i + step] if len(batch) > step else batch)
+            self._applying = False
             self.events_applied += len(batch)
             # The subscriber drops broken frames (wrong frame count, topic, batch)
             # before any payload reaches the codec: count those as malformed too.
