@@ -630,17 +630,32 @@ class SnapshotCollector:
         )
 
 
+#: Bad-key counts of the percentile key sets seen (one grid per stream: a handful).
+_BAD_KEYS: dict[tuple[str, ...], int] = {}
+
+
 def _bad_quantile_keys(snapshot: MetricsSnapshot) -> int:
     """How many percentile keys of ``snapshot`` cannot be quantile labels."""
     bad = 0
     for m in snapshot.metrics:
         if isinstance(m, SeriesStat):
-            for key in m.percentiles:
-                try:
-                    quantile_label(key)
-                except ValueError:
-                    bad += 1
+            keys = tuple(m.percentiles)
+            n = _BAD_KEYS.get(keys)
+            if n is None:
+                n = sum(1 for k in keys if not _is_quantile_key(k))
+                if len(_BAD_KEYS) > 64:  # hostile streams vary their keys: stay bounded
+                    _BAD_KEYS.clear()
+                _BAD_KEYS[keys] = n
+            bad += n
     return bad
+
+
+def _is_quantile_key(key: str) -> bool:
+    try:
+        quantile_label(key)
+    except ValueError:
+        return False
+    return True
 
 
 def _scaled_bound(bound: int, divisor: float) -> float:
