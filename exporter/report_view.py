@@ -237,7 +237,8 @@ def _load(p: Path, constraints: Sequence[Constraint] | None, ruleset: str | None
     except RecursionError:
         raise ReportFileError(f"{p} nests JSON deeper than the parser allows") from None
     except ValueError as exc:  # an integer longer than Python converts (4,300 digits)
-        raise ReportFileError(f"{p} holds a value that cannot be read: {exc}") from None
+        why = str(exc).split(";")[0]  # not the advice to raise the interpreter's limit
+        raise ReportFileError(f"{p} holds a value that cannot be read: {why}") from None
     if _depth_exceeds(data, MAX_REPORT_DEPTH):
         raise ReportFileError(
             f"{p} nests JSON deeper than {MAX_REPORT_DEPTH} levels: not a final file"
