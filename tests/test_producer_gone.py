@@ -6,17 +6,25 @@ Real processes throughout: ``bench-metrics aggregate`` (and upstream's launch mo
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import sys
 import time
 from pathlib import Path
 
+import pytest
 from aggregate_process import exit_code, start_aggregate
+from aggregator_scenario import ev
+from tokenizer_factory import CHAT_TEMPLATE, make_word_tokenizer
 
+from registry.events import EventType
+from registry.events.data import PromptData
+from registry.snapshot import SessionState
 from tests.exporter_support import TESTS_DIR, Child
 from tests.helpers import wait_until
 
+T = EventType
 GRACE_S = 2.0
 #: What "a few seconds" after the grace may take on a loaded 2-core machine.
 SLACK_S = 8.0
@@ -121,3 +129,45 @@ def test_producer_timeout_zero_waits_and_bad_values_are_refused(workdir: Path) -
     bad, _, _ = start_aggregate(workdir, workdir / "o2", "--producer-timeout", "-1", tag="b")
     assert exit_code(bad) == 2
     assert len(bad.err) == 1 and "--producer-timeout" in bad.err[0]
+
+
+def test_a_producer_that_leaves_after_session_ended_is_not_gone(workdir: Path) -> None:
+    """session.ended, then the producer closes at once while the aggregator still has a
+    tokenization backlog to drain (longer than the grace): the run is COMPLETE, exit 0."""
+    pytest.importorskip("transformers", reason="needs the extra bench-metrics[tokenizer]")
+    from registry.aggregator import AggregatorService
+    from registry.events import EventPublisher
+    from registry.tokens import TokenCounter, load_tokenizer
+
+    slow = "{%- for i in range(20000) %}{%- endfor %}" + CHAT_TEMPLATE  # ~1 ms per prompt
+    counter = TokenCounter(load_tokenizer(make_word_tokenizer(workdir / "tok", chat_template=slow)))
+    events_ep = f"ipc://{workdir}/ev.sock"
+    n = 1500
+    records = [ev(T.SESSION_STARTED, 0), ev(T.SESSION_START_PERFORMANCE_TRACKING, 1)]
+    for i in range(n):
+        data = PromptData.build(messages=[{"role": "user", "content": "why"}])
+        records.append(ev(T.SAMPLE_ISSUED, 10 + i, f"p{i}", data=data))
+    records.append(ev(T.SESSION_ENDED, 10**6))
+
+    async def main() -> tuple[int, AggregatorService]:
+        service = AggregatorService(
+            events_endpoint=events_ep,
+            snapshots_endpoint=f"ipc://{workdir}/snap.sock",
+            output_dir=workdir / "out",
+            handle_signals=False,
+            tokenizer=counter,
+            tokenizer_workers=0,  # everything waits for the drain
+            producer_timeout_s=0.2,
+        )
+        task = asyncio.create_task(service.run())
+        with EventPublisher(events_ep) as pub:
+            assert await pub.wait_for_subscriber(30)
+            pub.send_many(records)
+        # the producer is gone now; the drain of 1,500 prompts takes well over 0.2 s
+        return await asyncio.wait_for(task, 60), service
+
+    rc, service = asyncio.run(main())
+    assert rc == 0 and not service.producer_gone
+    assert service.final_snapshot is not None
+    assert service.final_snapshot.state is SessionState.COMPLETE
+    assert service.final_snapshot.series["isl"].count == n
