@@ -42,11 +42,11 @@ def one_line_error(capsys: pytest.CaptureFixture[str], path: Path, message: str)
 
 
 def run_report_process(path: Path, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
-    """``bench-metrics report PATH`` as a real process with 1 GiB of address space at most:
+    """``bench-metrics report PATH`` as a real process with 2 GiB of address space at most:
     a reader that does not bound its reads dies quickly instead of filling the machine."""
 
     def limit() -> None:
-        resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+        resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
 
     return subprocess.run(
         [*bench_metrics(), "report", str(path)],
