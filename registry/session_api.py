@@ -155,6 +155,8 @@ class _SessionCore:
         for key, value in (labels or {}).items():
             if not isinstance(key, str) or not isinstance(value, str):
                 raise ValueError(f"labels must map str to str, got {key!r}: {value!r}")
+            if key == "run_id":  # a label must never rename the run
+                raise ValueError("labels: 'run_id' is reserved; give the run id as run_id=")
             self.labels[key] = value
         self.streaming = bool(streaming)
         self.interval_s = float(interval_s)
@@ -200,7 +202,7 @@ class _SessionCore:
         address = parse_listen(listen, default_port=0) if listen is not None else None
         if pushgateway is not None and not pushgateway.strip():
             raise ValueError("pushgateway: empty URL")
-        SnapshotCollector(namespace, {"run_id": self.run_id, **self.labels})  # ValueError if bad
+        SnapshotCollector(namespace, {**self.labels, "run_id": self.run_id})  # ValueError if bad
         return address, pushgateway, namespace
 
     # -- registration (before start) ---------------------------------------------
@@ -425,7 +427,7 @@ class _SessionCore:
         )
         mirror = PrometheusMirror(
             options,
-            labels={"run_id": self.run_id, **self.labels},
+            labels={**self.labels, "run_id": self.run_id},  # run_id last: nothing replaces it
             gauges=settable_counter_names(self.registry),
         )
         try:

@@ -37,11 +37,13 @@ from exporter.verdict_args import (
     requirements_from_args,
 )
 from registry.aggregator.event_subscriber import DEFAULT_MAX_FRAME_BYTES
+from registry.aggregator.producer_watch import DEFAULT_PRODUCER_TIMEOUT_S
 from registry.mlperf.early_stopping import EarlyStoppingSpec
 from registry.percentiles import PercentileMethod
 from registry.report import REPORT_NAME, UPSTREAM_MODE_REPORT_NAME
 from registry.store.raw_store import DEFAULT_MEMORY_BYTES
 from registry.tokens import TokenCounter, TokenizerUnavailable, load_tokenizer
+from registry.tokens.pool import DEFAULT_JOB_TIMEOUT_S
 from registry.transport import check_endpoint
 
 if TYPE_CHECKING:
@@ -58,6 +60,8 @@ exit status:
   2         bad command line, or --output-dir is in use by another run
   3         final_snapshot.json or result_summary.json could not be written (the log
             names which); the terminal frame was still sent
+  4         the event producer went away without session.ended (its connection closed
+            and stayed closed for --producer-timeout S); INTERRUPTED final files written
 """
 
 
@@ -144,6 +148,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument(
+        "--producer-timeout",
+        type=cli_args.seconds(zero=True),
+        default=DEFAULT_PRODUCER_TIMEOUT_S,
+        metavar="S",
+        help=(
+            "when the event producer's connection closes without session.ended (it crashed "
+            "or was killed) and stays closed for S seconds, end the run INTERRUPTED with its "
+            "final files, exit 4; a connected producer that is merely quiet is never timed "
+            "out (0 = wait forever; default: %(default)g)"
+        ),
+    )
+    p.add_argument(
         "--ignore-sigint",
         action="store_true",
         help=(
@@ -226,6 +242,18 @@ def add_tokenizer_arguments(p: argparse.ArgumentParser) -> None:
             "default)"
         ),
     )
+    g.add_argument(
+        "--tokenizer-job-timeout",
+        type=cli_args.seconds(zero=True),
+        default=DEFAULT_JOB_TIMEOUT_S,
+        metavar="S",
+        help=(
+            "seconds one tokenization may take (a batch, then each of its inputs alone); an "
+            "input slower than that (a chat template that loops) is skipped and counted in "
+            "tokenization_errors, so it cannot hold back the final files (0 = no limit; "
+            "default: %(default)g)"
+        ),
+    )
 
 
 #: The most tokenizer threads one aggregator may start.
@@ -238,6 +266,11 @@ def check_tokenizer_arguments(args: argparse.Namespace) -> None:
         raise UsageError(
             f"--tokenizer-workers must be in 0..{MAX_TOKENIZER_WORKERS}, "
             f"got {args.tokenizer_workers}"
+        )
+    if not (math.isfinite(args.tokenizer_job_timeout) and args.tokenizer_job_timeout >= 0):
+        raise UsageError(
+            "--tokenizer-job-timeout must be a finite number of seconds >= 0, "
+            f"got {args.tokenizer_job_timeout}"
         )
     if not (math.isfinite(args.drain_timeout) and args.drain_timeout >= 0):
         raise UsageError(
@@ -350,6 +383,11 @@ def build_service(
         raise UsageError(f"--es-confidence must be in (0, 1), got {args.es_confidence}")
     if not (math.isfinite(args.es_tolerance) and 0 <= args.es_tolerance < 1):
         raise UsageError(f"--es-tolerance must be in [0, 1), got {args.es_tolerance}")
+    if not (math.isfinite(args.producer_timeout) and args.producer_timeout >= 0):
+        raise UsageError(
+            f"--producer-timeout must be a finite number of seconds >= 0, "
+            f"got {args.producer_timeout}"
+        )
     if args.max_frame_bytes < 1024:
         raise UsageError(f"--max-frame-bytes must be >= 1024, got {args.max_frame_bytes}")
     if not 1 <= args.hdr_sig_figs <= 5:
@@ -404,6 +442,8 @@ def build_service(
         tokenizer=tokens,
         tokenizer_workers=args.tokenizer_workers,
         drain_timeout_s=args.drain_timeout or None,
+        tokenizer_job_timeout_s=args.tokenizer_job_timeout or None,
+        producer_timeout_s=args.producer_timeout or None,
         max_frame_bytes=args.max_frame_bytes,
         listeners=listeners,
         on_start=on_start,

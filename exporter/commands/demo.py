@@ -118,6 +118,7 @@ AGGREGATOR_PASSTHROUGH: list[tuple[str, str]] = [
     ("tokenizer", "--tokenizer"),
     ("tokenizer_workers", "--tokenizer-workers"),
     ("drain_timeout", "--drain-timeout"),
+    ("tokenizer_job_timeout", "--tokenizer-job-timeout"),
     ("buckets", "--buckets"),
     # the verdict is decided in the aggregator (SPEC §10)
     ("ruleset", "--ruleset"),

@@ -84,7 +84,8 @@ def run(args: argparse.Namespace) -> int:
             doc = load_report_file(args.file)
     except ReportFileError as exc:
         raise UsageError(str(exc)) from None
-    Console(width=args.width).print(render_report(doc))
+    # markup=False: a "[" in a name from the file is text, never a rich tag
+    Console(width=args.width, markup=False).print(render_report(doc))
     if not judging:
         return EXIT_PASS
     return exit_status(doc.report.get("verdict") or {})
