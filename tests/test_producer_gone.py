@@ -20,6 +20,7 @@ from tokenizer_factory import CHAT_TEMPLATE, make_word_tokenizer
 
 from registry.events import EventType
 from registry.events.data import PromptData
+from registry.report import REPORT_NAME, UPSTREAM_MODE_REPORT_NAME
 from registry.snapshot import SessionState
 from tests.exporter_support import TESTS_DIR, Child
 from tests.helpers import wait_until
@@ -41,13 +42,13 @@ def still_running_after(child: Child, seconds: float) -> bool:
     return not wait_until(lambda: child.proc.poll() is not None, seconds, interval=0.05)
 
 
-def assert_interrupted_files(out: Path) -> None:
+def assert_interrupted_files(out: Path, report_name: str = REPORT_NAME) -> None:
     snap = json.loads((out / "final_snapshot.json").read_text())
     assert snap["state"] == "interrupted"
     counters = {m["name"]: m["value"] for m in snap["metrics"] if m["type"] == "counter"}
     assert counters["total_samples_issued"] == 8  # everything it sent before it died
     assert snap["run"]["interrupted_by"] == "producer_gone"
-    summary = json.loads((out / "result_summary.json").read_text())
+    summary = json.loads((out / report_name).read_text())
     assert summary["complete"] is False
     assert "event producer went away" in summary["incomplete_reason"]
 
@@ -108,7 +109,7 @@ def test_upstream_launch_mode_notices_a_killed_producer(workdir: Path) -> None:
             producer.stop(signal.SIGKILL)
         agg.stop()
     assert rc == 4, "\n".join(agg.err[-20:])
-    assert_interrupted_files(out)
+    assert_interrupted_files(out, UPSTREAM_MODE_REPORT_NAME)  # upstream's layout
 
 
 def test_producer_timeout_zero_waits_and_bad_values_are_refused(workdir: Path) -> None:
