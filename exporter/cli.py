@@ -27,7 +27,15 @@ from exporter.parent_watch import arm_from_environment
 
 __all__ = ["COMMANDS", "UsageError", "build_parser", "main"]
 
-COMMANDS: tuple[str, ...] = ("demo", "aggregate", "export", "watch", "report", "merge")
+COMMANDS: tuple[str, ...] = (
+    "demo",
+    "aggregate",
+    "export",
+    "watch",
+    "report",
+    "merge",
+    "compare",
+)
 
 
 def build_parser() -> CliParser:

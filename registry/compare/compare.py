@@ -52,6 +52,10 @@ SERIES_ALIASES: dict[str, str] = {
     "osl": "osl",
 }
 THROUGHPUT = ("qps", "tps")
+#: Series whose values are not independent samples: the intervals assume they are.
+_CLUSTERED = {
+    "chunk_delta_ns": "the gaps of one response are not independent: its intervals are too narrow",
+}
 
 
 class IncomparableRuns(ValueError):
@@ -194,6 +198,8 @@ def _series_rows(base: RunData, run: RunData, name: str, level: float) -> list[R
             d, lo, hi = quantile_diff(a, b, q, level)
             va, vb = _nr(a, q), _nr(b, q)
             method = QUANTILE_METHOD
+        if name in _CLUSTERED:
+            method = f"{method}; {_CLUSTERED[name]}"
         rows.append(
             Row(
                 name,
@@ -254,11 +260,17 @@ def _throughput_rows(base: RunData, run: RunData, level: float) -> list[Row]:
     return rows
 
 
+def _ordered(names: Sequence[str]) -> list[str]:
+    """The series in the order people read them (TTFT first), then any others."""
+    first = list(SERIES_ALIASES.values())
+    return [n for n in first if n in names] + [n for n in names if n not in first]
+
+
 def compare_runs(base: RunData, run: RunData, level: float = LEVEL) -> Comparison:
     """Every series and statistic of ``run`` against ``base`` (:class:`IncomparableRuns`)."""
     check_comparable(base, run)
     out = Comparison(base=base.label, run=run.label, level=level)
-    for name in base.series_names:
+    for name in _ordered(base.series_names):
         try:
             out.rows += _series_rows(base, run, name, level)
         except SeriesUnavailable as exc:
