@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from exporter.cli import main
+from tests.browser import chromium, load_page
 from tests.cli_process import bench_metrics
 from tests.demo_runs import make_runs, merge
 
@@ -146,3 +147,24 @@ def test_real_process_exit_codes(runs: dict[str, Path]) -> None:
     assert ok.returncode == 0 and "TTFT" in ok.stdout
     gated = subprocess.run([*cmd, "--fail-if", "ttft:p50>+20%"], capture_output=True, timeout=120)
     assert gated.returncode == 1
+
+
+def test_compare_html_overlays_every_run(runs: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "compare.html"
+    args = [str(runs["base"]), str(runs["slow"]), str(runs["merged"]), "--html", str(out)]
+    assert main(["compare", *args]) == 0
+    text = out.read_text(encoding="utf-8")
+    assert "<script" not in text and "default-src 'none'" in text
+    assert 'data-chart="distribution-ttft_ns"' in text and 'data-chart="cmp-ttft-over-time"' in text
+    assert "no detectable difference" in text and "higher" in text
+    assert "order-statistic" in text
+    labels = [
+        json.loads((runs[k] / "result_summary.json").read_text())["run"]["run_id"]
+        for k in ("base", "slow")
+    ]
+    assert all(label in text for label in labels)
+    if chromium() is None:
+        pytest.skip("no chromium (Debian package 'chromium'; .ci/run installs it)")
+    seen = load_page(out, {"svgs": "document.querySelectorAll('svg').length"})
+    assert seen.requests == [out.resolve().as_uri()] and seen.errors == []
+    assert seen.values["svgs"] == text.count("<svg") > 6

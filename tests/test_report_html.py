@@ -20,7 +20,8 @@ from exporter.cli import main
 from exporter.view_format import format_ns
 from tests.browser import chromium, load_page
 from tests.demo_runs import make_runs
-from tests.upstream_fixtures import SNAPSHOT_FINAL
+from tests.store_runs import run_aggregate
+from tests.upstream_fixtures import SESSION_A_FRAMES, SNAPSHOT_FINAL, read_frames
 
 #: every chart the page of a streaming run has (data-chart names)
 CHARTS = {
@@ -43,7 +44,8 @@ PAGE_FACTS = {
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("html-run")
-    return make_runs(root, {"run": ["--seed", "5", "--slo", "ttft:p99<=200ms"]})["run"]
+    run = ["--seed", "5", "--slo", "ttft:p99<=200ms", "--html"]
+    return make_runs(root, {"run": run})["run"]
 
 
 @pytest.fixture(scope="module")
@@ -125,3 +127,20 @@ def test_upstreams_file_gets_a_page_that_says_why_it_has_no_charts(tmp_path: Pat
     assert main(["report", "--html", str(out), str(final)]) == 0
     text = out.read_text()
     assert "<svg" not in text and "No charts:" in text and "Exact percentiles" in text
+
+
+def test_demo_html_writes_the_page_beside_the_final_files(run_dir: Path) -> None:
+    page = run_dir / "report.html"
+    text = page.read_text(encoding="utf-8")
+    # written after the aggregator's exit: the raw store was whole (chunk gaps drawn)
+    assert all(f'data-chart="{name}"' in text for name in CHARTS)
+    assert "from the raw store" in text
+
+
+def test_aggregate_html_on_upstreams_recorded_stream(tmp_path: Path) -> None:
+    out = run_aggregate(tmp_path, "agg", read_frames(SESSION_A_FRAMES), "--streaming", "--html")
+    text = (out / "report.html").read_text(encoding="utf-8")
+    summary = json.loads((out / "result_summary.json").read_text())
+    assert summary["run"]["run_id"] in text
+    assert 'data-chart="distribution-sample_latency_ns"' in text
+    assert 'data-chart="requests-per-second"' in text

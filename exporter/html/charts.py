@@ -185,7 +185,8 @@ def timeline_svgs(
         "Samples per second",
         "samples/s",
         rates,
-        f"Issued, completed and failed samples per second ({bin_note})",
+        ("Issued, completed and failed" if single else "Completed")
+        + f" samples per second ({bin_note})",
     )
     chart(
         "in-flight",

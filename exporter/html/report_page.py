@@ -29,7 +29,14 @@ from registry.compare.run_data import RunData, SeriesUnavailable
 from registry.compare.timeline import build_timeline
 from registry.snapshot import percentile_key
 
-__all__ = ["TIMELINE_COLUMNS", "constraint_limits", "report_page"]
+__all__ = [
+    "HTML_NAME",
+    "TIMELINE_COLUMNS",
+    "constraint_limits",
+    "report_page",
+    "write_report_html",
+    "write_run_page",
+]
 
 TIMELINE_COLUMNS = ["issued_ns", "complete_ns", "ttft_ns", "latency_ns", "osl", "failed"]
 
@@ -200,7 +207,9 @@ def _now_ns() -> int:
     return _dt.datetime.now(_dt.UTC).timestamp().__int__() * 1_000_000_000
 
 
-def write_report_html(out: str | Path, doc: ReportDocument) -> Path:
+def write_report_html(
+    out: str | Path, doc: ReportDocument, *, held_by_caller: bool = False
+) -> Path:
     """Write the page of the run ``doc`` was read from to ``out`` (atomically); its path.
 
     The per-sample data is read from the directory of ``doc``'s file; a run
@@ -213,8 +222,27 @@ def write_report_html(out: str | Path, doc: ReportDocument) -> Path:
     data: RunData | None
     why: str | None = None
     try:
-        data = load_run_data(doc.path)
+        data = load_run_data(doc.path, held_by_caller=held_by_caller)
     except RunDataError as exc:
         data, why = None, str(exc)
     write_page(out, report_page(doc, data, why))
     return Path(out)
+
+
+#: The page ``aggregate --html`` and ``demo --html`` write beside the final files.
+HTML_NAME = "report.html"
+
+
+def write_run_page(output_dir: str | Path) -> Path:
+    """``report.html`` of the finished run in ``output_dir``, beside its final files,
+    by the process that holds the directory's lock (``aggregate``/``demo``).
+
+    Raises :class:`~exporter.report_view.ReportFileError` when the run has no
+    final file to show, :class:`OSError` when the page cannot be written.
+    """
+    from exporter.report_view import load_report_file
+    from registry.final_source import FINAL_SNAPSHOT_NAME
+
+    out = Path(output_dir)
+    doc = load_report_file(out / FINAL_SNAPSHOT_NAME)
+    return write_report_html(out / HTML_NAME, doc, held_by_caller=True)

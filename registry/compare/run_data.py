@@ -129,15 +129,19 @@ def _read_columns(path: Path, columns: tuple[str, ...]) -> Any:
     return pq.read_table(path, columns=list(columns))
 
 
-def load_run_data(path: str | Path) -> RunData:
-    """Read run directory ``path`` (or the directory of the final file ``path``)."""
+def load_run_data(path: str | Path, *, held_by_caller: bool = False) -> RunData:
+    """Read run directory ``path`` (or the directory of the final file ``path``).
+
+    A directory whose run still holds its lock is refused, unless the caller is
+    that run (``held_by_caller``: ``aggregate``/``demo`` writing their page).
+    """
     p = Path(path)
     if p.is_file() and p.name in (FINAL_SNAPSHOT_NAME, REPORT_NAME):
         p = p.parent
     if not p.exists():
         raise RunDataError(f"{p}: no such file or directory")
     try:
-        rd = load_run(p)
+        rd = load_run(p, purpose="use", held_by_caller=held_by_caller)
     except MergeError as exc:
         raise RunDataError(str(exc)) from None
     try:
