@@ -32,7 +32,11 @@ def log_histogram(sorted_values: Array, bins: int = HIST_BINS) -> tuple[Array, A
     if hi <= lo:
         lo, hi = lo / 1.05, hi * 1.05
     edges = np.geomspace(lo, hi, bins + 1)
-    counts = np.histogram(positive, bins=edges)[0].astype(np.float64)
+    # the values are sorted: the bin boundaries are a search away (np.histogram would sort
+    # them again); bins are [lo, hi) as numpy's, the last one closed
+    idx = np.searchsorted(positive, edges, side="left")
+    idx[-1] = positive.size
+    counts = np.diff(idx).astype(np.float64)
     return edges, counts, skipped
 
 

@@ -24,11 +24,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from scipy import stats
 
 __all__ = [
     "LEVEL",
@@ -70,11 +70,13 @@ class Interval:
 
 
 def _z(level: float) -> float:
-    return float(stats.norm.ppf(0.5 + level / 2))
+    return NormalDist().inv_cdf(0.5 + level / 2)
 
 
 def mean_diff(base: Any, run: Any, level: float = LEVEL) -> tuple[Array, Array, Array]:
     """Welch: (difference of means, low, high) along the last axis of ``base`` and ``run``."""
+    from scipy import stats  # only here: importing scipy.stats costs ~0.5 s
+
     a = np.asarray(base, dtype=np.float64)
     b = np.asarray(run, dtype=np.float64)
     na, nb = a.shape[-1], b.shape[-1]
