@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from registry.compare.intervals import mean_diff, nearest_rank, quantile_diff
+from registry.compare.intervals import mean_diff, nearest_rank, needed_ranks, quantile_diff
 
 TRIALS = 1500  # the coverage estimate's own noise: ±0.6 % (1 SE)
 N = 4000  # per run: ~40 samples beyond p99, enough for its order statistics
@@ -81,3 +81,14 @@ def test_too_few_samples_give_no_interval_rather_than_a_false_one() -> None:
     assert float(diff) == 1.0 and np.isnan(low) and np.isnan(high)
     diff, low, high = mean_diff(np.array([1.0]), np.array([2.0, 3.0]))
     assert np.isnan(low) and np.isnan(high)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 10, 101, 4000])
+def test_values_partitioned_at_the_needed_ranks_give_the_sorted_answer(n: int) -> None:
+    rng = np.random.default_rng(n)
+    a, b = rng.lognormal(0, 1, n), rng.lognormal(0, 1, n) * 1.1
+    for q in (0.5, 0.9, 0.99):
+        ranks = needed_ranks(n, q)
+        got = quantile_diff(np.partition(a, ranks), np.partition(b, ranks), q)
+        want = quantile_diff(np.sort(a), np.sort(b), q)
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))

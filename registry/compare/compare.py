@@ -25,6 +25,7 @@ from registry.compare.intervals import (
     MEAN_METHOD,
     QUANTILE_METHOD,
     mean_diff,
+    needed_ranks,
     quantile_diff,
 )
 from registry.compare.run_data import RunData, SeriesUnavailable
@@ -185,8 +186,8 @@ def _common_source(base: RunData, run: RunData, name: str) -> str:
 
 def _series_rows(base: RunData, run: RunData, name: str, level: float) -> list[Row]:
     source = _common_source(base, run, name)
-    a = base.values(name, source)
-    b = run.values(name, source)
+    a = _partitioned(base.values(name, source, ordered=False), level)
+    b = _partitioned(run.values(name, source, ordered=False), level)
     if a.size == 0 or b.size == 0:
         raise SeriesUnavailable(f"{name}: no values in {'the base' if a.size == 0 else 'the run'}")
     rows = []
@@ -217,6 +218,14 @@ def _series_rows(base: RunData, run: RunData, name: str, level: float) -> list[R
             )
         )
     return rows
+
+
+def _partitioned(values: np.ndarray, level: float) -> np.ndarray:
+    """``values`` partitioned at every rank the quantile intervals read (O(n), no sort)."""
+    ranks = sorted(
+        {r for q in STATS.values() if q is not None for r in needed_ranks(values.size, q, level)}
+    )
+    return np.partition(values, ranks) if ranks else values
 
 
 def _nr(sorted_values: np.ndarray, q: float) -> float:

@@ -37,6 +37,7 @@ __all__ = [
     "Interval",
     "mean_diff",
     "nearest_rank",
+    "needed_ranks",
     "quantile_diff",
     "quantile_standard_error",
 ]
@@ -111,6 +112,20 @@ def _at_rank(sorted_values: Array, rank: float) -> Array:
     low = np.asarray(sorted_values[..., i - 1], dtype=np.float64)
     high = np.asarray(sorted_values[..., j - 1], dtype=np.float64)
     return low * (1.0 - f) + high * f
+
+
+def needed_ranks(n: int, q: float, level: float = LEVEL) -> list[int]:
+    """The 0-based ranks :func:`quantile_diff` reads for ``q`` in ``n`` values: values
+    partitioned at these (``np.partition``) serve as well as sorted ones, in O(n)."""
+    if n == 0:
+        return []
+    half = _z(level) * math.sqrt(n * q * (1.0 - q))
+    centre = n * q + 0.5
+    out = {min(max(math.ceil(q * n), 1), n) - 1}
+    for rank in (centre - half, centre + half):
+        r = min(max(rank, 1.0), float(n))
+        out.update({math.floor(r) - 1, min(math.floor(r) + 1, n) - 1})
+    return sorted(out)
 
 
 def quantile_standard_error(sorted_values: Array, q: float, level: float = LEVEL) -> Array:

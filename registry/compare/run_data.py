@@ -90,13 +90,18 @@ class RunData:
             raise SeriesUnavailable(f"{name}: {why} and no samples.parquet")
         raise SeriesUnavailable(f"{name}: {why}, and samples.parquet has no such column")
 
-    def values(self, name: str, source: str | None = None) -> npt.NDArray[np.float64]:
-        """Every value of series ``name`` (base unit: ns or tokens), sorted ascending.
+    def values(
+        self, name: str, source: str | None = None, *, ordered: bool = True
+    ) -> npt.NDArray[np.float64]:
+        """Every value of series ``name`` (base unit: ns or tokens), sorted ascending
+        (``ordered=False``: in the order stored, a sort saved).
 
         ``source`` forces one source (so two runs compare like with like).
         """
         source = source or self.source_of(name)
         key = f"{name}@{source}"
+        if ordered and f"{key}:sorted" in self._values:
+            return self._values[f"{key}:sorted"][0]
         if key not in self._values:
             if source == "raw store":
                 chunks = list(self._dir.raw_chunks(name))
@@ -110,9 +115,13 @@ class RunData:
                 arr = col.drop_null().to_numpy(zero_copy_only=False).astype(np.float64)
             else:
                 raise SeriesUnavailable(f"{name}: not in this run's {source}")
-            arr.sort()
             self._values[key] = (arr, source)
-        return self._values[key][0]
+        if not ordered:
+            return self._values[key][0]
+        arr = self._values.pop(key)[0]
+        arr.sort()  # in place: the unsorted copy is not kept
+        self._values[f"{key}:sorted"] = (arr, source)
+        return arr
 
     def samples(self, columns: list[str]) -> Any:
         """These ``samples.parquet`` columns as an Arrow table (:class:`SeriesUnavailable`
