@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -204,7 +205,7 @@ def report_page(doc: ReportDocument, data: RunData | None, why_no_data: str | No
 
 
 def _now_ns() -> int:
-    return _dt.datetime.now(_dt.UTC).timestamp().__int__() * 1_000_000_000
+    return time.time_ns()
 
 
 def write_report_html(
