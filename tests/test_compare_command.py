@@ -15,6 +15,8 @@ from exporter.cli import main
 from tests.browser import chromium, load_page
 from tests.cli_process import bench_metrics
 from tests.demo_runs import make_runs, merge
+from tests.store_runs import frames_of, records_of_frames, run_aggregate
+from tests.upstream_fixtures import SESSION_A_FRAMES
 
 
 @pytest.fixture(scope="module")
@@ -168,3 +170,25 @@ def test_compare_html_overlays_every_run(runs: dict[str, Path], tmp_path: Path) 
     seen = load_page(out, {"svgs": "document.querySelectorAll('svg').length"})
     assert seen.requests == [out.resolve().as_uri()] and seen.errors == []
     assert seen.values["svgs"] == text.count("<svg") > 6
+
+
+def test_a_run_without_samples_is_one_line_and_exit_2(
+    runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # upstream's recorded session, its session events only: a finished run with no sample
+    session_only = [r for r in records_of_frames(SESSION_A_FRAMES) if r.event_type.is_session]
+    empty = run_aggregate(tmp_path, "empty", frames_of(session_only), "--streaming")
+    assert main(["compare", str(runs["base"]), str(empty)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no samples to compare" in err, err
+
+
+def test_report_html_of_a_merged_run(runs: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "merged.html"
+    assert main(["report", "--html", str(out), str(runs["merged"])]) == 0
+    text = out.read_text(encoding="utf-8")
+    # a merge keeps no raw store: the values come from samples.parquet, chunk gaps say why not
+    assert 'data-chart="distribution-ttft_ns"' in text and "from the samples.parquet" in text
+    assert 'data-chart="distribution-chunk_delta_ns"' not in text
+    assert "Chunk gap: no chart:" in text
+    assert 'data-chart="requests-per-second"' in text
