@@ -62,13 +62,12 @@ def _col(table: Any, name: str) -> Array:
 
 
 def _rolling_quantiles(
-    t_done: Array, values: Array, edges: Array, window_bins: int
+    t_sorted: Array, values: Array, edges: Array, window_bins: int
 ) -> dict[str, Array]:
-    """p50 and p99 (nearest rank) of the values completing in each bin's trailing window."""
-    ok = np.isfinite(values) & np.isfinite(t_done)
-    t, v = t_done[ok], values[ok]
-    order = np.argsort(t, kind="stable")
-    t, v = t[order], v[order]
+    """p50 and p99 (nearest rank) of the values completing in each bin's trailing window;
+    ``t_sorted``: completion times in order, ``values`` in the same order."""
+    ok = np.isfinite(values) & np.isfinite(t_sorted)
+    t, v = t_sorted[ok], values[ok]
     bounds = np.searchsorted(t, edges, side="left")
     n_bins = edges.size - 1
     out = {"p50": np.full(n_bins, np.nan), "p99": np.full(n_bins, np.nan)}
@@ -125,8 +124,10 @@ def build_timeline(
     tokens = per_bin(td[finished], osl[finished])
     per_bin_done = max(float(finished.sum()) / n_bins, 1e-9)
     window_bins = int(min(max(math.ceil(ROLLING_SAMPLES / per_bin_done), 1), max(n_bins // 4, 1)))
+    order = np.argsort(td, kind="stable")  # once for both series (NaN, never done, last)
+    td_sorted = td[order]
     rolling = {
-        name: _rolling_quantiles(td, _col(table, col), edges, window_bins)
+        name: _rolling_quantiles(td_sorted, _col(table, col)[order], edges, window_bins)
         for name, col in (("ttft_ns", "ttft_ns"), ("sample_latency_ns", "latency_ns"))
     }
     windows = [((a - origin) / 1e9, (b - origin) / 1e9) for a, b in windows_ns or []]
