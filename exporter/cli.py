@@ -28,7 +28,15 @@ from exporter.safe_text import terminal_safe
 
 __all__ = ["COMMANDS", "UsageError", "build_parser", "main"]
 
-COMMANDS: tuple[str, ...] = ("demo", "aggregate", "export", "watch", "report", "merge")
+COMMANDS: tuple[str, ...] = (
+    "demo",
+    "aggregate",
+    "export",
+    "watch",
+    "report",
+    "merge",
+    "compare",
+)
 
 
 def build_parser() -> CliParser:

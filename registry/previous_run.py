@@ -29,7 +29,7 @@ import stat
 from pathlib import Path
 
 from registry.final_source import FINAL_SNAPSHOT_NAME
-from registry.report import REPORT_NAME
+from registry.report import REPORT_HTML_NAME, REPORT_NAME, UPSTREAM_MODE_REPORT_NAME
 from registry.store.raw_store import MANIFEST_NAME
 from registry.store.sample_log import SAMPLES_NAME
 
@@ -56,7 +56,13 @@ def clear_previous_run(directory: str | os.PathLike[str]) -> None:
     Raises :class:`OSError` naming the file that could not be removed.
     """
     d = Path(directory)
-    for name in (FINAL_SNAPSHOT_NAME, REPORT_NAME, SAMPLES_NAME):
+    for name in (
+        FINAL_SNAPSHOT_NAME,
+        REPORT_NAME,
+        UPSTREAM_MODE_REPORT_NAME,
+        SAMPLES_NAME,
+        REPORT_HTML_NAME,
+    ):
         try:
             _remove_file(d / name)
         except OSError as exc:

@@ -39,6 +39,7 @@ from registry.snapshot_codec import SnapshotDecodeError, run_block, snapshot_fro
 from registry.verdict import verdict_block
 
 __all__ = [
+    "REPORT_HTML_NAME",
     "REPORT_NAME",
     "REPORT_SCHEMA_VERSION",
     "SCHEMA_PATH",
@@ -55,6 +56,8 @@ REPORT_NAME = "result_summary.json"
 #: upstream's benchmark writes its own, differently shaped ``result_summary.json`` under
 #: ``performance/``: a name that cannot be mistaken for it.
 UPSTREAM_MODE_REPORT_NAME = "bench_metrics_summary.json"
+#: The shareable page ``--html`` writes beside the final files (exporter.html renders it).
+REPORT_HTML_NAME = "report.html"
 REPORT_SCHEMA_VERSION = 2
 #: Where the snapshot behind a report came from, in the order SPEC §7 prefers them.
 SOURCES: tuple[str, ...] = ("file", "terminal_frame", "latest_live")

@@ -51,6 +51,8 @@ if TYPE_CHECKING:
 
 __all__ = ["add_parser", "build_service", "run"]
 
+log = logging.getLogger(__name__)
+
 _EPILOG = """\
 exit status:
   0         session.ended received; final_snapshot.json and result_summary.json written
@@ -182,6 +184,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         dest="raw_store",
         action="store_false",
         help="keep every raw value in memory and write no raw store (no exact merge later)",
+    )
+    p.add_argument(
+        "--html",
+        action="store_true",
+        help="also write report.html beside the final files: one self-contained page of "
+        "the run (as 'bench-metrics report --html')",
     )
     p.add_argument(
         "--no-samples",
@@ -488,6 +496,21 @@ def apply_upstream_arguments(args: argparse.Namespace) -> None:
         args.readiness = (f"ipc://{args.socket_dir}/{args.readiness_path}", args.readiness_id)
 
 
+def _write_page(output_dir: Path) -> None:
+    """``report.html`` beside the final files (while the directory is still ours).
+
+    A page that cannot be made is logged, never fatal: the final files are the result.
+    """
+    from exporter.html.report_page import HTML_NAME, write_run_page
+    from exporter.report_view import ReportFileError
+
+    try:
+        (output_dir / HTML_NAME).unlink(missing_ok=True)  # an earlier run's page must not stay
+        log.info("page written: %s", write_run_page(output_dir))
+    except (ReportFileError, OSError) as exc:
+        log.error("no %s: %s", HTML_NAME, exc)
+
+
 def run(args: argparse.Namespace) -> int:
     from exporter.mirror import mirror_service  # the HTTP server: only when running
 
@@ -511,6 +534,8 @@ def run(args: argparse.Namespace) -> int:
         finally:
             if mirror is not None:
                 mirror.close()
+        if args.html:
+            _write_page(service.output_dir)
     finally:
         lock.release()
     if service.tokenizer_stuck:

@@ -229,6 +229,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--no-tui", action="store_true", help="plain progress lines instead of the live view"
     )
     parser.add_argument(
+        "--html",
+        action="store_true",
+        help="also write report.html in --output-dir: one self-contained page of the run "
+        "(as 'bench-metrics report --html')",
+    )
+    parser.add_argument(
         "--interval",
         type=cli_args.seconds(high=3600.0),
         default=0.5,
@@ -591,6 +597,9 @@ async def _demo_locked(
         )
         await _linger(args, aggregator, stop, console)
         await aggregator.stop(_EXIT_TIMEOUT_S)
+        if args.html and doc is not None:
+            # after the aggregator's exit: its raw store is complete by then
+            code = _write_page(output_dir, console) or code
         return code
     finally:
         await aggregator.stop(0.1)
@@ -632,6 +641,21 @@ async def _run_and_drain(
     await _first(sub.wait_for_terminal(grace), aggregator.wait(), _wait_for_file(summary, grace))
     if sub.terminal is None and aggregator.returncode is None and not summary.exists():
         problems.append(f"no terminal snapshot within {grace:g} s of the last event")
+
+
+def _write_page(output_dir: Path, console: Console) -> int:
+    """``report.html`` in ``output_dir``; 0, or 1 when it could not be written (said why)."""
+    from exporter.html.report_page import HTML_NAME, write_run_page
+
+    try:
+        path = write_run_page(output_dir)
+    except (ReportFileError, OSError) as exc:
+        Console(stderr=True).print(
+            f"bench-metrics demo: no {HTML_NAME}: {exc}", style="bold red", highlight=False
+        )
+        return 1
+    console.print(f"Page: {path}", highlight=False)
+    return 0
 
 
 def _finish(

@@ -147,7 +147,7 @@ def _samples_problem(p: Path, run: dict[str, Any], issued: int | None) -> str | 
     return None
 
 
-def _check_not_running(p: Path) -> None:
+def _check_not_running(p: Path, purpose: str) -> None:
     """A run still writing its directory cannot be merged (its lock is held: SPEC §7)."""
     lock = p / LOCK_NAME
     try:
@@ -159,17 +159,23 @@ def _check_not_running(p: Path) -> None:
     except BlockingIOError:
         holder = LockHolder.parse(os.read(fd, 4096).decode("utf-8", "replace"))
         who = holder.describe() if holder is not None else "another process"
-        raise MergeError(f"{p}: still in use by {who}; merge it once the run ended") from None
+        raise MergeError(f"{p}: still in use by {who}; {purpose} it once the run ended") from None
     finally:
         os.close(fd)
 
 
-def load_run(path: str | Path) -> RunDir:
-    """Read run directory ``path`` (:class:`MergeError` when it cannot take part)."""
+def load_run(path: str | Path, *, purpose: str = "merge", held_by_caller: bool = False) -> RunDir:
+    """Read run directory ``path`` (:class:`MergeError` when it cannot take part).
+
+    ``purpose`` names what the caller does with it (for the "still in use" line);
+    ``held_by_caller``: the caller holds the directory's lock itself (a run writing
+    its own page after its final files), so the lock says nothing.
+    """
     p = Path(path)
     if not p.is_dir():
         raise MergeError(f"{p}: not a directory")
-    _check_not_running(p)
+    if not held_by_caller:
+        _check_not_running(p, purpose)
     final = p / FINAL_SNAPSHOT_NAME
     if not final.exists():
         raise MergeError(f"{p}: no {FINAL_SNAPSHOT_NAME} (not a finished run)")
