@@ -111,7 +111,11 @@ def test_a_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
 
 
 def test_a_directory_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    one_line_error(capsys, tmp_path, "is a directory, not a regular file")
+    """A directory is read as a run directory (issue 25): one without final files is
+    refused in one line, and a final file that is itself a directory is never read."""
+    one_line_error(capsys, tmp_path, "a directory with no final_snapshot.json")
+    (tmp_path / "final_snapshot.json").mkdir()
+    one_line_error(capsys, tmp_path, "a directory with no final_snapshot.json")
 
 
 # -- item 8: escape injection -----------------------------------------------------------------
