@@ -99,7 +99,7 @@ def sort_based_terminal(values: np.ndarray) -> object:
     return data[ranks], np.searchsorted(data, np.ceil(edges).astype(np.int64))
 
 
-def write_run(directory: Path, values: np.ndarray) -> None:
+def write_run(directory: Path, values: np.ndarray, run_id: str) -> None:
     """A run directory as ``aggregate`` writes it: final snapshot (run block) + raw store."""
     store = RawStore(directory / "raw", memory_bytes=8 << 20)
     reg = folded(values, store)
@@ -108,7 +108,7 @@ def write_run(directory: Path, values: np.ndarray) -> None:
     run = {
         "percentile_method": "nearest-rank",
         "early_stopping": {"confidence": 0.99, "tolerance": 0.0},
-        "run_id": "bench",
+        "run_id": run_id,  # one per run: merge refuses the same run twice
         "labels": {},
         "series": {"latency_ns": reg.series_config("latency_ns").describe()},
     }
@@ -202,7 +202,7 @@ def main() -> None:
         for i, part in enumerate(parts):
             d = tmp / f"lg{i}"
             d.mkdir()
-            write_run(d, part)
+            write_run(d, part, f"bench-lg{i}")
             dirs.append(d)
         single = folded(values)
         ours, base = paired(lambda: merged_snapshot(dirs), lambda: terminal(single), r)

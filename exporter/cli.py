@@ -24,10 +24,19 @@ from exporter.cli_args import CliParser
 from exporter.collector import exporter_version
 from exporter.errors import UsageError
 from exporter.parent_watch import arm_from_environment
+from exporter.safe_text import terminal_safe
 
 __all__ = ["COMMANDS", "UsageError", "build_parser", "main"]
 
-COMMANDS: tuple[str, ...] = ("demo", "aggregate", "export", "watch", "report", "merge")
+COMMANDS: tuple[str, ...] = (
+    "demo",
+    "aggregate",
+    "export",
+    "watch",
+    "report",
+    "merge",
+    "compare",
+)
 
 
 def build_parser() -> CliParser:
@@ -91,7 +100,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         arm_from_environment()
         return int(args.run(args) or 0)
     except UsageError as exc:
-        print(f"bench-metrics {args.command}: error: {exc}", file=sys.stderr)
+        # one line whatever the message quotes (a path, a run id): controls are escaped
+        print(f"bench-metrics {args.command}: error: {terminal_safe(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 128 + signal.SIGINT

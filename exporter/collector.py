@@ -23,6 +23,7 @@ from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
 from typing import Any
 
+from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -55,12 +56,37 @@ from registry.verdict_counters import (
     read_verdict,
 )
 
-__all__ = ["DEFAULT_STALE_AFTER", "SnapshotCollector", "default_run_id", "exporter_version"]
+__all__ = [
+    "DEFAULT_STALE_AFTER",
+    "DROP_REASONS",
+    "SnapshotCollector",
+    "collector_registry",
+    "default_run_id",
+    "exporter_version",
+]
 
 logger = logging.getLogger(__name__)
 
+#: Why a value a snapshot carried was left out (``<ns>_exporter_dropped_total{reason}``).
+DROP_REASONS = ("bad_quantile_key", "bad_run_label")
+
 #: Seconds after which a live view counts as stale (``<ns>_exporter_up`` 0).
 DEFAULT_STALE_AFTER = 10.0
+
+
+def collector_registry(*collectors: SnapshotCollector) -> CollectorRegistry:
+    """A registry serving ``collectors``, reachable by ``/metrics?name[]=...`` too.
+
+    A collector's family names change with the snapshots it serves, so it
+    describes none (:meth:`SnapshotCollector.describe`); a plain registry would
+    then leave it out of every restricted (``name[]``) collection, an empty 200.
+    ``support_collectors_without_names`` makes the restricted registry collect it
+    and keep the samples named.
+    """
+    registry = CollectorRegistry(support_collectors_without_names=True)
+    for c in collectors:
+        registry.register(c)
+    return registry
 
 
 def default_run_id() -> str:
@@ -76,14 +102,19 @@ def exporter_version() -> str:
 
 
 class _Identity:
-    """The labels every sample of one view carries (``run_id`` first), in three handy forms."""
+    """The labels every sample of one view carries (``run_id`` first), in three handy forms.
 
-    __slots__ = ("labels", "names", "values")
+    ``left_out`` counts the stream's run labels that were invalid or reserved
+    (counted again for every snapshot served under this identity).
+    """
 
-    def __init__(self, labels: Mapping[str, str]) -> None:
+    __slots__ = ("labels", "left_out", "names", "values")
+
+    def __init__(self, labels: Mapping[str, str], left_out: int = 0) -> None:
         self.labels: dict[str, str] = dict(labels)
         self.names: tuple[str, ...] = tuple(self.labels)
         self.values: tuple[str, ...] = tuple(self.labels.values())
+        self.left_out = left_out
 
 
 class _View:
@@ -205,6 +236,8 @@ class SnapshotCollector:
         self._lock = threading.Lock()
         self._received = 0
         self._decode_errors = 0
+        #: values a snapshot carried that cannot be exported, by reason (counted per snapshot)
+        self._dropped: dict[str, int] = dict.fromkeys(DROP_REASONS, 0)
         self._generation = 0
         self._warned: set[tuple[str, str]] = set()
 
@@ -234,12 +267,16 @@ class SnapshotCollector:
         if found is not None:
             return found
         stream_labels: dict[str, str] = {}
+        left_out = 0
         for k, v in tag.labels.items():
             try:
+                # check_labels refuses run_id and the exporter's own label names: a
+                # label from the stream never replaces them
                 stream_labels.update(check_labels({k: v}, namespace=self.namespace))
             except ValueError as exc:
+                left_out += 1
                 self._warn_once("run labels", f"the stream's label left out: {exc}")
-        found = _Identity({"run_id": tag.run_id, **stream_labels, **self._given_labels})
+        found = _Identity({"run_id": tag.run_id, **stream_labels, **self._given_labels}, left_out)
         if len(self._identities) > 64:  # one per run the stream announced; stay bounded
             self._identities.clear()
         self._identities[key] = found
@@ -257,9 +294,12 @@ class SnapshotCollector:
         """Serve ``snapshot`` from now on (an atomic swap; callable from any thread)."""
         plan = self._plan_for(snapshot)
         view = _View(snapshot, self._clock(), plan, self._identity_for(snapshot))
+        bad_keys = _bad_quantile_keys(snapshot)
         with self._lock:
             self._view = view
             self._received += 1
+            self._dropped["bad_quantile_key"] += bad_keys
+            self._dropped["bad_run_label"] += view.identity.left_out
             self._generation += 1
 
     def count_decode_error(self, n: int = 1) -> None:
@@ -304,6 +344,7 @@ class SnapshotCollector:
         view = self._view
         with self._lock:
             received, errors = self._received, self._decode_errors
+            dropped = dict(self._dropped)
         out: dict[str, Any] = {
             "status": "waiting",
             "run_id": self._ident(view).labels["run_id"],
@@ -313,6 +354,7 @@ class SnapshotCollector:
             "age_seconds": None,
             "snapshots_received": received,
             "decode_errors": errors,
+            "dropped": dropped,
         }
         if view is not None:
             age = max(0.0, self._clock() - view.arrived)
@@ -330,6 +372,12 @@ class SnapshotCollector:
         return view.snapshot.is_terminal or age <= self.stale_after
 
     # -- collecting --------------------------------------------------------------
+
+    def describe(self) -> list[Metric]:
+        """No names up front: the families depend on the snapshots served (see
+        :func:`collector_registry`); describing none also keeps ``register`` from
+        collecting a view that does not exist yet."""
+        return []
 
     def collect(self) -> Iterator[Metric]:
         """Fresh families for one scrape: the run's metrics, then the exporter's health."""
@@ -627,6 +675,7 @@ class SnapshotCollector:
         ident = self._ident(view)
         with self._lock:
             received, errors = self._received, self._decode_errors
+            dropped = dict(self._dropped)
         up = False
         if view is not None:
             age = max(0.0, self._clock() - view.arrived)
@@ -653,6 +702,17 @@ class SnapshotCollector:
             "Snapshot frames that failed to decode.",
             errors,
         )
+        left_out = CounterMetricFamily(
+            self._name("exporter_dropped"),
+            "Values a snapshot carried that cannot be exported and were left out, counted "
+            "per snapshot received: percentile keys not a number in [0, 100] "
+            "(bad_quantile_key), run labels from the stream that are invalid or reserved, "
+            "run_id among them (bad_run_label).",
+            labels=(*ident.names, "reason"),
+        )
+        for reason, n in dropped.items():
+            left_out.add_metric((*ident.values, reason), n)
+        yield left_out
         yield self._gauge(
             ident,
             self._name("exporter_up"),
@@ -660,6 +720,34 @@ class SnapshotCollector:
             f"{self.stale_after:g} s.",
             1.0 if up else 0.0,
         )
+
+
+#: Bad-key counts of the percentile key sets seen (one grid per stream: a handful).
+_BAD_KEYS: dict[tuple[str, ...], int] = {}
+
+
+def _bad_quantile_keys(snapshot: MetricsSnapshot) -> int:
+    """How many percentile keys of ``snapshot`` cannot be quantile labels."""
+    bad = 0
+    for m in snapshot.metrics:
+        if isinstance(m, SeriesStat):
+            keys = tuple(m.percentiles)
+            n = _BAD_KEYS.get(keys)
+            if n is None:
+                n = sum(1 for k in keys if not _is_quantile_key(k))
+                if len(_BAD_KEYS) > 64:  # hostile streams vary their keys: stay bounded
+                    _BAD_KEYS.clear()
+                _BAD_KEYS[keys] = n
+            bad += n
+    return bad
+
+
+def _is_quantile_key(key: str) -> bool:
+    try:
+        quantile_label(key)
+    except ValueError:
+        return False
+    return True
 
 
 def _scaled_bound(bound: int, divisor: float) -> float:

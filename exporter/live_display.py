@@ -127,9 +127,9 @@ async def show_live(
         fresh = snap is not None and snap is not last_shown  # a new frame is a new object
         if (fresh and now - last_line >= line_every_s) or (done and fresh):
             if last_shown is None:  # said once: the run, where /metrics is, what the columns mean
-                for line in intro_lines(snap):
-                    console.print(line, highlight=False, soft_wrap=True)
-            console.print(view.line(), highlight=False, soft_wrap=True)
+                for line in intro_lines(snap):  # markup=False: "[" in a run id is text
+                    console.print(line, highlight=False, soft_wrap=True, markup=False)
+            console.print(view.line(), highlight=False, soft_wrap=True, markup=False)
             last_shown = snap
             last_line = now
         if done:

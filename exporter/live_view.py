@@ -17,12 +17,14 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import msgspec
 from rich.console import Group, RenderableType
 from rich.panel import Panel
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from exporter.safe_text import has_control, terminal_safe
 from exporter.verdict_view import from_snapshot_counters, verdict_panel
 from exporter.view_format import (
     SeriesRow,
@@ -52,6 +54,7 @@ __all__ = [
     "intro_lines",
     "progress_line",
     "render_live",
+    "terminal_safe_snapshot",
 ]
 
 #: The percentiles the live table shows (when the stream's grid has them).
@@ -337,6 +340,31 @@ def _other_counters(snap: MetricsSnapshot) -> Text | None:
     return Text.assemble(("Other counters  ", "dim"), listed)
 
 
+def terminal_safe_snapshot(snap: MetricsSnapshot) -> MetricsSnapshot:
+    """``snap`` with the strings a view shows (metric names, the run block's run id,
+    labels and URL) :func:`~exporter.safe_text.terminal_safe`; ``snap`` itself when
+    none holds a control character (the usual case: nothing is copied)."""
+    tag = run_tag(snap)
+    texts = [m.name for m in snap.metrics]
+    texts += [t for t in (tag.run_id, tag.metrics_url) if t]
+    texts += [t for kv in tag.labels.items() for t in kv]
+    if not any(has_control(t) for t in texts):
+        return snap
+    metrics = [
+        msgspec.structs.replace(m, name=terminal_safe(m.name)) if has_control(m.name) else m
+        for m in snap.metrics
+    ]
+    run = snap.run
+    if isinstance(run, dict):
+        run = {
+            **run,
+            "run_id": terminal_safe(tag.run_id or ""),
+            "labels": {terminal_safe(k): terminal_safe(v) for k, v in tag.labels.items()},
+            "metrics_url": terminal_safe(tag.metrics_url or ""),
+        }
+    return msgspec.structs.replace(snap, metrics=metrics, run=run)
+
+
 def render_live(
     snap: MetricsSnapshot | None,
     *,
@@ -351,6 +379,7 @@ def render_live(
     decode; ``notes`` are extra lines from the caller (e.g. what the source sent).
     """
     ctx = context or ViewContext()
+    snap = terminal_safe_snapshot(snap) if snap is not None else None
     parts: list[RenderableType] = [_header(snap, ctx)]
     where = _where(snap)
     if where is not None:
@@ -375,9 +404,9 @@ def render_live(
         for extra in (_finish_reasons(snap), _data_quality(snap), _other_counters(snap)):
             if extra is not None:
                 parts.append(extra)
-    parts += [Text(n, style="cyan") for n in notes]
+    parts += [Text(terminal_safe(n), style="cyan") for n in notes]
     subtitle = f"{dropped} frames dropped" if dropped else None
-    title = ctx.title + (f" · {ctx.source}" if ctx.source else "")
+    title = terminal_safe(ctx.title + (f" · {ctx.source}" if ctx.source else ""))
     return Panel(
         Group(*parts),
         title=Text(title, style="bold"),
@@ -400,6 +429,7 @@ def progress_line(snap: MetricsSnapshot | None, *, rates: Rates | None = None) -
     """
     if snap is None:
         return "waiting for the first snapshot"
+    snap = terminal_safe_snapshot(snap)
     c = snap.counters
     elapsed = c.get("total_duration_ns", 0) / _NS
     qps = rates.qps if rates is not None else None
@@ -445,7 +475,7 @@ def intro_lines(snap: MetricsSnapshot | None) -> list[str]:
     """What the plain lines do not repeat: the run, where /metrics is, what qps means."""
     lines = []
     if snap is not None:
-        tag = run_tag(snap)
+        tag = run_tag(terminal_safe_snapshot(snap))
         if tag.run_id:
             lines.append(f"run {tag.run_id}"[:MAX_PLAIN_LINE])
         if tag.metrics_url:

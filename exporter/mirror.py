@@ -31,9 +31,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry
-
-from exporter.collector import SnapshotCollector
+from exporter.collector import SnapshotCollector, collector_registry
 from exporter.errors import UsageError
 from exporter.http_server import MetricsServer, MetricsServerThread
 from exporter.listen import bind_socket
@@ -83,8 +81,7 @@ class PrometheusMirror:
             )
         except ValueError as exc:
             raise UsageError(str(exc)) from None
-        self.registry = CollectorRegistry()
-        self.registry.register(self.collector)
+        self.registry = collector_registry(self.collector)
         self.server: MetricsServer | None = None
         self.pushed: bool | None = None
         self._thread: MetricsServerThread | None = None
@@ -193,7 +190,7 @@ def mirror_service(
     """
     if options.listen is None and not options.pushgateway:
         return None
-    labels = {"run_id": service.run_id or "", **service.labels}
+    labels = {**service.labels, "run_id": service.run_id or ""}  # last: no label replaces it
     mirror = PrometheusMirror(
         options, labels=labels, gauges=settable_counter_names(service.registry)
     )

@@ -8,6 +8,7 @@ cached and shared by concurrent scrapes.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -36,9 +37,22 @@ _INVALID_CHARS = re.compile(r"[^a-zA-Z0-9_]")
 #: divided by 1e9 give the correctly rounded decimal (0.0015, not 0.0015000000000000002).
 NS_PER_SECOND = 1e9
 
-#: Label names the exporter sets itself; a run label may not reuse them.
+#: Label names the exporter sets itself; a run label may not reuse them. ``run_id``
+#: names the run: it is given as the run id, never as one label among others (a label
+#: that could replace it would file one run's numbers under another's name).
 RESERVED_LABELS: frozenset[str] = frozenset(
-    {"le", "quantile", "window", "reason", "version", "job", "instance", "constraint", "series"}
+    {
+        "run_id",
+        "le",
+        "quantile",
+        "window",
+        "reason",
+        "version",
+        "job",
+        "instance",
+        "constraint",
+        "series",
+    }
 )
 
 # Suffixes that prometheus_client and the OpenMetrics parser attach per type;
@@ -210,13 +224,27 @@ def check_labels(labels: Mapping[str, str], *, namespace: str) -> dict[str, str]
     return out
 
 
+#: Longest quantile label text served (a grid key has a handful of digits).
+_MAX_QUANTILE_LABEL = 40
+
+
+@functools.lru_cache(maxsize=256)  # a few grid keys, looked up on every snapshot and scrape
 def quantile_label(percentile_key: str) -> str:
-    """Wire key ``"99.9"`` → label value ``"0.999"`` (exact decimal, no float noise)."""
+    """Wire key ``"99.9"`` → label value ``"0.999"`` (exact decimal, no float noise).
+
+    ``ValueError`` unless the key is a finite number in [0, 100]: OpenMetrics
+    requires a quantile in [0, 1], and one bad label fails the whole scrape.
+    """
     try:
-        fraction = (Decimal(percentile_key) / 100).normalize()
-    except InvalidOperation as exc:
+        percent = Decimal(percentile_key)
+    except (InvalidOperation, TypeError, ValueError) as exc:
         raise ValueError(f"percentile key {percentile_key!r} is not a number") from exc
-    return format(fraction, "f")
+    if not percent.is_finite() or not 0 <= percent <= 100:
+        raise ValueError(f"percentile key {percentile_key!r} is not a number in [0, 100]")
+    label = format((abs(percent) / 100).normalize(), "f")  # abs: "-0" is 0
+    if len(label) > _MAX_QUANTILE_LABEL:  # "1e-999999" would be a megabyte of zeros
+        raise ValueError(f"percentile key {str(percentile_key)[:20]!r}... is too long")
+    return label
 
 
 def _join(namespace: str, name: str) -> str:
@@ -380,6 +408,7 @@ def fixed_families(namespace: str) -> dict[str, str]:
         _join(namespace, "exporter_snapshot_sequence"): "gauge",
         _join(namespace, "exporter_snapshots_received"): "counter",
         _join(namespace, "exporter_decode_errors"): "counter",
+        _join(namespace, "exporter_dropped"): "counter",
         _join(namespace, "exporter_up"): "gauge",
     }
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +27,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from exporter.safe_text import terminal_safe, terminal_safe_tree
 from exporter.verdict_view import from_report, verdict_panel
 from exporter.view_format import (
     SeriesRow,
@@ -36,7 +39,7 @@ from exporter.view_format import (
 )
 from registry.mlperf.requirements import Requirements
 from registry.mlperf.slo import Constraint
-from registry.snapshot import percentile_key
+from registry.snapshot import SessionState, percentile_key
 from registry.snapshot_codec import SnapshotDecodeError
 from registry.upstream_report import from_upstream_summary, is_upstream_summary
 from registry.verdict import VerdictUndecided, verdict_block
@@ -50,6 +53,15 @@ __all__ = [
     "load_report_file",
     "render_report",
 ]
+
+#: The largest file ``report`` reads: a final file is a few megabytes; a device, or a
+#: file a mistake made huge, is refused instead of filling memory.
+MAX_REPORT_FILE_BYTES = 256 * 1024 * 1024
+
+#: The deepest nesting a final file may have (ours and upstream's are under 8 deep).
+MAX_REPORT_DEPTH = 64
+
+_STATES = frozenset(s.value for s in SessionState)
 
 #: The percentiles the report table shows, when the file has them.
 REPORT_GRID: tuple[float, ...] = (50.0, 90.0, 95.0, 99.0, 99.9)
@@ -88,8 +100,15 @@ def _kind_of(data: Any) -> Kind:
 
 def _check_summary(report: Mapping[str, Any]) -> None:
     """The fields the renderer relies on, with their types (a clear error beats a traceback)."""
-    if not isinstance(report.get("state"), str):
+    state = report.get("state")
+    if not isinstance(state, str):
         raise ReportFileError("result summary: 'state' must be a string")
+    if state not in _STATES:
+        raise ReportFileError(
+            f"result summary: 'state' is {state[:40]!r}, not one of " + ", ".join(sorted(_STATES))
+        )
+    if "complete" in report and not isinstance(report["complete"], bool):
+        raise ReportFileError("result summary: 'complete' must be true or false")
     for name, entry in report["series"].items():
         if not isinstance(entry, dict) or not isinstance(entry.get("count"), int):
             raise ReportFileError(f"result summary: series {name!r} has no integer 'count'")
@@ -152,16 +171,77 @@ def _judge_summary(
     return {**report, "verdict": verdict}
 
 
+_FILE_TYPES = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _not_regular(mode: int) -> str | None:
+    """What a non-regular file is (``None`` for a regular one)."""
+    if stat.S_ISREG(mode):
+        return None
+    return next((what for test, what in _FILE_TYPES if test(mode)), "not a regular file")
+
+
+def _read_bounded(p: Path) -> bytes:
+    """The bytes of the regular file ``p`` (a link to one is fine), at most
+    :data:`MAX_REPORT_FILE_BYTES`; :class:`ReportFileError` for anything else.
+
+    A FIFO or a device is refused from ``stat`` before it is opened (an open for
+    reading would block on a FIFO with no writer); the open itself is
+    non-blocking and checked again, so a swap in between cannot hang it either.
+    """
+    raw = b""
+    try:
+        what = _not_regular(os.stat(p).st_mode)
+        if what is None:
+            fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            try:
+                info = os.fstat(fd)
+                what = _not_regular(info.st_mode)
+                if what is None:
+                    if info.st_size > MAX_REPORT_FILE_BYTES:
+                        raise ReportFileError(
+                            f"{p} is {info.st_size:,} bytes: more than the "
+                            f"{MAX_REPORT_FILE_BYTES:,} a final file can be"
+                        )
+                    with os.fdopen(os.dup(fd), "rb") as f:
+                        raw = f.read(MAX_REPORT_FILE_BYTES + 1)
+            finally:
+                os.close(fd)
+    except OSError as exc:
+        raise ReportFileError(f"cannot read {p}: {exc.strerror or exc}") from exc
+    if what is not None:
+        raise ReportFileError(f"{p} is {what}, not a regular file: not read")
+    if len(raw) > MAX_REPORT_FILE_BYTES:  # it grew while being read
+        raise ReportFileError(f"{p} is larger than the {MAX_REPORT_FILE_BYTES:,} bytes allowed")
+    return raw
+
+
+def _depth_exceeds(data: Any, limit: int) -> bool:
+    """Whether ``data`` nests containers deeper than ``limit`` (no recursion)."""
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict | list):
+            if depth > limit:
+                return True
+            children = value.values() if isinstance(value, dict) else value
+            stack.extend((v, depth + 1) for v in children if isinstance(v, dict | list))
+    return False
+
+
 def _load(
     p: Path,
     constraints: Sequence[Constraint] | None,
     ruleset: str | None,
     requirements: Requirements | None = None,
 ) -> ReportDocument:
-    try:
-        raw = p.read_bytes()
-    except OSError as exc:
-        raise ReportFileError(f"cannot read {p}: {exc.strerror or exc}") from exc
+    raw = _read_bounded(p)
     try:
         data = json.loads(raw)
     except UnicodeDecodeError as exc:
@@ -170,6 +250,15 @@ def _load(
         raise ReportFileError(
             f"{p} is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
         ) from exc
+    except RecursionError:
+        raise ReportFileError(f"{p} nests JSON deeper than the parser allows") from None
+    except ValueError as exc:  # an integer longer than Python converts (4,300 digits)
+        why = str(exc).split(";")[0]  # not the advice to raise the interpreter's limit
+        raise ReportFileError(f"{p} holds a value that cannot be read: {why}") from None
+    if _depth_exceeds(data, MAX_REPORT_DEPTH):
+        raise ReportFileError(
+            f"{p} nests JSON deeper than {MAX_REPORT_DEPTH} levels: not a final file"
+        )
     try:
         kind = _kind_of(data)
     except ReportFileError as exc:
@@ -242,7 +331,7 @@ def _samples_table(samples: Mapping[str, Any]) -> Table:
         if not isinstance(counts, dict):
             continue
         table.add_row(
-            window,
+            Text(window),  # a Text: a name from the file is never read as rich markup
             *(format_count(_num(counts.get(k))) for k in ("issued", "completed", "failed")),
             format_count(_num(counts.get("in_flight"))),
         )
@@ -381,7 +470,8 @@ def _run_info(r: Mapping[str, Any], kind: Kind) -> Text | None:
 
 def render_report(doc: ReportDocument) -> RenderableType:
     """The Report of ``doc`` as a panel: state and verdict, counts, rates, quantile table."""
-    r = doc.report
+    # Every string the file holds is shown with its control characters escaped.
+    r = terminal_safe_tree(doc.report)
     state = str(r.get("state", "?"))
     complete = r.get("complete") is True
     # "complete" twice would say nothing: the state, then what it means for the numbers.
@@ -434,5 +524,5 @@ def render_report(doc: ReportDocument) -> RenderableType:
     trailer = _run_info(r, doc.kind)
     if trailer is not None:
         parts.append(trailer)
-    title = Text.assemble((f"{doc.path.name}", "bold"), f" — {_KIND_TEXT[doc.kind]}")
+    title = Text.assemble((terminal_safe(doc.path.name), "bold"), f" — {_KIND_TEXT[doc.kind]}")
     return Panel(Group(*parts), title=title, title_align="left", border_style="blue")

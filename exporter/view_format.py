@@ -152,7 +152,11 @@ def _table(
         table.add_column("std dev", justify="right", no_wrap=True)
     for row in rows:
         empty = row.count == 0
-        cells = [SERIES_LABELS.get(row.name, row.name), format_count(row.count)]
+        # a Text: a series name from a file or the stream is never read as rich markup
+        cells: list[str | Text] = [
+            Text(SERIES_LABELS.get(row.name, row.name)),
+            format_count(row.count),
+        ]
 
         def fmt(v: float | int | None, row: SeriesRow = row, empty: bool = empty) -> str:
             return "-" if empty else format_value(row.name, v)

@@ -20,8 +20,12 @@ import secrets
 from pathlib import Path
 from typing import Any
 
+from registry.safe_open import open_for_writing
+
 __all__ = [
     "fsync_directory",
+    "json_bytes",
+    "stage_atomic",
     "temp_files_for",
     "temporary_path",
     "write_atomic",
@@ -90,17 +94,14 @@ def temporary_path(path: str | os.PathLike[str]) -> Path:
     return target.parent / f"{_tmp_prefix(target)}{os.getpid()}.{secrets.token_hex(4)}.tmp"
 
 
-def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
-    """Replace ``path`` with ``data``: tmp file -> fsync -> rename -> fsync(directory).
-
-    Raises :class:`OSError` when the directory is missing or not writable; the
-    target is then untouched and no temporary file is left.
-    """
+def stage_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
+    """The first half of :func:`write_atomic`: ``data`` in a new temporary file beside
+    ``path``, fsynced, not yet renamed; returns its name. Whoever writes several files
+    as one result stages them all, then renames them (and removes the temporaries of
+    a failure). Raises :class:`OSError` with no temporary file left."""
     target = Path(path)
-    directory = target.parent
-    _remove_stale_temp_files(target)
-    tmp = directory / f"{_tmp_prefix(target)}{os.getpid()}.{secrets.token_hex(4)}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    tmp = temporary_path(target)
+    fd = open_for_writing(tmp, exclusive=True)  # a new file: never through a link
     try:
         try:
             view = memoryview(data)
@@ -110,12 +111,35 @@ def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+    except BaseException:
+        with contextlib.suppress(OSError):  # never mask the original error
+            tmp.unlink()
+        raise
+    return tmp
+
+
+def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
+    """Replace ``path`` with ``data``: tmp file -> fsync -> rename -> fsync(directory).
+
+    Raises :class:`OSError` when the directory is missing or not writable; the
+    target is then untouched and no temporary file is left.
+    """
+    target = Path(path)
+    tmp = stage_atomic(target, data)
+    try:
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(OSError):  # never mask the original error
             tmp.unlink()
         raise
-    _fsync_directory(directory)
+    _fsync_directory(target.parent)
+
+
+def json_bytes(obj: Any, *, indent: int | None = 2) -> bytes:
+    """``obj`` as strict JSON (UTF-8, trailing newline): what :func:`write_json_atomic`
+    writes. NaN and infinities raise :class:`ValueError`."""
+    text = json.dumps(obj, allow_nan=False, indent=indent, ensure_ascii=False)
+    return (text + "\n").encode("utf-8")
 
 
 def write_json_atomic(path: str | os.PathLike[str], obj: Any, *, indent: int | None = 2) -> None:
@@ -124,5 +148,4 @@ def write_json_atomic(path: str | os.PathLike[str], obj: Any, *, indent: int | N
     Strict: NaN and infinities raise :class:`ValueError` before anything is
     written (convert them to ``None`` first, as the snapshot dict form does).
     """
-    text = json.dumps(obj, allow_nan=False, indent=indent, ensure_ascii=False)
-    write_atomic(path, (text + "\n").encode("utf-8"))
+    write_atomic(path, json_bytes(obj, indent=indent))

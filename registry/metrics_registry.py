@@ -247,6 +247,10 @@ class MetricsRegistry:
         """The sampler of series ``name`` (its rollups, HDR and raw values)."""
         return self._series[name]
 
+    def inexact_series(self) -> dict[str, str]:
+        """Series whose last terminal statistics are not exact, and why (normally none)."""
+        return {n: s.inexact for n, s in self._series.items() if s.inexact is not None}
+
     def finalize_raw_store(self) -> None:
         """Complete the raw store after the last snapshot: every value on disk, a manifest.
 

@@ -308,6 +308,10 @@ class MetricsPublisher:
                 run.update(self._run_info())
             except Exception:
                 log.exception("run_info() failed; the final file gets the registry's settings only")
+        inexact = self._registry.inexact_series()
+        if inexact:
+            # series located in the HDR because raw values could not be read back
+            run["inexact_series"] = inexact
         return run
 
     def _write_final_file(self, snap: MetricsSnapshot) -> None:

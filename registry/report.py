@@ -39,6 +39,7 @@ from registry.snapshot_codec import SnapshotDecodeError, run_block, snapshot_fro
 from registry.verdict import verdict_block
 
 __all__ = [
+    "REPORT_HTML_NAME",
     "REPORT_NAME",
     "REPORT_SCHEMA_VERSION",
     "SCHEMA_PATH",
@@ -55,6 +56,8 @@ REPORT_NAME = "result_summary.json"
 #: upstream's benchmark writes its own, differently shaped ``result_summary.json`` under
 #: ``performance/``: a name that cannot be mistaken for it.
 UPSTREAM_MODE_REPORT_NAME = "bench_metrics_summary.json"
+#: The shareable page ``--html`` writes beside the final files (exporter.html renders it).
+REPORT_HTML_NAME = "report.html"
 REPORT_SCHEMA_VERSION = 2
 #: Where the snapshot behind a report came from, in the order SPEC §7 prefers them.
 SOURCES: tuple[str, ...] = ("file", "terminal_frame", "latest_live")
@@ -237,10 +240,18 @@ def _versions_uncached() -> dict[str, str | None]:
 
 
 def _incomplete_reason(
-    snap: MetricsSnapshot, source: str, reason: str | None
+    snap: MetricsSnapshot, source: str, reason: str | None, run: Mapping[str, Any] | None
 ) -> tuple[bool, str | None]:
     why: list[str] = []
-    if snap.state is SessionState.INTERRUPTED:
+    # the final file's run block (a snapshot from the stream carries the stream's in slot 5)
+    if run is None:
+        run = snap.run if isinstance(snap.run, Mapping) else {}
+    if snap.state is SessionState.INTERRUPTED and run.get("interrupted_by") == "producer_gone":
+        why.append(
+            "the event producer went away before the session ended (its connection closed "
+            "and did not come back within the producer timeout)"
+        )
+    elif snap.state is SessionState.INTERRUPTED:
         why.append("the run was interrupted (SIGTERM/SIGINT) before the session ended")
     elif snap.state is not SessionState.COMPLETE:
         why.append(f"the snapshot is in state {snap.state.value!r}: the session had not finished")
@@ -329,7 +340,7 @@ def build_report(
         raise SnapshotDecodeError(f"run block must be an object, got {run!r}")
     method = run.get("percentile_method") if run is not None else None
     counters = snap.counters
-    complete, incomplete_reason = _incomplete_reason(snap, source, reason)
+    complete, incomplete_reason = _incomplete_reason(snap, source, reason, run)
     tracked_ns = _int_or_none(counters, "tracked_duration_ns")
     total_ns = _int_or_none(counters, "total_duration_ns")
     duration_s = _seconds(tracked_ns)

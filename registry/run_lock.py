@@ -43,6 +43,7 @@ from pathlib import Path
 from types import TracebackType
 
 from registry.atomic_file import pid_alive
+from registry.safe_open import open_for_writing
 
 __all__ = ["INHERITED_LOCK_ENV", "LOCK_NAME", "DirectoryLocked", "LockHolder", "RunLock"]
 
@@ -151,7 +152,8 @@ class RunLock:
         if self._adopt_inherited():
             return self
         for _ in range(_TAKE_ATTEMPTS):
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            # never through a link: a lock file that is one is refused (LinkRefused)
+            fd = open_for_writing(self.path, read=True, truncate=False)
             try:
                 if not self._try_flock(fd):
                     raise DirectoryLocked(self.directory, self._read_holder(fd))

@@ -41,7 +41,7 @@ from registry.hdr import HdrFold
 from registry.mlperf.early_stopping import EarlyStoppingSpec, early_stopping_indices
 from registry.percentiles import PercentileMethod, nearest_rank, rank_indices
 from registry.rollups import Rollup, rollup_of
-from registry.selection import select_exact
+from registry.selection import CountMismatch, select_exact
 from registry.snapshot import DEFAULT_PERCENTILES, SeriesStat, percentile_key
 from registry.store.raw_store import SeriesValues
 
@@ -153,6 +153,8 @@ class SeriesSampler:
         self.values = values if values is not None else SeriesValues(self._np_dtype)
         self._warned_clamp = False
         self.dropped_non_finite = 0
+        #: why the last terminal statistics are not exact (raw values unreadable), else None
+        self.inexact: str | None = None
 
     # -- hot-path companions ---------------------------------------------------
 
@@ -259,16 +261,32 @@ class SeriesSampler:
         early-stopping map from the raw values (terminal snapshots);
         otherwise nearest rank and histogram from the HDR (live snapshots).
         """
-        return describe_series(
-            self.name,
-            self.config,
-            self._rollup,
-            self._hdr,
-            mode=EXACT if exact else LIVE,
-            chunks=self.values.chunks,
-            method=method,
-            early_stopping=early_stopping,
-        )
+        try:
+            return describe_series(
+                self.name,
+                self.config,
+                self._rollup,
+                self._hdr,
+                mode=EXACT if exact else LIVE,
+                chunks=self.values.chunks,
+                method=method,
+                early_stopping=early_stopping,
+            )
+        except CountMismatch as exc:
+            # Some raw values cannot be read back (a store file damaged under the run):
+            # the final files still come, located in the HDR (its precision) and saying
+            # so (MetricsRegistry.inexact_series), never a traceback instead of them.
+            self.inexact = f"raw values unreadable ({exc}): HDR precision"
+            logger.error("series %s: %s", self.name, self.inexact)
+            return describe_series(
+                self.name,
+                self.config,
+                self._rollup,
+                self._hdr,
+                mode=HDR_ONLY,
+                method=method,
+                early_stopping=early_stopping,
+            )
 
 
 #: How :func:`describe_series` reads a series: HDR nearest rank (live snapshots),

@@ -64,6 +64,7 @@ from registry.final_source import FINAL_SNAPSHOT_NAME, read_final_document
 from registry.metrics_registry import MetricsRegistry
 from registry.mlperf.early_stopping import EarlyStoppingSpec
 from registry.percentiles import PercentileMethod
+from registry.previous_run import clear_previous_run, report_blocked_by
 from registry.publisher import MetricsPublisher
 from registry.report import REPORT_NAME, build_report, write_report
 from registry.run_lock import RunLock
@@ -154,6 +155,8 @@ class _SessionCore:
         for key, value in (labels or {}).items():
             if not isinstance(key, str) or not isinstance(value, str):
                 raise ValueError(f"labels must map str to str, got {key!r}: {value!r}")
+            if key == "run_id":  # a label must never rename the run
+                raise ValueError("labels: 'run_id' is reserved; give the run id as run_id=")
             self.labels[key] = value
         self.streaming = bool(streaming)
         self.interval_s = float(interval_s)
@@ -199,7 +202,7 @@ class _SessionCore:
         address = parse_listen(listen, default_port=0) if listen is not None else None
         if pushgateway is not None and not pushgateway.strip():
             raise ValueError("pushgateway: empty URL")
-        SnapshotCollector(namespace, {"run_id": self.run_id, **self.labels})  # ValueError if bad
+        SnapshotCollector(namespace, {**self.labels, "run_id": self.run_id})  # ValueError if bad
         return address, pushgateway, namespace
 
     # -- registration (before start) ---------------------------------------------
@@ -373,6 +376,8 @@ class _SessionCore:
         try:
             if self._lock_output_dir:
                 self._run_lock = RunLock(self.output_dir, self.run_id).acquire()
+                # the directory is this run's now: an earlier run's files must not mix in
+                clear_previous_run(self.output_dir)
             publisher = MetricsPublisher(
                 self.registry,
                 endpoint=self.snapshots,
@@ -422,7 +427,7 @@ class _SessionCore:
         )
         mirror = PrometheusMirror(
             options,
-            labels={"run_id": self.run_id, **self.labels},
+            labels={**self.labels, "run_id": self.run_id},  # run_id last: nothing replaces it
             gauges=settable_counter_names(self.registry),
         )
         try:
@@ -535,6 +540,11 @@ class _SessionCore:
         except (OSError, ValueError) as exc:
             reason = f"{FINAL_SNAPSHOT_NAME} unusable: {exc}"
             report = build_report(snap, source="terminal_frame", reason=reason, run=run)
+        blocked = None if file_written else report_blocked_by(self.final_snapshot_path)
+        if blocked is not None:
+            # an earlier run's final snapshot stays: the new report beside it would be a mix
+            self.unwritten_files[REPORT_NAME] = blocked
+            return report
         try:
             write_report(self.report_path, report)
         except OSError as exc:

@@ -129,6 +129,8 @@ class SnapshotCodec:
             return self._decoder.decode(payload)
         except msgspec.DecodeError as exc:
             raise SnapshotDecodeError(f"invalid snapshot payload: {exc}") from exc
+        except RecursionError:  # msgspec bounds the depth; the payload is hostile
+            raise SnapshotDecodeError("invalid snapshot payload: nested too deep") from None
 
     def on_decode_error(self, payload: bytes, exc: Exception) -> MetricsSnapshot | None:
         """Malformed snapshot frames are dropped (the subscriber counts them)."""

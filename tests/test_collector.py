@@ -60,6 +60,7 @@ EXPECTED_FAMILIES = {
     "bench_exporter_snapshot_sequence": ("gauge", ""),
     "bench_exporter_snapshots_received": ("counter", ""),
     "bench_exporter_decode_errors": ("counter", ""),
+    "bench_exporter_dropped": ("counter", ""),
     "bench_exporter_up": ("gauge", ""),
 }
 

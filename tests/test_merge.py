@@ -225,7 +225,12 @@ def test_a_raw_store_file_cut_short_makes_its_series_approximate_not_wrong(
     merged = _load(tmp_path / "merged" / "final_snapshot.json")
     info = merged["run"]["merge"]
     assert info["approximate_series"] == ["chunk_delta_ns"]
-    assert "do not hold every value" in info["approximate_reason"]["chunk_delta_ns"]
+    reason = info["approximate_reason"]["chunk_delta_ns"]
+    assert "not hold every value" in reason
+    # the warning names the damaged run's directory, and only it (issue 24 item 12)
+    assert str(copies[1]) in reason
+    assert not any(str(c) in reason for c in (copies[0], *copies[2:]))
+    assert str(copies[1]) in res.stderr and str(copies[0]) not in res.stderr
     single = {m["name"]: m for m in _load(whole / "final_snapshot.json")["metrics"]}
     for m in merged["metrics"]:
         if m["type"] == "series" and m["name"] != "chunk_delta_ns":

@@ -225,6 +225,8 @@ def test_a_drain_timeout_leaves_pending_tasks_and_an_honest_report(
         "chat_template": True,
         "workers": 0,
         "drain_timeout_s": 0.1,
+        "job_timeout_s": 10.0,
+        "jobs_timed_out": 0,
     }
 
 

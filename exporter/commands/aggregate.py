@@ -30,24 +30,28 @@ from typing import TYPE_CHECKING
 from exporter import cli_args
 from exporter.errors import UsageError
 from exporter.mirror_args import add_exporter_arguments, exporter_options, parse_label_args
-from exporter.output_dir import lock_output_dir
+from exporter.output_dir import clear_output_dir, lock_output_dir
 from exporter.verdict_args import (
     add_verdict_arguments,
     constraints_from_args,
     requirements_from_args,
 )
 from registry.aggregator.event_subscriber import DEFAULT_MAX_FRAME_BYTES
+from registry.aggregator.producer_watch import DEFAULT_PRODUCER_TIMEOUT_S
 from registry.mlperf.early_stopping import EarlyStoppingSpec
 from registry.percentiles import PercentileMethod
 from registry.report import REPORT_NAME, UPSTREAM_MODE_REPORT_NAME
 from registry.store.raw_store import DEFAULT_MEMORY_BYTES
 from registry.tokens import TokenCounter, TokenizerUnavailable, load_tokenizer
+from registry.tokens.pool import DEFAULT_JOB_TIMEOUT_S
 from registry.transport import check_endpoint
 
 if TYPE_CHECKING:
     from registry.aggregator.service import AggregatorService, Hook, SnapshotListener
 
 __all__ = ["add_parser", "build_service", "run"]
+
+log = logging.getLogger(__name__)
 
 _EPILOG = """\
 exit status:
@@ -58,6 +62,8 @@ exit status:
   2         bad command line, or --output-dir is in use by another run
   3         final_snapshot.json or result_summary.json could not be written (the log
             names which); the terminal frame was still sent
+  4         the event producer went away without session.ended (its connection closed
+            and stayed closed for --producer-timeout S); INTERRUPTED final files written
 """
 
 
@@ -144,6 +150,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument(
+        "--producer-timeout",
+        type=cli_args.seconds(zero=True),
+        default=DEFAULT_PRODUCER_TIMEOUT_S,
+        metavar="S",
+        help=(
+            "when the event producer's connection closes without session.ended (it crashed "
+            "or was killed) and stays closed for S seconds, end the run INTERRUPTED with its "
+            "final files, exit 4; a connected producer that is merely quiet is never timed "
+            "out (0 = wait forever; default: %(default)g)"
+        ),
+    )
+    p.add_argument(
         "--ignore-sigint",
         action="store_true",
         help=(
@@ -166,6 +184,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         dest="raw_store",
         action="store_false",
         help="keep every raw value in memory and write no raw store (no exact merge later)",
+    )
+    p.add_argument(
+        "--html",
+        action="store_true",
+        help="also write report.html beside the final files: one self-contained page of "
+        "the run (as 'bench-metrics report --html')",
     )
     p.add_argument(
         "--no-samples",
@@ -226,6 +250,18 @@ def add_tokenizer_arguments(p: argparse.ArgumentParser) -> None:
             "default)"
         ),
     )
+    g.add_argument(
+        "--tokenizer-job-timeout",
+        type=cli_args.seconds(zero=True),
+        default=DEFAULT_JOB_TIMEOUT_S,
+        metavar="S",
+        help=(
+            "seconds one tokenization may take (a batch, then each of its inputs alone); an "
+            "input slower than that (a chat template that loops) is skipped and counted in "
+            "tokenization_errors, so it cannot hold back the final files (0 = no limit; "
+            "default: %(default)g)"
+        ),
+    )
 
 
 #: The most tokenizer threads one aggregator may start.
@@ -238,6 +274,11 @@ def check_tokenizer_arguments(args: argparse.Namespace) -> None:
         raise UsageError(
             f"--tokenizer-workers must be in 0..{MAX_TOKENIZER_WORKERS}, "
             f"got {args.tokenizer_workers}"
+        )
+    if not (math.isfinite(args.tokenizer_job_timeout) and args.tokenizer_job_timeout >= 0):
+        raise UsageError(
+            "--tokenizer-job-timeout must be a finite number of seconds >= 0, "
+            f"got {args.tokenizer_job_timeout}"
         )
     if not (math.isfinite(args.drain_timeout) and args.drain_timeout >= 0):
         raise UsageError(
@@ -350,6 +391,11 @@ def build_service(
         raise UsageError(f"--es-confidence must be in (0, 1), got {args.es_confidence}")
     if not (math.isfinite(args.es_tolerance) and 0 <= args.es_tolerance < 1):
         raise UsageError(f"--es-tolerance must be in [0, 1), got {args.es_tolerance}")
+    if not (math.isfinite(args.producer_timeout) and args.producer_timeout >= 0):
+        raise UsageError(
+            f"--producer-timeout must be a finite number of seconds >= 0, "
+            f"got {args.producer_timeout}"
+        )
     if args.max_frame_bytes < 1024:
         raise UsageError(f"--max-frame-bytes must be >= 1024, got {args.max_frame_bytes}")
     if not 1 <= args.hdr_sig_figs <= 5:
@@ -404,6 +450,8 @@ def build_service(
         tokenizer=tokens,
         tokenizer_workers=args.tokenizer_workers,
         drain_timeout_s=args.drain_timeout or None,
+        tokenizer_job_timeout_s=args.tokenizer_job_timeout or None,
+        producer_timeout_s=args.producer_timeout or None,
         max_frame_bytes=args.max_frame_bytes,
         listeners=listeners,
         on_start=on_start,
@@ -448,6 +496,21 @@ def apply_upstream_arguments(args: argparse.Namespace) -> None:
         args.readiness = (f"ipc://{args.socket_dir}/{args.readiness_path}", args.readiness_id)
 
 
+def _write_page(output_dir: Path) -> None:
+    """``report.html`` beside the final files (while the directory is still ours).
+
+    A page that cannot be made is logged, never fatal: the final files are the result.
+    """
+    from exporter.html.report_page import HTML_NAME, write_run_page
+    from exporter.report_view import ReportFileError
+
+    try:
+        (output_dir / HTML_NAME).unlink(missing_ok=True)  # an earlier run's page must not stay
+        log.info("page written: %s", write_run_page(output_dir))
+    except (ReportFileError, OSError) as exc:
+        log.error("no %s: %s", HTML_NAME, exc)
+
+
 def run(args: argparse.Namespace) -> int:
     from exporter.mirror import mirror_service  # the HTTP server: only when running
 
@@ -456,6 +519,7 @@ def run(args: argparse.Namespace) -> int:
     # Before anything is written: one run per output directory (SPEC §7).
     lock = lock_output_dir(service.output_dir, service.run_id)
     try:
+        clear_output_dir(service.output_dir, lock)
         mirror = mirror_service(service, options)
         # Everything imported and loaded so far (transformers alone is ~50k objects)
         # lives as long as the process: keep it out of the collector, so that a full
@@ -470,6 +534,8 @@ def run(args: argparse.Namespace) -> int:
         finally:
             if mirror is not None:
                 mirror.close()
+        if args.html:
+            _write_page(service.output_dir)
     finally:
         lock.release()
     if service.tokenizer_stuck:

@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import shutil
 import signal
 import subprocess
@@ -45,7 +46,7 @@ from exporter.mirror_args import (
     check_listen_free,
     exporter_options,
 )
-from exporter.output_dir import lock_output_dir
+from exporter.output_dir import clear_output_dir, lock_output_dir
 from exporter.parent_watch import child_env
 from exporter.report_view import (
     ReportDocument,
@@ -65,6 +66,7 @@ from registry.final_source import FinalSnapshotUnavailable, load_final_snapshot
 from registry.percentiles import PercentileMethod
 from registry.report import build_report
 from registry.run_lock import RunLock
+from registry.safe_open import open_for_writing
 from registry.subscriber import SnapshotSubscriber
 from registry.tokens.loader import (
     EXTRA_HINT,
@@ -116,6 +118,7 @@ AGGREGATOR_PASSTHROUGH: list[tuple[str, str]] = [
     ("tokenizer", "--tokenizer"),
     ("tokenizer_workers", "--tokenizer-workers"),
     ("drain_timeout", "--drain-timeout"),
+    ("tokenizer_job_timeout", "--tokenizer-job-timeout"),
     ("buckets", "--buckets"),
     # the verdict is decided in the aggregator (SPEC §10)
     ("ruleset", "--ruleset"),
@@ -224,6 +227,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--no-tui", action="store_true", help="plain progress lines instead of the live view"
+    )
+    parser.add_argument(
+        "--html",
+        action="store_true",
+        help="also write report.html in --output-dir: one self-contained page of the run "
+        "(as 'bench-metrics report --html')",
     )
     parser.add_argument(
         "--interval",
@@ -376,7 +385,8 @@ class _Aggregator:
     async def start(self) -> None:
         stderr: Any = None
         if self.log_path is not None:
-            stderr = self.log_path.open("wb")
+            # never through a link planted at the log's name
+            stderr = os.fdopen(open_for_writing(self.log_path), "wb")
         try:
             self.proc = await asyncio.create_subprocess_exec(
                 *self.cmd,
@@ -466,15 +476,9 @@ def _prepare_output_dir(path: str, run_id: str) -> tuple[Path, RunLock]:
     except OSError as exc:
         raise UsageError(f"cannot use --output-dir {output_dir}: {exc.strerror or exc}") from None
     lock = lock_output_dir(output_dir, run_id)  # before anything in it is touched
-    try:
-        for name in (*FINAL_FILES, "samples.parquet"):
-            # An earlier run's files would otherwise pass for this one's.
-            (output_dir / name).unlink(missing_ok=True)
-        # and its raw store for this run's (a merge reads it)
-        shutil.rmtree(output_dir / "raw", ignore_errors=True)
-    except OSError as exc:
-        lock.release()
-        raise UsageError(f"cannot use --output-dir {output_dir}: {exc.strerror or exc}") from None
+    # An earlier run's files (raw store included: a merge reads it) would otherwise pass
+    # for this one's.
+    clear_output_dir(output_dir, lock)
     return output_dir, lock
 
 
@@ -593,6 +597,9 @@ async def _demo_locked(
         )
         await _linger(args, aggregator, stop, console)
         await aggregator.stop(_EXIT_TIMEOUT_S)
+        if args.html and doc is not None:
+            # after the aggregator's exit: its raw store is complete by then
+            code = _write_page(output_dir, console) or code
         return code
     finally:
         await aggregator.stop(0.1)
@@ -634,6 +641,21 @@ async def _run_and_drain(
     await _first(sub.wait_for_terminal(grace), aggregator.wait(), _wait_for_file(summary, grace))
     if sub.terminal is None and aggregator.returncode is None and not summary.exists():
         problems.append(f"no terminal snapshot within {grace:g} s of the last event")
+
+
+def _write_page(output_dir: Path, console: Console) -> int:
+    """``report.html`` in ``output_dir``; 0, or 1 when it could not be written (said why)."""
+    from exporter.html.report_page import HTML_NAME, write_run_page
+
+    try:
+        path = write_run_page(output_dir)
+    except (ReportFileError, OSError) as exc:
+        Console(stderr=True).print(
+            f"bench-metrics demo: no {HTML_NAME}: {exc}", style="bold red", highlight=False
+        )
+        return 1
+    console.print(f"Page: {path}", highlight=False)
+    return 0
 
 
 def _finish(

@@ -26,7 +26,13 @@ runs' tracking windows on one clock (same boot: as recorded; other hosts:
 aligned by their wall-clock anchors), percentiles, early-stopping estimates
 and histograms computed exactly from every raw value. A run without its raw
 store makes the affected series approximate (HDR precision), said in the
-run block ("merge": {"exact": false, ...}) and on stderr.
+run block ("merge": {"exact": false, ...}) and on stderr; so does a raw-store
+file whose own metadata names another series or that holds fewer values.
+
+Refused (one line, exit 2, nothing written to OUT): runs that do not belong
+together, the same run twice (same run id and clock anchors: a copy), a
+samples.parquet that is missing (the run block names one), unreadable or short of
+rows while other runs have theirs (--no-samples merges without the file).
 
 exit status: 0 merged (exact or approximate), 2 bad input
 """
@@ -45,6 +51,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("out", type=output_dir, metavar="OUT", help="output directory (created)")
     p.add_argument(
+        "--no-samples",
+        action="store_true",
+        help="write no samples.parquet (merges runs whose samples.parquet is missing or damaged)",
+    )
+    p.add_argument(
         "runs", type=existing_dir, nargs="+", metavar="RUN_DIR", help="a run's output directory"
     )
     p.set_defaults(run=run)
@@ -59,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise UsageError(f"{out}: exists and is not a directory")
     try:
-        result = merge_runs(args.runs, out)
+        result = merge_runs(args.runs, out, samples=not args.no_samples)
     except MergeError as exc:
         raise UsageError(str(exc)) from None
     except OSError as exc:

@@ -12,6 +12,7 @@ code 2. It never writes anything.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from rich.console import Console
 
@@ -55,7 +56,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "file",
         metavar="FILE",
-        help="a final_snapshot.json or result_summary.json",
+        help="a final_snapshot.json or result_summary.json, or the run directory holding it",
+    )
+    parser.add_argument(
+        "--html",
+        metavar="OUT",
+        default=None,
+        help="also write one self-contained HTML page of the run (charts from its exact "
+        "per-sample data; opens offline)",
     )
     parser.add_argument(
         "--width",
@@ -71,20 +79,43 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 EXIT_PASS, EXIT_FAIL, EXIT_INVALID = 0, 1, 3
 
 
+def report_path(text: str) -> Path:
+    """FILE, or the final file inside the directory FILE (the snapshot, else the summary)."""
+    p = Path(text)
+    if p.is_dir():
+        from registry.final_source import FINAL_SNAPSHOT_NAME
+        from registry.report import REPORT_NAME
+
+        for name in (FINAL_SNAPSHOT_NAME, REPORT_NAME):
+            if (p / name).is_file():
+                return p / name
+        raise UsageError(f"{p}: a directory with no {FINAL_SNAPSHOT_NAME} or {REPORT_NAME}")
+    return p
+
+
 def run(args: argparse.Namespace) -> int:
     constraints = constraints_from_args(args)
     requirements = requirements_from_args(args)
     judging = bool(constraints) or requirements is not None
+    path = report_path(args.file)
     try:
         if judging:
             doc = judge_report_file(
-                args.file, constraints, ruleset=args.ruleset, requirements=requirements
+                path, constraints, ruleset=args.ruleset, requirements=requirements
             )
         else:
-            doc = load_report_file(args.file)
+            doc = load_report_file(path)
     except ReportFileError as exc:
         raise UsageError(str(exc)) from None
-    Console(width=args.width).print(render_report(doc))
+    if args.html:
+        from exporter.html.report_page import write_report_html
+
+        try:
+            write_report_html(args.html, doc)
+        except OSError as exc:
+            raise UsageError(f"--html {args.html}: {exc.strerror or exc}") from None
+    # markup=False: a "[" in a name from the file is text, never a rich tag
+    Console(width=args.width, markup=False).print(render_report(doc))
     if not judging:
         return EXIT_PASS
     return exit_status(doc.report.get("verdict") or {})

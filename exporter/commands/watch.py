@@ -66,7 +66,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 async def _watch(args: argparse.Namespace) -> int:
     stop = StopSignals().install()
     finished = asyncio.Event()
-    console = Console()
+    console = Console(markup=False)  # a "[" in a run id or name from the stream is text
     tui = not args.no_tui and console.is_terminal
     view = LiveView(ViewContext(title="bench-metrics watch", source=args.connect))
     try:

@@ -1066,6 +1066,8 @@ def classify_bad_payload(payload: bytes | memoryview, exc: Exception | None = No
         obj: Any = msgspec.msgpack.decode(payload)
     except (msgspec.DecodeError, ValueError, TypeError):
         return "payload is not msgpack"
+    except RecursionError:  # msgspec's depth limit: a hostile payload, not a crash
+        return "payload nested too deep"
     if not isinstance(obj, dict):
         return f"payload is a msgpack {type(obj).__name__}, not a map"
     event_type = obj.get("event_type")

@@ -47,6 +47,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import threading
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -59,6 +60,7 @@ import zmq.asyncio
 
 from registry.aggregator.event_subscriber import DEFAULT_MAX_FRAME_BYTES, EventSubscriber
 from registry.aggregator.metrics import AggregatorEventCodec, AggregatorMetrics
+from registry.aggregator.producer_watch import DEFAULT_PRODUCER_TIMEOUT_S, ProducerWatch
 from registry.aggregator.session import SessionMachine
 from registry.clock import anchor, clock_block
 from registry.final_source import FINAL_SNAPSHOT_NAME, read_final_document
@@ -67,16 +69,18 @@ from registry.mlperf.early_stopping import EarlyStoppingSpec, warm_up
 from registry.mlperf.requirements import Requirements, requirements_entry
 from registry.mlperf.slo import Constraint
 from registry.percentiles import PercentileMethod
+from registry.previous_run import RAW_STORE_DIR, report_blocked_by
 from registry.publisher import MetricsPublisher
 from registry.report import REPORT_NAME, build_report, write_report
+from registry.safe_open import open_for_writing
 from registry.snapshot import MetricsSnapshot, SessionState
 from registry.store.raw_store import DEFAULT_MEMORY_BYTES, RawStore
-from registry.store.sample_log import SampleLog
-from registry.store.samples import SAMPLES_NAME, SampleWriter
+from registry.store.sample_log import SAMPLES_NAME, SampleLog
+from registry.store.samples import SampleWriter
 from registry.tokens import TokenCounter
+from registry.tokens.pool import DEFAULT_JOB_TIMEOUT_S
 
 __all__ = [
-    "RAW_STORE_DIR",
     "AggregatorService",
     "Hook",
     "SnapshotListener",
@@ -84,7 +88,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-RAW_STORE_DIR = "raw"
 
 SnapshotListener = Callable[[MetricsSnapshot], Any]
 Hook = Callable[[], Awaitable[Any]]
@@ -104,6 +107,8 @@ APPLY_SLICE = 1024
 TOKENIZER_APPLY_SLICE = 128
 #: Exit code when final_snapshot.json or result_summary.json could not be written.
 EXIT_FINAL_FILES_NOT_WRITTEN = 3
+#: Exit code when the event producer went away without session.ended (INTERRUPTED files).
+EXIT_PRODUCER_GONE = 4
 
 
 def _log_warm_up_failure(fut: asyncio.Future[None]) -> None:
@@ -137,6 +142,7 @@ class AggregatorService:
         tokenizer: TokenCounter | None = None,
         tokenizer_workers: int = 2,
         drain_timeout_s: float | None = None,
+        tokenizer_job_timeout_s: float | None = DEFAULT_JOB_TIMEOUT_S,
         max_frame_bytes: int | None = DEFAULT_MAX_FRAME_BYTES,
         listeners: Sequence[SnapshotListener] = (),
         on_start: Sequence[Hook] = (),
@@ -146,6 +152,7 @@ class AggregatorService:
         raw_memory_bytes: int = DEFAULT_MEMORY_BYTES,
         samples: bool = True,
         report_name: str = REPORT_NAME,
+        producer_timeout_s: float | None = DEFAULT_PRODUCER_TIMEOUT_S,
     ) -> None:
         if not interval_s > 0:
             raise ValueError(f"interval_s must be > 0, got {interval_s!r}")
@@ -153,6 +160,14 @@ class AggregatorService:
             raise ValueError(f"drain_timeout_s must be >= 0 or None, got {drain_timeout_s!r}")
         #: seconds the end-of-run tokenization may take (``None``: no limit)
         self.drain_timeout_s = drain_timeout_s or None
+        if producer_timeout_s is not None and not producer_timeout_s >= 0:
+            raise ValueError(f"producer_timeout_s must be >= 0 or None, got {producer_timeout_s!r}")
+        #: seconds a producer's closed connection may stay closed (``None``: forever)
+        self.producer_timeout_s = producer_timeout_s or None
+        #: the producer went away without session.ended (the run ended INTERRUPTED)
+        self.producer_gone = False
+        # a message is being applied in slices (the loop turns between them)
+        self._applying = False
         self.events_endpoint = events_endpoint
         self.snapshots_endpoint = snapshots_endpoint
         self.output_dir = Path(output_dir)
@@ -197,6 +212,13 @@ class AggregatorService:
             # settles held receives first
             hold_receives=True,
         )
+        if self.metrics.tokenizer is not None:
+            if tokenizer_job_timeout_s is not None and not tokenizer_job_timeout_s >= 0:
+                raise ValueError(
+                    f"tokenizer_job_timeout_s must be >= 0 or None, got {tokenizer_job_timeout_s!r}"
+                )
+            # a hostile chat template is skipped after this, never holds the final files
+            self.metrics.tokenizer.job_timeout_s = tokenizer_job_timeout_s or None
         #: the constraints the run is judged on, and the ruleset they came from
         self.constraints: tuple[Constraint, ...] = tuple(constraints)
         self.ruleset = ruleset
@@ -263,6 +285,16 @@ class AggregatorService:
         assert self._stop is not None
         self._stop.set()
 
+    def _on_producer_gone(self) -> None:
+        # Only while events are read: once session.ended is in, the producer may go.
+        if self._finishing or self.signal is not None:
+            return
+        if self.session.state.rank >= SessionState.DRAINING.rank:
+            return
+        self.producer_gone = True
+        assert self._stop is not None
+        self._stop.set()
+
     def _runtime_state(self) -> tuple[SessionState, int]:
         return self.session.state, self.metrics.n_pending_tasks
 
@@ -307,11 +339,21 @@ class AggregatorService:
         )
         installed = self._install_signal_handlers(loop)
         ingest: asyncio.Task[None] | None = None
+        watch: ProducerWatch | None = None
+        watch_task: asyncio.Task[None] | None = None
         failed = False
         try:
             for hook in self._on_start:
                 await hook()
             subscriber.open()
+            if self.producer_timeout_s is not None:
+                watch = ProducerWatch(
+                    subscriber,
+                    self.producer_timeout_s,
+                    self._on_producer_gone,
+                    busy=lambda: self._applying or subscriber.has_queued(),
+                )
+                watch_task = asyncio.create_task(watch.run(), name="aggregator-producer-watch")
             if self.metrics.tokenizer is not None:
                 self.metrics.tokenizer.start(loop)
             publisher.start(self._runtime_state)
@@ -336,16 +378,28 @@ class AggregatorService:
                 ingest.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await ingest
-            if self.signal is None:
+            if watch_task is not None:  # the producer may leave once session.ended is read
+                watch_task.cancel()
+                await asyncio.gather(watch_task, return_exceptions=True)
+            if self.signal is None and not self.producer_gone:
                 await self._drain_tokenizer()
         except Exception:
             logger.exception("the aggregator's ingest failed; writing INTERRUPTED final files")
             failed = True
         finally:
+            if watch_task is not None and not watch_task.done():
+                watch_task.cancel()
+            if watch is not None:
+                watch.close()
             subscriber.close()
             self._finishing = True
         try:
-            interrupted = failed or self.signal is not None or self.metrics.interrupted_marker
+            interrupted = (
+                failed
+                or self.signal is not None
+                or self.producer_gone
+                or self.metrics.interrupted_marker
+            )
             await self._finish(publisher, interrupted=interrupted)
             for hook in self._on_stop:
                 try:
@@ -368,6 +422,8 @@ class AggregatorService:
             return EXIT_FINAL_FILES_NOT_WRITTEN
         if self.session.state is SessionState.INTERRUPTED and self.signal is not None:
             return 128 + self.signal
+        if self.producer_gone:
+            return EXIT_PRODUCER_GONE
         return 0
 
     async def _ingest(self, subscriber: EventSubscriber) -> None:
@@ -379,12 +435,14 @@ class AggregatorService:
         step = APPLY_SLICE if self.metrics.tokenizer is None else TOKENIZER_APPLY_SLICE
         while session.state.rank < draining:
             batch = await subscriber.recv_batch()
+            self._applying = True
             for i in range(0, len(batch), step):
                 if i:
                     # Between slices of a big message: the loop stays responsive (ticks,
                     # signals, the tokenizer's deliveries) while a message is applied.
                     await asyncio.sleep(0)
                 handle_many(batch[i : i + step] if len(batch) > step else batch)
+            self._applying = False
             self.events_applied += len(batch)
             # The subscriber drops broken frames (wrong frame count, topic, batch)
             # before any payload reaches the codec: count those as malformed too.
@@ -407,6 +465,8 @@ class AggregatorService:
             **pool.counter.describe(),
             "workers": pool.workers,
             "drain_timeout_s": self.drain_timeout_s,
+            "job_timeout_s": pool.job_timeout_s,
+            "jobs_timed_out": pool.jobs_timed_out,
         }
 
     async def _drain_tokenizer(self) -> None:
@@ -516,6 +576,8 @@ class AggregatorService:
             ),
             "samples": SAMPLES_NAME if self.sample_log is not None else None,
         }
+        if self.producer_gone:  # why the run is INTERRUPTED (the report says so)
+            run["interrupted_by"] = "producer_gone"
         if self.constraints or self.requirements is not None:
             run["verdict"] = {
                 "ruleset": self.ruleset,
@@ -546,6 +608,12 @@ class AggregatorService:
                 run_id=self.run_id,
                 labels=self.labels,
             )
+        blocked = None if file_written else report_blocked_by(self.final_snapshot_path)
+        if blocked is not None:
+            # an earlier run's final snapshot stays: the new report beside it would be a mix
+            self.unwritten_files[REPORT_NAME] = blocked
+            logger.error("the report %s is %s", self.report_path, blocked)
+            return report
         try:
             write_report(self.report_path, report)
             logger.info("report written to %s (source: %s)", self.report_path, source)
@@ -558,7 +626,14 @@ class AggregatorService:
         """mlcommons/endpoints' launcher protocol: a ``.ready`` marker in the output
         directory once signals are handled, and the readiness id PUSHed to its socket."""
         if self.ready_marker:
-            (self.output_dir / ".ready").touch()
+            marker = self.output_dir / ".ready"
+            try:
+                # created (or kept) without following a link planted at its name
+                os.close(open_for_writing(marker, truncate=False))
+            except OSError as exc:
+                logger.error(
+                    "could not create the ready marker %s: %s", marker, exc.strerror or exc
+                )
         if self.readiness is None:
             return
         endpoint, identity = self.readiness

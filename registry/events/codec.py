@@ -41,6 +41,8 @@ class EventCodec:
             return self._decoder.decode(payload)
         except msgspec.DecodeError as exc:
             raise EventDecodeError(f"invalid event payload: {exc}") from exc
+        except RecursionError:  # msgspec bounds the depth; the payload is hostile
+            raise EventDecodeError("invalid event payload: nested too deep") from None
 
     def decode_many(self, payloads: list[bytes]) -> list[EventRecord]:
         """Every payload of a batch (the ingest path: no Python frame per record).

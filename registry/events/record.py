@@ -10,8 +10,9 @@ the producer already knows) follow, only when set; upstream ignores them.
 Unknown keys are ignored; absent keys take their defaults.
 
 Validation happens here, at decoding, so a record is applied wholly or not at
-all: timestamps and token counts must fit a non-negative int64, uuids and
-conversation ids at most :data:`MAX_ID_LENGTH` characters. A record that
+all: timestamps and token counts must fit a non-negative int64, ``turn`` and
+``worker_id`` an int64 (the ``samples.parquet`` columns they are stored in),
+uuids and conversation ids at most :data:`MAX_ID_LENGTH` characters. A record that
 breaks a rule does not decode (the aggregator counts it in
 ``events_malformed``), so no handler ever sees half-valid input.
 
@@ -33,9 +34,13 @@ __all__ = ["MAX_ID_LENGTH", "EventData", "EventRecord", "EventType"]
 #: characters; a longer id costs memory for every sample in flight.
 MAX_ID_LENGTH = 256
 _INT64_MAX = 2**63 - 1
+_INT64_MIN = -(2**63)
 
 #: A count or timestamp: an integer in [0, 2**63 - 1].
 NonNegativeInt64 = Annotated[int, msgspec.Meta(ge=0, le=_INT64_MAX)]
+#: An id the producer chose: any int64 (msgpack also carries [2**63, 2**64), which no
+#: int64 column can store; such a record is malformed rather than a failed Parquet write).
+Int64 = Annotated[int, msgspec.Meta(ge=_INT64_MIN, le=_INT64_MAX)]
 Identifier = Annotated[str, msgspec.Meta(max_length=MAX_ID_LENGTH)]
 
 
@@ -85,9 +90,9 @@ class EventRecord(msgspec.Struct, frozen=True, gc=False):
     timestamp_ns: NonNegativeInt64
     sample_uuid: Identifier = ""
     conversation_id: Identifier = ""
-    turn: int | None = None
+    turn: Int64 | None = None
     data: EventData | None = None
     finish_reason: str | msgspec.UnsetType | None = msgspec.UNSET
-    worker_id: int | msgspec.UnsetType = msgspec.UNSET
+    worker_id: Int64 | msgspec.UnsetType = msgspec.UNSET
     input_tokens: NonNegativeInt64 | msgspec.UnsetType = msgspec.UNSET
     output_tokens: NonNegativeInt64 | msgspec.UnsetType = msgspec.UNSET

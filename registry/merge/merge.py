@@ -31,6 +31,8 @@ directories and never changes them.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import os
 from collections.abc import Iterator, Sequence
@@ -43,21 +45,23 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from registry.atomic_file import fsync_directory, temporary_path, write_json_atomic
+from registry.atomic_file import fsync_directory, json_bytes, stage_atomic, temporary_path
 from registry.final_source import FINAL_SNAPSHOT_NAME
 from registry.hdr import HdrFold
-from registry.merge.run_dir import MergeError, RunDir, load_run
+from registry.merge.run_dir import MergeError, RunDir, load_run, one_line
 from registry.merge.timeline import Alignment, align, merged_durations
 from registry.mlperf.early_stopping import EarlyStoppingSpec
 from registry.percentiles import PercentileMethod
-from registry.report import REPORT_NAME, build_report, write_report
+from registry.report import REPORT_NAME, build_report
 from registry.rollups import Rollup
 from registry.run_lock import DirectoryLocked, RunLock
+from registry.safe_open import open_whole_writes
 from registry.selection import CountMismatch
 from registry.series import EXACT, HDR_ONLY, SeriesConfig, describe_series
 from registry.snapshot import CounterStat, MetricsSnapshot, SeriesStat, SessionState
 from registry.snapshot_codec import snapshot_to_dict
-from registry.store.samples import SAMPLES_NAME, SAMPLES_SCHEMA
+from registry.store.sample_log import SAMPLES_NAME
+from registry.store.samples import SAMPLES_SCHEMA
 from registry.verdict_counters import merged_verdict_counters, read_validity, read_verdict
 
 __all__ = ["MergeResult", "check_compatible", "merge_runs", "merged_snapshot"]
@@ -117,6 +121,21 @@ def check_compatible(runs: Sequence[RunDir]) -> None:
                     )
 
 
+def _check_distinct(runs: Sequence[RunDir]) -> None:
+    """:class:`MergeError` when two directories hold the same run (a copy): the same run
+    id and the same clock block (host, boot, start and end anchors). Runs that only share
+    a run id given with ``--run-id`` have their own anchors and stay mergeable."""
+    seen: dict[str, RunDir] = {}
+    for run in runs:
+        key = json.dumps([run.run_id, run.run.get("clock")], sort_keys=True)
+        first = seen.setdefault(key, run)
+        if first is not run:
+            raise MergeError(
+                f"{first.path} and {run.path} are the same run ({run.run_id}, same clock "
+                "anchors): merging it twice would count every sample twice"
+            )
+
+
 def _rollup(runs: Sequence[RunDir], name: str, exact: bool) -> Rollup:
     total = Rollup()
     for run in runs:
@@ -154,9 +173,15 @@ def _series(
             except ValueError as exc:
                 raise MergeError(f"{run.path}: series {name!r}: {exc}") from None
 
+    read: dict[int, int] = {}  # values read per run in the last pass (to blame a short one)
+
     def chunks() -> Iterator[npt.NDArray[Any]]:
-        for run in runs:
-            yield from run.raw_chunks(name)
+        read.clear()
+        for i, run in enumerate(runs):
+            read[i] = 0
+            for chunk in run.raw_chunks(name):
+                read[i] += int(chunk.size)
+                yield chunk
 
     try:
         stat = describe_series(
@@ -170,8 +195,17 @@ def _series(
             early_stopping=es,
         )
     except CountMismatch as exc:
-        for run in runs:  # which file is short is not known: none of them is trusted
-            run.raw_missing.setdefault(name, f"raw store files do not hold every value ({exc})")
+        # name the runs whose files gave another number of values than their snapshot
+        # counts (all of them when the pass did not get that far)
+        short = [
+            i for i, run in enumerate(runs) if read.get(i) != run.snapshot.series[name].count
+        ] or list(range(len(runs)))
+        for i in short:
+            got, want = read.get(i), runs[i].snapshot.series[name].count
+            runs[i].raw_missing.setdefault(
+                name,
+                f"raw store file does not hold every value ({got} of {want} read; {exc})",
+            )
         stat = describe_series(
             name,
             config,
@@ -238,32 +272,50 @@ def _merged_run_block(
     }
 
 
-def _merge_samples(runs: Sequence[RunDir], alignments: Sequence[Alignment], out: Path) -> int:
-    """Every run's ``samples.parquet`` rows into ``out`` (atomically); the row count."""
+def _stage_samples(
+    runs: Sequence[RunDir], alignments: Sequence[Alignment], out: Path
+) -> tuple[Path, int]:
+    """Every run's ``samples.parquet`` rows in a temporary file beside ``out`` (fsynced,
+    not renamed); its name and the row count. A shard that cannot be read to its end is a
+    :class:`MergeError` naming it; the temporary file is removed on any failure."""
     tmp = temporary_path(out)
     rows = 0
     try:
-        with pq.ParquetWriter(tmp, SAMPLES_SCHEMA, compression="zstd") as writer:
-            for run, a in zip(runs, alignments, strict=True):
-                if run.samples is None:
-                    continue
-                source = pq.ParquetFile(run.samples)
-                for batch in source.iter_batches(batch_size=65_536):
-                    table = pa.Table.from_batches([batch])
-                    if a.offset_ns:
-                        for col in _TIME_COLUMNS:
-                            i = table.schema.get_field_index(col)
-                            moved = pc.add(table.column(col), pa.scalar(a.offset_ns))
-                            table = table.set_column(i, col, moved)
-                    writer.write_table(table.cast(SAMPLES_SCHEMA))
-                    rows += table.num_rows
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, out)
-        fsync_directory(out.parent)
-    finally:
+        # a new file (O_EXCL, never through a link), every byte written or an error
+        with open_whole_writes(tmp, exclusive=True) as sink:
+            with pq.ParquetWriter(sink, SAMPLES_SCHEMA, compression="zstd") as writer:
+                for run, a in zip(runs, alignments, strict=True):
+                    if run.samples is None:
+                        continue
+                    for table in _shard_tables(run.samples):
+                        if a.offset_ns:
+                            for col in _TIME_COLUMNS:
+                                i = table.schema.get_field_index(col)
+                                moved = pc.add(table.column(col), pa.scalar(a.offset_ns))
+                                table = table.set_column(i, col, moved)
+                        writer.write_table(table.cast(SAMPLES_SCHEMA))
+                        rows += table.num_rows
+            os.fsync(sink.fileno())
+    except BaseException:
         tmp.unlink(missing_ok=True)
-    return rows
+        raise
+    return tmp, rows
+
+
+def _shard_tables(path: Path) -> Iterator[pa.Table]:
+    """The row batches of one run's ``samples.parquet``; damage found while reading them
+    (a footer that promises pages the file does not hold) is a :class:`MergeError`."""
+    try:
+        source = pq.ParquetFile(path)
+        batches = source.iter_batches(batch_size=65_536)
+        while True:
+            try:
+                batch = next(batches)
+            except StopIteration:
+                return
+            yield pa.Table.from_batches([batch])
+    except (pa.ArrowException, OSError) as exc:
+        raise MergeError(f"{path}: unreadable ({one_line(exc)})") from None
 
 
 def _judged_as_one(
@@ -299,6 +351,7 @@ def merged_snapshot(
     if len(set(resolved)) != len(resolved):
         raise MergeError("a run directory is given twice")
     runs = [load_run(d) for d in run_dirs]
+    _check_distinct(runs)
     check_compatible(runs)
     ref = runs[0]
     method = PercentileMethod.parse(ref.run.get("percentile_method") or "nearest-rank")
@@ -349,26 +402,83 @@ def merged_snapshot(
     return snap, run_block, runs, alignments
 
 
-def merge_runs(run_dirs: Sequence[str | Path], out_dir: str | Path) -> MergeResult:
-    """Merge ``run_dirs`` into ``out_dir`` (created); :class:`MergeError` for unusable input."""
+def _check_samples(runs: Sequence[RunDir]) -> bool:
+    """Whether the merge writes ``samples.parquet``: when any run has one, every run must
+    have a whole one (else :class:`MergeError`: half the rows are not the union)."""
+    if not any(r.samples is not None or r.samples_problem is not None for r in runs):
+        return False
+    for r in runs:
+        if r.samples_problem is not None:
+            raise MergeError(f"{r.samples_problem}; restore it, or merge with --no-samples")
+        if r.samples is None:
+            raise MergeError(
+                f"{r.path}: no {SAMPLES_NAME} (run with --no-samples) while other runs have "
+                "one; merge with --no-samples"
+            )
+    return True
+
+
+def _publish(staged: Sequence[tuple[Path, Path]], stale: Sequence[Path], out: Path) -> None:
+    """Rename the staged files into place, ``final_snapshot.json`` last, after removing the
+    previous result's ``final_snapshot.json`` and ``stale`` files: a directory holding a
+    final snapshot holds this merge's files only, even if the renames are cut short."""
+    for path in (out / FINAL_SNAPSHOT_NAME, *stale):
+        with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+            path.unlink()
+    for tmp, target in staged:
+        os.replace(tmp, target)
+    fsync_directory(out)
+
+
+def merge_runs(
+    run_dirs: Sequence[str | Path], out_dir: str | Path, *, samples: bool = True
+) -> MergeResult:
+    """Merge ``run_dirs`` into ``out_dir`` (created); :class:`MergeError` for unusable input.
+
+    Every check that can refuse the runs comes before anything is written; then every
+    file is staged under a temporary name and renamed into place only when all are
+    written, so a failure (a shard's ``samples.parquet`` damaged past its footer, a full
+    disk) leaves nothing of this merge in ``out_dir``. ``samples=False``: no
+    ``samples.parquet`` (runs without one, or with a damaged one, can then be merged).
+    """
     out = Path(out_dir)
     if out.resolve() in {Path(d).resolve() for d in run_dirs}:
         raise MergeError(f"{out}: the output directory cannot be one of the runs")
     snap, run_block, runs, alignments = merged_snapshot(run_dirs)
+    with_samples = samples and _check_samples(runs)
+    if not with_samples:
+        run_block["samples"] = None
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
+    staged: list[tuple[Path, Path]] = []
+    done = False
     try:
-        lock = RunLock(out, run_block["run_id"]).acquire()  # one writer per directory
-    except DirectoryLocked as exc:
-        raise MergeError(str(exc)) from None
-    try:
-        write_json_atomic(out / FINAL_SNAPSHOT_NAME, snapshot_to_dict(snap, run=run_block))
-        report = build_report(snap, source="file", run=run_block)
-        write_report(out / REPORT_NAME, report)
-        samples_rows: int | None = None
-        if any(r.samples is not None for r in runs):
-            samples_rows = _merge_samples(runs, alignments, out / SAMPLES_NAME)
+        try:
+            lock = RunLock(out, run_block["run_id"]).acquire()  # one writer per directory
+        except DirectoryLocked as exc:
+            raise MergeError(str(exc)) from None
+        try:
+            samples_rows: int | None = None
+            if with_samples:
+                tmp, samples_rows = _stage_samples(runs, alignments, out / SAMPLES_NAME)
+                staged.append((tmp, out / SAMPLES_NAME))
+            report = build_report(snap, source="file", run=run_block)
+            staged.append((stage_atomic(out / REPORT_NAME, json_bytes(report)), out / REPORT_NAME))
+            final = json_bytes(snapshot_to_dict(snap, run=run_block))
+            staged.append(
+                (stage_atomic(out / FINAL_SNAPSHOT_NAME, final), out / FINAL_SNAPSHOT_NAME)
+            )
+            _publish(staged, [] if with_samples else [out / SAMPLES_NAME], out)
+            done = True
+        finally:
+            lock.release()
     finally:
-        lock.release()
+        if not done:
+            for tmp, _ in staged:
+                tmp.unlink(missing_ok=True)
+            if created:
+                with contextlib.suppress(OSError):  # only when nothing else is in it
+                    out.rmdir()
     approximate = run_block["merge"]["approximate_series"]
     return MergeResult(
         snapshot=snap,

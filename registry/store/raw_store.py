@@ -15,12 +15,21 @@ in memory too, closes the files and writes ``manifest.json`` (atomically):
 each series' dtype, HDR settings, exact rollups and value count, so a later
 ``bench-metrics merge`` knows the store is whole.
 
+A spill that fails (a full disk) loses nothing: what is not known to be whole
+in the file stays in memory, beyond the bound, and so do the series' later
+values. ``finalize`` then rewrites that series' file whole (its complete
+batches and memory, a temporary file renamed over it), so once the disk has
+room again the store is complete after all; until then it raises and there is
+no manifest.
+
 A registry without a store keeps every value in memory (:class:`SeriesValues`
 with no spill), as before. Nothing here computes a statistic.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
 import os
 import re
@@ -32,7 +41,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from registry.atomic_file import write_json_atomic
+from registry.atomic_file import fsync_directory, temporary_path, write_json_atomic
+from registry.safe_open import make_directory
 from registry.store.segments import SegmentWriter, arrow, read_values
 
 __all__ = [
@@ -118,7 +128,8 @@ class SeriesValues:
         self.spilled = 0
         #: values the file held when the run ended (written as they were folded)
         self.spilled_while_running = 0
-        #: writing the file failed once: values stay in memory from then on
+        #: writing the file failed once (a full disk, a link in the way): values stay in
+        #: memory from then on, and ``finalize`` rewrites the file whole
         self.spill_failed = False
         self.finalized = False
         self._spill_size = budget.spill_values if budget is not None else BLOCK_VALUES
@@ -171,7 +182,7 @@ class SeriesValues:
         try:
             if self._writer is None:
                 assert self._spill_path is not None
-                self._spill_path.parent.mkdir(parents=True, exist_ok=True)
+                make_directory(self._spill_path.parent)
                 self._writer = SegmentWriter(self._spill_path, self.dtype, metadata=self._metadata)
                 self._spill_buf = np.empty(size, dtype=self.dtype)
             buf = self._spill_buf
@@ -240,9 +251,10 @@ class SeriesValues:
         if self.finalized or self._spill_path is None:
             return
         if self.spill_failed:
-            raise OSError(f"raw store file {self._spill_path} could not be written earlier")
+            self._rewrite()
+            return
         self.spilled_while_running = self.spilled
-        self._spill_path.parent.mkdir(parents=True, exist_ok=True)
+        make_directory(self._spill_path.parent)
         if self._writer is None:
             self._writer = SegmentWriter(self._spill_path, self.dtype, metadata=self._metadata)
         for chunk in self._memory_chunks():
@@ -259,6 +271,51 @@ class SeriesValues:
         self.in_memory = 0
         self._blocks = []
         self._open_block = None
+
+    def _rewrite(self) -> None:
+        """After a failed spill: the file's whole batches, then every value in memory, into
+        a fresh file renamed over the old one (it works once the disk has room again; until
+        then it raises and the values stay where they are)."""
+        path = self._spill_path
+        assert path is not None
+        old = self._writer
+        if old is not None:
+            # the old file only has to give back its whole batches: a failing close is moot
+            with contextlib.suppress(Exception):
+                old.close()
+        make_directory(path.parent)
+        tmp = temporary_path(path)
+        writer: SegmentWriter | None = None
+        try:
+            writer = SegmentWriter(tmp, self.dtype, metadata=self._metadata)
+            if old is not None:
+                for chunk in read_values(path, limit=self.spilled):
+                    writer.write(chunk)
+            if writer.values_written != self.spilled:
+                raise OSError(
+                    errno.EIO,
+                    f"raw store file {path} holds {writer.values_written} of the "
+                    f"{self.spilled} values written to it",
+                )
+            for chunk in self._memory_chunks():
+                writer.write(chunk)
+            writer.close()
+            os.replace(tmp, path)
+            fsync_directory(path.parent)
+        except BaseException:
+            if writer is not None:
+                with contextlib.suppress(Exception):
+                    writer.close()
+            tmp.unlink(missing_ok=True)
+            raise
+        logger.info("raw store file %s rewritten whole after the earlier failure", path)
+        self._writer = writer
+        self.spilled_while_running = self.spilled
+        self.spilled += self.in_memory
+        self.in_memory = 0
+        self._blocks = []
+        self._open_block = None
+        self.finalized = True
 
 
 class RawStore:
@@ -301,15 +358,24 @@ class RawStore:
         if self.finalized:
             return path
         entries: dict[str, Any] = {}
-        self.directory.mkdir(parents=True, exist_ok=True)
+        make_directory(self.directory)
+        failed: OSError | None = None
         for name, values in self._series.items():
-            values.finalize()
+            try:
+                values.finalize()
+            except OSError as exc:
+                # the other series still get their files completed; no manifest then
+                logger.error("raw store series %s not completed: %s", name, exc.strerror or exc)
+                failed = failed or exc
+                continue
             entries[name] = {
                 "file": series_file_name(name),
                 "values": values.count,
                 "spilled_while_running": values.spilled_while_running,
                 **series_info.get(name, {}),
             }
+        if failed is not None:
+            raise failed
         write_json_atomic(
             path,
             {"format": STORE_FORMAT, "complete": True, "series": entries},

@@ -12,7 +12,11 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["SAMPLE_FIELDS", "SampleLog"]
+__all__ = ["SAMPLES_NAME", "SAMPLE_FIELDS", "SampleLog"]
+
+#: The file the rows end up in (:mod:`registry.store.samples` writes it). Named here,
+#: where importing costs nothing: whoever only needs the name need not import pyarrow.
+SAMPLES_NAME = "samples.parquet"
 
 #: The fields of one row tuple, in order (times on the producer's monotonic clock).
 SAMPLE_FIELDS: tuple[str, ...] = (

@@ -18,6 +18,7 @@ decides a metric and never blocks the caller's loop.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import logging
 import os
 from collections.abc import Sequence
@@ -29,13 +30,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from registry.atomic_file import fsync_directory, temporary_path
+from registry.safe_open import WholeWrites, open_whole_writes
 from registry.store.sample_log import SAMPLE_FIELDS
 
-__all__ = ["ROW_GROUP_ROWS", "SAMPLES_NAME", "SAMPLES_SCHEMA", "SampleWriter", "rows_to_table"]
+__all__ = ["ROW_GROUP_ROWS", "SAMPLES_SCHEMA", "SampleWriter", "rows_to_table"]
 
 logger = logging.getLogger(__name__)
 
-SAMPLES_NAME = "samples.parquet"
 #: Rows per Parquet row group (the last one may be smaller).
 ROW_GROUP_ROWS = 65_536
 
@@ -125,6 +126,7 @@ class SampleWriter:
             max_workers=1, thread_name_prefix="samples-writer"
         )
         self._writer: pq.ParquetWriter | None = None
+        self._file: WholeWrites | None = None
         self._buffer: list[tuple[Any, ...]] = []
         self._pending: concurrent.futures.Future[None] | None = None
         self.failed = False
@@ -166,21 +168,36 @@ class SampleWriter:
     def _write(self, rows: list[tuple[Any, ...]]) -> None:
         if self._writer is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._writer = pq.ParquetWriter(self._tmp, SAMPLES_SCHEMA, compression="zstd")
+            # a new file (O_EXCL, never through a link), every byte written or an error
+            self._file = open_whole_writes(self._tmp, exclusive=True)
+            self._writer = pq.ParquetWriter(self._file, SAMPLES_SCHEMA, compression="zstd")
         if rows:
             self._writer.write_table(rows_to_table(rows, self.run_id), row_group_size=len(rows))
             self.rows_written += len(rows)
 
+    def _discard(self) -> None:
+        """Close and remove the temporary file this writer created (a file at that name
+        it did not create, such as a planted link, is not its to remove)."""
+        if self._file is None:
+            return
+        if self._writer is not None:
+            # a writer left open would write its footer when collected
+            with contextlib.suppress(Exception):
+                self._writer.close()
+        self._file.close()
+        self._tmp.unlink(missing_ok=True)  # gone already once renamed into place
+
     def _finish(self) -> bool:
         if self.failed:
+            self._discard()  # a row group failed: its temporary file must not stay
             return False
         try:
             self._write(self._buffer)
             self._buffer = []
-            assert self._writer is not None
+            assert self._writer is not None and self._file is not None
             self._writer.close()
-            with open(self._tmp, "rb") as f:
-                os.fsync(f.fileno())
+            os.fsync(self._file.fileno())
+            self._file.close()
             os.replace(self._tmp, self.path)
             fsync_directory(self.path.parent)
             return True
@@ -188,8 +205,7 @@ class SampleWriter:
             self._fail(exc)
             return False
         finally:
-            if self._tmp.exists():
-                self._tmp.unlink(missing_ok=True)
+            self._discard()
 
     def close_sync(self, rows: list[tuple[Any, ...]] | None = None) -> bool:
         """Write ``rows`` and everything queued, finish the file; True when it is in place.

@@ -24,6 +24,7 @@ import logging
 import os
 import time
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -31,7 +32,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["COLUMN", "SegmentWriter", "arrow", "read_values"]
+from registry.safe_open import open_whole_writes
+
+__all__ = ["COLUMN", "FileFacts", "SegmentWriter", "arrow", "file_facts", "read_values"]
 
 logger = logging.getLogger(__name__)
 
@@ -67,8 +70,14 @@ class SegmentWriter:
             [pa.field(COLUMN, types[self.dtype], nullable=False)],
             metadata={str(k): str(v) for k, v in (metadata or {}).items()},
         )
-        self._file = open(self.path, "wb", buffering=0)  # noqa: SIM115 - closed in close()
-        self._writer = pa.ipc.new_stream(self._file, self._schema)
+        # never through a link; every byte written or an error (a short write on a nearly
+        # full disk must not leave a batch counted that is not whole in the file)
+        self._file = open_whole_writes(self.path)
+        try:
+            self._writer = pa.ipc.new_stream(self._file, self._schema)
+        except BaseException:
+            self._file.close()
+            raise
         self._sync_every_s = float(sync_every_s)
         self._last_sync = time.monotonic()
         self.closed = False
@@ -98,6 +107,46 @@ class SegmentWriter:
             os.fsync(self._file.fileno())
         finally:
             self._file.close()
+
+
+@dataclass(frozen=True)
+class FileFacts:
+    """What a raw-store file says about itself, read without touching its values."""
+
+    #: its schema metadata (``series``, ``dtype``)
+    metadata: dict[str, str]
+    #: the column's type as numpy names it (``"int64"``, ``"float64"``)
+    dtype: str
+    #: values in its complete batches
+    values: int
+
+
+def file_facts(path: str | os.PathLike[str]) -> FileFacts:
+    """The schema metadata, column type and value count of raw-store file ``path``
+    (batch headers only: the values stay memory-mapped, unread). :class:`OSError` when
+    it has no readable schema."""
+    pa = arrow()
+    try:
+        reader = pa.ipc.open_stream(pa.memory_map(str(path)))
+    except pa.ArrowInvalid as exc:
+        raise OSError(f"{path}: no readable Arrow IPC schema ({exc})") from None
+    meta = {
+        k.decode("utf-8", "replace"): v.decode("utf-8", "replace")
+        for k, v in (reader.schema.metadata or {}).items()
+    }
+    try:
+        dtype = np.dtype(reader.schema.field(0).type.to_pandas_dtype()).name
+    except (IndexError, NotImplementedError, TypeError):
+        dtype = "none"
+    n = 0
+    while True:
+        try:
+            n += reader.read_next_batch().num_rows
+        except StopIteration:
+            break
+        except (pa.ArrowInvalid, OSError):
+            break  # cut short: the complete batches count
+    return FileFacts(metadata=meta, dtype=dtype, values=n)
 
 
 def read_values(

@@ -22,6 +22,16 @@ Choices:
   (which cannot be stopped) holds a worker after a drain gives up.
 * ``workers=0`` is upstream's "no tokenization while the run goes": jobs
   wait until :meth:`drain`, which then uses one thread.
+* Every batch has a time budget (``job_timeout_s``; ``None``: none). A
+  watchdog thread raises :class:`Overtime` inside a worker whose batch ran
+  past it (``PyThreadState_SetAsyncExc``: a chat template is Python code, so
+  the loop of a hostile template stops at its next bytecode; native code is
+  left to finish first). The batch's jobs are then counted again one by one,
+  each with the same budget, so only a job that is slow on its own is
+  skipped: it is delivered as a :class:`TokenizationTimeout` (counted by the
+  owner as a failed tokenization) and in :attr:`TokenizerPool.jobs_timed_out`.
+  A hostile template can therefore never hold the drain, and the final files,
+  for longer than twice the budget per job.
 * Worker threads are daemons, so a tokenizer stuck on one input can never
   keep the process from exiting; but the interpreter aborts a daemon thread
   caught in the tokenizer's native code while it finalises, so the owner
@@ -38,6 +48,8 @@ counted in :attr:`pending`.
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import functools
 import logging
 import queue
 import threading
@@ -54,7 +66,15 @@ from registry.tokens.rules import (
     prompt_input,
 )
 
-__all__ = ["OUTPUT", "PROMPT", "Count", "TokenJob", "TokenizerPool"]
+__all__ = [
+    "DEFAULT_JOB_TIMEOUT_S",
+    "OUTPUT",
+    "PROMPT",
+    "Count",
+    "TokenJob",
+    "TokenizationTimeout",
+    "TokenizerPool",
+]
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +91,30 @@ Count = int | None | Exception
 #: loop is never late by more than ~10 ms; bench/tokenizer.py measured 256 at 15-60 ms
 #: worst stall with the same tokens/s within its noise.
 DEFAULT_MAX_BATCH = 64
+
+#: Seconds one batch (and, after it ran over, each of its jobs alone) may take. A
+#: prompt's template and encoding take milliseconds; a batch of 64 huge prompts takes a
+#: few seconds; a job that takes 10 s alone is a template that loops, not a prompt.
+DEFAULT_JOB_TIMEOUT_S = 10.0
+
+
+class TokenizationTimeout(Exception):
+    """A job's result when its tokenization ran past the pool's time budget (skipped)."""
+
+
+class Overtime(BaseException):
+    """Raised inside a worker thread whose batch ran past its budget.
+
+    A ``BaseException``, so that no ``except Exception`` in a template engine or a
+    tokenizer can swallow it."""
+
+
+_set_async_exc = ctypes.pythonapi.PyThreadState_SetAsyncExc
+
+
+def _raise_in(ident: int, exc: type[BaseException] | None) -> None:
+    """Make thread ``ident`` raise ``exc`` at its next bytecode (``None``: cancel that)."""
+    _set_async_exc(ctypes.c_ulong(ident), ctypes.py_object(exc) if exc else ctypes.c_void_p())
 
 
 class TokenJob:
@@ -160,7 +204,13 @@ class TokenizerPool:
         workers: int = 2,
         max_batch: int = DEFAULT_MAX_BATCH,
         after_batch: Callable[[], None] | None = None,
+        job_timeout_s: float | None = DEFAULT_JOB_TIMEOUT_S,
     ) -> None:
+        if job_timeout_s is not None and not job_timeout_s > 0:
+            raise ValueError(f"job_timeout_s must be > 0 or None, got {job_timeout_s!r}")
+        #: seconds a batch (then each of its jobs alone) may take (``None``: no budget);
+        #: may be changed before :meth:`start`
+        self.job_timeout_s = job_timeout_s
         if workers < 0:
             raise ValueError(f"workers must be >= 0, got {workers}")
         if max_batch < 1:
@@ -186,6 +236,13 @@ class TokenizerPool:
         self.batch_failures = 0
         #: the largest batch handed to a worker
         self.largest_batch = 0
+        #: jobs skipped because they alone took longer than ``job_timeout_s``
+        self.jobs_timed_out = 0
+        #: batches interrupted for running past the budget (then counted job by job)
+        self.batches_overtime = 0
+        # worker thread id -> monotonic deadline of the batch it counts; the watchdog's
+        self._deadlines: dict[int, float] = {}
+        self._guard = threading.Condition()
 
     # -- reading -----------------------------------------------------------------
 
@@ -214,6 +271,8 @@ class TokenizerPool:
             t = threading.Thread(target=self._run, name=f"tokenizer-{i}", daemon=True)
             t.start()
             self._threads.append(t)
+        if self.job_timeout_s is not None:
+            threading.Thread(target=self._watchdog, name="tokenizer-watchdog", daemon=True).start()
 
     def submit(self, job: TokenJob) -> None:
         """Queue ``job`` (on the loop's thread). Dispatch happens after the current callback,
@@ -306,6 +365,8 @@ class TokenizerPool:
         self._closed = True
         for _ in self._threads:
             self._work.put(None)
+        with self._guard:
+            self._guard.notify_all()  # the watchdog ends once no batch is being counted
 
     def join(self, timeout: float) -> bool:
         """After :meth:`close`: wait up to ``timeout`` s for the threads; whether all ended.
@@ -322,16 +383,14 @@ class TokenizerPool:
     # -- the worker side ---------------------------------------------------------
 
     def _run(self) -> None:
-        counter = self.counter
         while True:
             batch = self._work.get()
             if batch is None:
                 return
             try:
-                results = count_jobs(counter, batch, self._is_closed)
-            except Exception as exc:  # a bug, or a tokenizer that broke the whole batch
-                self.batch_failures += 1
-                results = [(exc, exc if j.after_first_chunk else None) for j in batch]
+                results = self._count_batch(batch)
+            except Overtime:  # a budget's end that came as the batch finished: skip it all
+                results = [self._timed_out(j) for j in batch]
             loop = self._loop
             if loop is None or self._closed:
                 continue
@@ -339,3 +398,77 @@ class TokenizerPool:
                 loop.call_soon_threadsafe(self._deliver, batch, results)
             except RuntimeError:  # the loop is closed: nobody left to record
                 return
+
+    def _count_batch(self, batch: list[TokenJob]) -> list[tuple[Count, Count]]:
+        counter = self.counter
+        try:
+            if self.job_timeout_s is None:
+                return count_jobs(counter, batch, self._is_closed)
+            try:
+                return self._within_budget(lambda: count_jobs(counter, batch, self._is_closed))
+            except Overtime:
+                self.batches_overtime += 1
+            # One by one, each with the whole budget: only a job slow on its own is skipped.
+            results: list[tuple[Count, Count]] = []
+            for job in batch:
+                try:
+                    results += self._within_budget(
+                        functools.partial(count_jobs, counter, [job], self._is_closed)
+                    )
+                except Overtime:
+                    results.append(self._timed_out(job))
+            return results
+        except Exception as exc:  # a bug, or a tokenizer that broke the whole batch
+            self.batch_failures += 1
+            return [(exc, exc if j.after_first_chunk else None) for j in batch]
+
+    def _timed_out(self, job: TokenJob) -> tuple[Count, Count]:
+        self.jobs_timed_out += 1
+        if self.jobs_timed_out == 1:
+            log.warning(
+                "a tokenization took longer than %g s (a chat template that loops?): it is "
+                "skipped and counted in tokenization_errors; further ones are not logged",
+                self.job_timeout_s,
+            )
+        exc = TokenizationTimeout(f"tokenization took longer than {self.job_timeout_s:g} s")
+        return (exc, exc if job.after_first_chunk else None)
+
+    def _within_budget(
+        self, count: Callable[[], list[tuple[Count, Count]]]
+    ) -> list[tuple[Count, Count]]:
+        """``count()`` in this worker, interrupted by :class:`Overtime` past the budget.
+
+        The watchdog raises only while this thread's deadline is registered, and
+        registering and removing it hold the same lock; an interruption that was
+        already on its way when ``count()`` returned is cancelled under that lock
+        (or, if it lands first, is still inside this ``try`` and is re-raised).
+        """
+        ident = threading.get_ident()
+        assert self.job_timeout_s is not None
+        try:
+            with self._guard:
+                self._deadlines[ident] = time.monotonic() + self.job_timeout_s
+                self._guard.notify_all()
+            results = count()
+            with self._guard:
+                self._deadlines.pop(ident, None)
+                _raise_in(ident, None)
+            return results
+        except Overtime:
+            with self._guard:
+                self._deadlines.pop(ident, None)
+                _raise_in(ident, None)
+            raise
+
+    def _watchdog(self) -> None:
+        """Raise :class:`Overtime` in each worker whose batch is past its deadline."""
+        guard = self._guard
+        with guard:
+            while not (self._closed and not self._deadlines):
+                now = time.monotonic()
+                for ident, deadline in list(self._deadlines.items()):
+                    if deadline <= now:
+                        del self._deadlines[ident]  # one interruption per deadline
+                        _raise_in(ident, Overtime)
+                soonest = min(self._deadlines.values(), default=None)
+                guard.wait(None if soonest is None else max(0.0, soonest - now))

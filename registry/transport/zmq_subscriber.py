@@ -183,6 +183,24 @@ class ZmqSubscriber(Generic[T]):
     def closed(self) -> bool:
         return self._closed
 
+    def monitor_socket(self, events: int) -> zmq.asyncio.Socket:
+        """A PAIR socket that receives the ZeroMQ ``events`` of this socket's connections
+        (``zmq.EVENT_*`` flags); call :meth:`stop_monitor` before :meth:`close`."""
+        monitor: zmq.asyncio.Socket = self._socket().get_monitor_socket(events)
+        return monitor
+
+    def stop_monitor(self) -> None:
+        """Stop the monitor :meth:`monitor_socket` started (no-op when closed or none)."""
+        if self._sock is not None:
+            self._sock.disable_monitor()
+
+    def has_queued(self) -> bool:
+        """Whether a message or a decoded item is waiting to be read (never blocks)."""
+        if self._pending:
+            return True
+        sock = self._sock
+        return sock is not None and bool(int(sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN)
+
     async def __aenter__(self) -> ZmqSubscriber[T]:
         self.open()
         return self
