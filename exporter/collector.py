@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import math
-import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -46,20 +45,16 @@ from exporter.naming import (
 )
 from registry.mlperf.constraints import STATES
 from registry.percentiles import percent_to_fraction
+from registry.run_id import new_run_id
 from registry.snapshot import CounterStat, MetricsSnapshot, SeriesStat, SessionState, run_tag
 from registry.verdict_counters import VerdictReading, read_verdict
 
-__all__ = ["DEFAULT_STALE_AFTER", "SnapshotCollector", "default_run_id", "exporter_version"]
+__all__ = ["DEFAULT_STALE_AFTER", "SnapshotCollector", "exporter_version"]
 
 logger = logging.getLogger(__name__)
 
 #: Seconds after which a live view counts as stale (``<ns>_exporter_up`` 0).
 DEFAULT_STALE_AFTER = 10.0
-
-
-def default_run_id() -> str:
-    """A fresh run id: UTC start time plus a random suffix (unique across restarts)."""
-    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
 
 
 def exporter_version() -> str:
@@ -171,7 +166,7 @@ class SnapshotCollector:
         #: the stream names the run unless a run id was given here
         self.run_id_from_stream = run_id_from_stream and run_id is None
         if run_id is None:
-            run_id = default_run_id()
+            run_id = new_run_id()
         if not isinstance(run_id, str):
             raise ValueError(f"run_id must be a str, got {type(run_id).__name__}")
         self._given_labels = check_labels(given, namespace=self.namespace)

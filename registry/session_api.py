@@ -47,11 +47,9 @@ do) and never writes a final file in place.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
 import math
 import operator
-import secrets
 import threading
 import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
@@ -66,6 +64,7 @@ from registry.mlperf.early_stopping import EarlyStoppingSpec
 from registry.percentiles import PercentileMethod
 from registry.publisher import MetricsPublisher
 from registry.report import REPORT_NAME, build_report, write_report
+from registry.run_id import new_run_id
 from registry.run_lock import RunLock
 from registry.snapshot import DEFAULT_PERCENTILES, MetricsSnapshot, SessionState
 from registry.transport.endpoint import check_endpoint
@@ -83,12 +82,6 @@ T = TypeVar("T")
 DEFAULT_SNAPSHOTS_ENDPOINT = "tcp://127.0.0.1:0"
 
 _MANAGED_DURATIONS = ("total_duration_ns", "tracked_duration_ns")
-
-
-def _default_run_id() -> str:
-    # the aggregate command's format, so in-process and aggregated runs sort together
-    now = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    return f"run-{now}-{secrets.token_hex(3)}"
 
 
 def _finite(value: object) -> bool:
@@ -149,7 +142,7 @@ class _SessionCore:
         self.output_dir = Path(output_dir)
         self.final_snapshot_path = self.output_dir / FINAL_SNAPSHOT_NAME
         self.report_path = self.output_dir / REPORT_NAME
-        self.run_id: str = run_id or _default_run_id()
+        self.run_id: str = run_id or new_run_id()
         self.labels: dict[str, str] = {}
         for key, value in (labels or {}).items():
             if not isinstance(key, str) or not isinstance(value, str):
