@@ -52,10 +52,10 @@ import math
 import operator
 import threading
 import time
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, Unpack
 
 from registry.catalogue import FINISH_REASONS, register_standard_metrics
 from registry.final_source import FINAL_SNAPSHOT_NAME, read_final_document
@@ -66,7 +66,8 @@ from registry.publisher import MetricsPublisher
 from registry.report import REPORT_NAME, build_report, write_report
 from registry.run_id import new_run_id
 from registry.run_lock import RunLock
-from registry.snapshot import DEFAULT_PERCENTILES, MetricsSnapshot, SessionState
+from registry.series import SeriesSettings, check_series_keywords
+from registry.snapshot import MetricsSnapshot, SessionState
 from registry.transport.endpoint import check_endpoint
 
 if TYPE_CHECKING:
@@ -209,33 +210,14 @@ class _SessionCore:
         self._check_not_started(f"register_counter({name!r})")
         self.registry.register_counter(name, dtype, settable)
 
-    def register_series(
-        self,
-        name: str,
-        *,
-        hdr_low: int,
-        hdr_high: int,
-        sig_figs: int = 3,
-        n_histogram_buckets: int = 30,
-        percentiles: Sequence[float] = DEFAULT_PERCENTILES,
-        dtype: type = int,
-        tail_latency: bool = False,
-    ) -> None:
-        """A series of your own (see :meth:`MetricsRegistry.register_series`).
+    def register_series(self, name: str, **settings: Unpack[SeriesSettings]) -> None:
+        """A series of your own (keywords and errors: :meth:`MetricsRegistry.register_series`).
 
         A name ending in ``_ns`` is a time in nanoseconds (seconds on ``/metrics``).
         """
+        check_series_keywords("register_series", settings)
         self._check_not_started(f"register_series({name!r})")
-        self.registry.register_series(
-            name,
-            hdr_low=hdr_low,
-            hdr_high=hdr_high,
-            sig_figs=sig_figs,
-            n_histogram_buckets=n_histogram_buckets,
-            percentiles=percentiles,
-            dtype=dtype,
-            tail_latency=tail_latency,
-        )
+        self.registry.register_series(name, **settings)
 
     # -- recording ---------------------------------------------------------------
 
