@@ -35,6 +35,8 @@ import numpy.typing as npt
 from hdrh.codec import HdrCookieException, HdrHistogramSettingsException, HdrLengthException
 from hdrh.histogram import HdrHistogram
 
+from registry.hdr import bucket_origins
+
 __all__ = [
     "BUCKET_SERIES",
     "SERIES_BOUNDS",
@@ -215,15 +217,8 @@ def _layout(low: int, high: int, sig_figs: int, bounds: tuple[int, ...]) -> npt.
     ≤ the bound, so it is counted at that ``le``, as Prometheus means it.
     """
     h = HdrHistogram(low, high, sig_figs)
-    idx = np.arange(h.counts_len, dtype=np.int64)
-    half_mag = int(h.sub_bucket_half_count_magnitude)
-    half = int(h.sub_bucket_half_count)
-    bucket = (idx >> half_mag) - 1
-    sub = (idx & (half - 1)) + half
-    first = bucket < 0
-    sub = np.where(first, sub - half, sub)
-    bucket = np.where(first, 0, bucket)
-    lowest = sub << (bucket + int(h.unit_magnitude))
+    sub, shift = bucket_origins(np.arange(h.counts_len, dtype=np.int64), h)
+    lowest = sub << shift
     cut = np.searchsorted(lowest, np.asarray(bounds, dtype=np.int64), side="right")
     cut.setflags(write=False)
     return cut

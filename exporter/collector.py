@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import math
-import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -48,6 +47,7 @@ from exporter.naming import (
 from registry.mlperf.constraints import CONSTRAINT_STATES, STATES
 from registry.mlperf.validity import VALIDITY_STATES
 from registry.percentiles import percent_to_fraction
+from registry.run_id import new_run_id
 from registry.snapshot import CounterStat, MetricsSnapshot, SeriesStat, SessionState, run_tag
 from registry.verdict_counters import (
     ValidityReading,
@@ -61,7 +61,6 @@ __all__ = [
     "DROP_REASONS",
     "SnapshotCollector",
     "collector_registry",
-    "default_run_id",
     "exporter_version",
 ]
 
@@ -87,11 +86,6 @@ def collector_registry(*collectors: SnapshotCollector) -> CollectorRegistry:
     for c in collectors:
         registry.register(c)
     return registry
-
-
-def default_run_id() -> str:
-    """A fresh run id: UTC start time plus a random suffix (unique across restarts)."""
-    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
 
 
 def exporter_version() -> str:
@@ -219,7 +213,7 @@ class SnapshotCollector:
         #: the stream names the run unless a run id was given here
         self.run_id_from_stream = run_id_from_stream and run_id is None
         if run_id is None:
-            run_id = default_run_id()
+            run_id = new_run_id()
         if not isinstance(run_id, str):
             raise ValueError(f"run_id must be a str, got {type(run_id).__name__}")
         self._given_labels = check_labels(given, namespace=self.namespace)

@@ -14,14 +14,37 @@ from __future__ import annotations
 
 import base64
 import math
+from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
 from hdrh.histogram import HdrHistogram
 
-__all__ = ["HdrFold"]
+__all__ = ["HdrFold", "bucket_origins", "count_over", "relative_precision"]
 
 _CHUNK = 1 << 16
+
+IntArray = npt.NDArray[np.int64]
+#: a counts-array index, or an array of them
+Index = TypeVar("Index", int, IntArray)
+
+
+def bucket_origins(index: Index, h: HdrHistogram) -> tuple[Index, Index]:
+    """``(sub, shift)`` of a counts-array ``index`` of ``h``'s layout (an int or an
+    int64 array): the values counted there are ``sub << shift`` up to
+    ``(sub << shift) + (1 << shift) - 1``.
+
+    hdrh's ``get_value_from_index``: the one place this arithmetic is written
+    (the HDR readers here and the exporter's fixed buckets use it). Plain
+    arithmetic, no numpy call, so one int costs what it did inline.
+    """
+    bucket = (index >> int(h.sub_bucket_half_count_magnitude)) - 1
+    # bucket -1 is the lower half of bucket 0: there the sub-bucket is the index itself
+    kept = bucket >= 0
+    half = int(h.sub_bucket_half_count)
+    sub = (index & (half - 1)) + half * kept
+    shift = bucket * kept + int(h.unit_magnitude)
+    return sub, shift
 
 
 class HdrFold:
@@ -98,12 +121,7 @@ class HdrFold:
 
     def bucket_range(self, index: int) -> tuple[int, int]:
         """Lowest and highest (clamped, rounded) value counted at ``index``."""
-        bucket = (index >> self._half_mag) - 1
-        sub = (index & (self._half_count - 1)) + self._half_count
-        if bucket < 0:
-            sub -= self._half_count
-            bucket = 0
-        shift = bucket + self._unit_mag
+        sub, shift = bucket_origins(int(index), self.histogram)
         return sub << shift, (sub << shift) + (1 << shift) - 1
 
     @property
@@ -175,13 +193,9 @@ class HdrFold:
         idx = np.flatnonzero(self.counts)
         if idx.size == 0:
             return np.empty(0), np.empty(0, dtype=np.int64)
-        bucket = (idx >> self._half_mag) - 1
-        sub = (idx & (self._half_count - 1)) + self._half_count
-        first = bucket < 0
-        sub = np.where(first, sub - self._half_count, sub)
-        bucket = np.where(first, 0, bucket)
-        lowest = sub.astype(np.float64) * np.exp2(bucket + self._unit_mag)
-        width = np.exp2(bucket + self._unit_mag)
+        sub, shift = bucket_origins(idx, self.histogram)
+        width = np.exp2(shift)
+        lowest = sub.astype(np.float64) * width
         return lowest + (width - 1) / 2, self.counts[idx].astype(np.int64)
 
     def encode(self) -> bytes:
@@ -210,17 +224,9 @@ def count_over(hdr: bytes, limit: int) -> tuple[int, int, int]:
     except Exception as exc:  # hdrh raises a zoo of types for bad input
         raise ValueError(f"invalid HDR encoding: {type(exc).__name__}: {exc}") from None
     counts = np.ctypeslib.as_array(h.counts).view(np.uint64).astype(np.int64)
-    idx = np.arange(counts.size, dtype=np.int64)
-    half_mag = int(h.sub_bucket_half_count_magnitude)
-    half = int(h.sub_bucket_half_count)
-    unit = int(h.unit_magnitude)
-    bucket = (idx >> half_mag) - 1
-    sub = (idx & (half - 1)) + half
-    first = bucket < 0
-    sub = np.where(first, sub - half, sub)
-    bucket = np.where(first, 0, bucket)
-    lowest = sub << (bucket + unit)
-    highest = lowest + (np.left_shift(1, bucket + unit)) - 1
+    sub, shift = bucket_origins(np.arange(counts.size, dtype=np.int64), h)
+    lowest = sub << shift
+    highest = lowest + np.left_shift(1, shift) - 1
     surely = int(counts[lowest > limit].sum())
     maybe = int(counts[(lowest <= limit) & (highest > limit)].sum())
     return int(counts.sum()), surely, maybe

@@ -23,8 +23,8 @@ import logging
 import operator
 import threading
 import time
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Unpack
 
 from registry.metric_errors import (
     UnknownMetricError,
@@ -34,13 +34,8 @@ from registry.metric_errors import (
 )
 from registry.mlperf.early_stopping import EarlyStoppingSpec
 from registry.percentiles import PercentileMethod
-from registry.series import SeriesConfig, SeriesSampler
-from registry.snapshot import (
-    DEFAULT_PERCENTILES,
-    CounterStat,
-    MetricsSnapshot,
-    SessionState,
-)
+from registry.series import SeriesConfig, SeriesSampler, SeriesSettings, check_series_keywords
+from registry.snapshot import CounterStat, MetricsSnapshot, SessionState
 from registry.store.raw_store import RawStore
 
 __all__ = ["CounterInfo", "MetricsRegistry", "SnapshotCapture"]
@@ -111,33 +106,18 @@ class MetricsRegistry:
         self._counter_info[name] = CounterInfo(name, dtype, settable)
         self._counters[name] = dtype(0)
 
-    def register_series(
-        self,
-        name: str,
-        *,
-        hdr_low: int,
-        hdr_high: int,
-        sig_figs: int = 3,
-        n_histogram_buckets: int = 30,
-        percentiles: Sequence[float] = DEFAULT_PERCENTILES,
-        dtype: type = int,
-        tail_latency: bool = False,
-    ) -> None:
+    def register_series(self, name: str, **settings: Unpack[SeriesSettings]) -> None:
         """A series of int or float values (bounds and grid checked, ``ValueError`` if bad).
 
-        ``tail_latency``: terminal snapshots carry its early-stopping map.
+        The keywords are :class:`~registry.series.SeriesSettings`: ``hdr_low`` and
+        ``hdr_high`` (required), ``sig_figs`` (3), ``n_histogram_buckets`` (30),
+        ``percentiles``, ``dtype`` (int) and ``tail_latency`` (False: with True,
+        terminal snapshots carry its early-stopping map).
         """
+        check_series_keywords("register_series", settings)
         self._check_new(name)
         try:
-            config = SeriesConfig(
-                hdr_low=hdr_low,
-                hdr_high=hdr_high,
-                sig_figs=sig_figs,
-                n_histogram_buckets=n_histogram_buckets,
-                percentiles=percentiles,
-                dtype=dtype,
-                tail_latency=tail_latency,
-            )
+            config = SeriesConfig(**settings)
         except ValueError as exc:
             raise ValueError(f"series {name!r}: {exc}") from None
         values = None

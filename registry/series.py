@@ -31,8 +31,8 @@ from __future__ import annotations
 import array
 import logging
 import math
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, TypedDict, Unpack
 
 import numpy as np
 import numpy.typing as npt
@@ -51,6 +51,8 @@ __all__ = [
     "LIVE",
     "SeriesConfig",
     "SeriesSampler",
+    "SeriesSettings",
+    "check_series_keywords",
     "describe_series",
     "display_edges",
     "nearest_rank",
@@ -75,8 +77,44 @@ def display_edges(min_value: float, max_value: float, n_buckets: int) -> list[fl
     return [math.exp(log_lo + i * step) for i in range(n_buckets + 1)]
 
 
+class _SeriesBounds(TypedDict):
+    hdr_low: int
+    hdr_high: int
+
+
+class SeriesSettings(_SeriesBounds, total=False):
+    """The keywords that describe a series: the one list of them.
+
+    ``MetricsRegistry.register_series``, ``MetricsSession.register_series`` and
+    :class:`SeriesConfig` all take exactly these. ``hdr_low`` and ``hdr_high``
+    are required; the defaults of the others (applied by :class:`SeriesConfig`):
+    ``sig_figs`` 3, ``n_histogram_buckets`` 30, ``percentiles``
+    ``DEFAULT_PERCENTILES``, ``dtype`` ``int``, ``tail_latency`` False.
+    """
+
+    sig_figs: int
+    n_histogram_buckets: int
+    percentiles: Sequence[float]
+    dtype: type
+    tail_latency: bool
+
+
+_SETTINGS = SeriesSettings.__required_keys__ | SeriesSettings.__optional_keys__
+
+
+def check_series_keywords(where: str, settings: Mapping[str, object]) -> None:
+    """``TypeError``, worded as Python words it for a signature, unless ``settings``
+    are series keywords with both bounds (``where`` names the function called)."""
+    for key in settings:
+        if key not in _SETTINGS:
+            raise TypeError(f"{where}() got an unexpected keyword argument {key!r}")
+    for key in ("hdr_low", "hdr_high"):
+        if key not in settings:
+            raise TypeError(f"{where}() missing required keyword-only argument: {key!r}")
+
+
 class SeriesConfig:
-    """Validated settings of one series."""
+    """Validated settings of one series (the keywords of :class:`SeriesSettings`)."""
 
     __slots__ = (
         "dtype",
@@ -88,17 +126,13 @@ class SeriesConfig:
         "tail_latency",
     )
 
-    def __init__(
-        self,
-        *,
-        hdr_low: int,
-        hdr_high: int,
-        sig_figs: int = 3,
-        n_histogram_buckets: int = 30,
-        percentiles: Sequence[float] = DEFAULT_PERCENTILES,
-        dtype: type = int,
-        tail_latency: bool = False,
-    ) -> None:
+    def __init__(self, **settings: Unpack[SeriesSettings]) -> None:
+        check_series_keywords("SeriesConfig", settings)
+        hdr_low, hdr_high = settings["hdr_low"], settings["hdr_high"]
+        sig_figs = settings.get("sig_figs", 3)
+        n_histogram_buckets = settings.get("n_histogram_buckets", 30)
+        percentiles = settings.get("percentiles", DEFAULT_PERCENTILES)
+        dtype = settings.get("dtype", int)
         if dtype not in (int, float):
             raise ValueError(f"dtype must be int or float, not {dtype!r}")
         if int(hdr_low) != hdr_low or hdr_low < 1:
@@ -123,7 +157,7 @@ class SeriesConfig:
         self.percentiles = grid
         self.dtype = dtype
         #: gets early-stopping estimates in terminal snapshots (SPEC §10)
-        self.tail_latency = bool(tail_latency)
+        self.tail_latency = bool(settings.get("tail_latency", False))
 
     def describe(self) -> dict[str, Any]:
         """The settings as plain JSON values (the final file's run block, the store manifest)."""

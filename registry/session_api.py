@@ -47,17 +47,15 @@ do) and never writes a final file in place.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
 import math
 import operator
-import secrets
 import threading
 import time
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, Unpack
 
 from registry.catalogue import FINISH_REASONS, register_standard_metrics
 from registry.final_source import FINAL_SNAPSHOT_NAME, read_final_document
@@ -67,8 +65,10 @@ from registry.percentiles import PercentileMethod
 from registry.previous_run import clear_previous_run, report_blocked_by
 from registry.publisher import MetricsPublisher
 from registry.report import REPORT_NAME, build_report, write_report
+from registry.run_id import new_run_id
 from registry.run_lock import RunLock
-from registry.snapshot import DEFAULT_PERCENTILES, MetricsSnapshot, SessionState
+from registry.series import SeriesSettings, check_series_keywords
+from registry.snapshot import MetricsSnapshot, SessionState
 from registry.transport.endpoint import check_endpoint
 
 if TYPE_CHECKING:
@@ -84,12 +84,6 @@ T = TypeVar("T")
 DEFAULT_SNAPSHOTS_ENDPOINT = "tcp://127.0.0.1:0"
 
 _MANAGED_DURATIONS = ("total_duration_ns", "tracked_duration_ns")
-
-
-def _default_run_id() -> str:
-    # the aggregate command's format, so in-process and aggregated runs sort together
-    now = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    return f"run-{now}-{secrets.token_hex(3)}"
 
 
 def _finite(value: object) -> bool:
@@ -150,7 +144,7 @@ class _SessionCore:
         self.output_dir = Path(output_dir)
         self.final_snapshot_path = self.output_dir / FINAL_SNAPSHOT_NAME
         self.report_path = self.output_dir / REPORT_NAME
-        self.run_id: str = run_id or _default_run_id()
+        self.run_id: str = run_id or new_run_id()
         self.labels: dict[str, str] = {}
         for key, value in (labels or {}).items():
             if not isinstance(key, str) or not isinstance(value, str):
@@ -219,33 +213,14 @@ class _SessionCore:
         self._check_not_started(f"register_counter({name!r})")
         self.registry.register_counter(name, dtype, settable)
 
-    def register_series(
-        self,
-        name: str,
-        *,
-        hdr_low: int,
-        hdr_high: int,
-        sig_figs: int = 3,
-        n_histogram_buckets: int = 30,
-        percentiles: Sequence[float] = DEFAULT_PERCENTILES,
-        dtype: type = int,
-        tail_latency: bool = False,
-    ) -> None:
-        """A series of your own (see :meth:`MetricsRegistry.register_series`).
+    def register_series(self, name: str, **settings: Unpack[SeriesSettings]) -> None:
+        """A series of your own (keywords and errors: :meth:`MetricsRegistry.register_series`).
 
         A name ending in ``_ns`` is a time in nanoseconds (seconds on ``/metrics``).
         """
+        check_series_keywords("register_series", settings)
         self._check_not_started(f"register_series({name!r})")
-        self.registry.register_series(
-            name,
-            hdr_low=hdr_low,
-            hdr_high=hdr_high,
-            sig_figs=sig_figs,
-            n_histogram_buckets=n_histogram_buckets,
-            percentiles=percentiles,
-            dtype=dtype,
-            tail_latency=tail_latency,
-        )
+        self.registry.register_series(name, **settings)
 
     # -- recording ---------------------------------------------------------------
 

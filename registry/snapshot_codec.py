@@ -21,7 +21,9 @@ from typing import Any
 import msgspec
 
 from registry.snapshot import CounterStat, MetricsSnapshot, SeriesStat, SessionState
+from registry.transport.framing import TOPIC_LEN, pad_topic
 
+# TOPIC_LEN and pad_topic live with the transport; named here too for older imports.
 __all__ = [
     "SNAPSHOT_TOPIC",
     "TOPIC_LEN",
@@ -32,18 +34,6 @@ __all__ = [
     "snapshot_from_dict",
     "snapshot_to_dict",
 ]
-
-#: Every frame's first part has exactly this many bytes (SPEC §4).
-TOPIC_LEN = 40
-
-
-def pad_topic(name: str | bytes) -> bytes:
-    """``name`` as a NUL-padded 40-byte topic (``ValueError`` when too long)."""
-    raw = name.encode("ascii") if isinstance(name, str) else bytes(name)
-    if len(raw) > TOPIC_LEN:
-        raise ValueError(f"topic {raw!r} is longer than {TOPIC_LEN} bytes")
-    return raw.ljust(TOPIC_LEN, b"\0")
-
 
 SNAPSHOT_TOPIC = pad_topic("MET")
 

@@ -506,3 +506,30 @@ def test_import_registry_leaves_the_exporter_out() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_the_catalogue_is_data_the_aggregator_registers_from() -> None:
+    # issue 26: the catalogue no longer builds a throwaway AggregatorMetrics to learn
+    # itself, so importing it (or the whole registry package) loads no aggregator
+    code = (
+        "import sys, registry, registry.catalogue as c\n"
+        "assert 'registry.aggregator' not in sys.modules, 'aggregator imported'\n"
+        "s = c.standard_series_settings(streaming=True, sig_figs=2, n_histogram_buckets=9)\n"
+        "print(list(s) == list(c.standard_series(streaming=True)),\n"
+        "      {k: (v['hdr_high'], v['dtype'].__name__, v['sig_figs']) for k, v in s.items()})\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    ns, tok = 3_600_000_000_000, 10_000_000
+    assert result.stdout.strip() == str(True) + " " + str(
+        {
+            "sample_latency_ns": (ns, "int", 2),
+            "isl": (tok, "int", 2),
+            "osl": (tok, "int", 2),
+            "ttft_ns": (ns, "int", 2),
+            "chunk_delta_ns": (ns, "int", 2),
+            "tpot_ns": (ns, "float", 2),
+        }
+    )

@@ -16,12 +16,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import gc
 import logging
 import math
 import os
-import secrets
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -41,6 +39,7 @@ from registry.aggregator.producer_watch import DEFAULT_PRODUCER_TIMEOUT_S
 from registry.mlperf.early_stopping import EarlyStoppingSpec
 from registry.percentiles import PercentileMethod
 from registry.report import REPORT_NAME, UPSTREAM_MODE_REPORT_NAME
+from registry.run_id import new_run_id
 from registry.store.raw_store import DEFAULT_MEMORY_BYTES
 from registry.tokens import TokenCounter, TokenizerUnavailable, load_tokenizer
 from registry.tokens.pool import DEFAULT_JOB_TIMEOUT_S
@@ -349,11 +348,6 @@ def add_upstream_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _default_run_id() -> str:
-    now = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    return f"run-{now}-{secrets.token_hex(3)}"
-
-
 def build_service(
     args: argparse.Namespace,
     *,
@@ -427,7 +421,7 @@ def build_service(
         output_dir=out,
         streaming=args.streaming,
         interval_s=args.interval,
-        run_id=args.run_id or _default_run_id(),
+        run_id=args.run_id or new_run_id(),
         labels=parse_label_args(args.label),
         percentile_method=args.percentile_method,
         early_stopping=(

@@ -68,6 +68,18 @@ import msgspec
 from registry.aggregator.chunk_batch import HeldReceives, finish, settle
 from registry.aggregator.rows import NO_COUNT, UNSET, SampleTable
 from registry.aggregator.session import SessionMachine
+from registry.catalogue import (
+    COUNTERS,
+    DIAGNOSTIC_COUNTERS,
+    FINISH_REASONS,
+    NS_SERIES_BOUNDS,
+    SETTABLE_COUNTERS,
+    STREAMING_SERIES,
+    TAIL_LATENCY_SERIES,
+    TOKEN_SERIES_BOUNDS,
+    register_standard_metrics,
+    series_names,
+)
 from registry.events import EventCodec, EventRecord, EventType
 from registry.events.data import ErrorData, PromptData, TextModelOutput, array_length
 from registry.metrics_registry import MetricsRegistry
@@ -80,6 +92,7 @@ from registry.tokens.pool import Count
 from registry.tokens.rules import needs_after_first_chunk_count, needs_output_count
 from registry.verdict_counters import VerdictCounters
 
+# The catalogue's names (declared in registry/catalogue.py) are re-exported for older imports.
 __all__ = [
     "COUNTERS",
     "DIAGNOSTIC_COUNTERS",
@@ -96,59 +109,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-FINISH_REASONS: tuple[str, ...] = (
-    "stop",
-    "length",
-    "tool_calls",
-    "content_filter",
-    "function_call",
-    "other",
-)
-
-#: Upstream's counters, in upstream's registration order.
-COUNTERS: tuple[str, ...] = (
-    "total_samples_issued",
-    "total_samples_completed",
-    "total_samples_failed",
-    "tracked_samples_issued",
-    "tracked_samples_completed",
-    "tracked_samples_failed",
-    *(f"tracked_finish_reason_{r}" for r in FINISH_REASONS),
-    "tracked_duration_ns",
-    "legacy_loadgen_window_duration_ns",
-    "total_duration_ns",
-)
-SETTABLE_COUNTERS: frozenset[str] = frozenset(
-    {"tracked_duration_ns", "legacy_loadgen_window_duration_ns", "total_duration_ns"}
-)
-#: Ours, after upstream's (monotonic): output tokens and data-quality counts.
-DIAGNOSTIC_COUNTERS: tuple[str, ...] = (
-    "tracked_output_tokens",
-    "events_malformed",
-    "events_unmatched",
-    "events_out_of_order",
-    "samples_complete_before_chunk",
-    "session_errors",
-    "tokenization_errors",
-)
-
-NS_SERIES_BOUNDS: dict[str, int] = {"hdr_low": 1, "hdr_high": 3_600_000_000_000, "sig_figs": 3}
-TOKEN_SERIES_BOUNDS: dict[str, int] = {"hdr_low": 1, "hdr_high": 10_000_000, "sig_figs": 3}
-#: Series that exist only in streaming mode.
-STREAMING_SERIES: frozenset[str] = frozenset({"ttft_ns", "chunk_delta_ns", "tpot_ns"})
-#: Series that get MLPerf early-stopping estimates in terminal snapshots.
-TAIL_LATENCY_SERIES: frozenset[str] = frozenset({"sample_latency_ns", "ttft_ns", "tpot_ns"})
-
-# (name, dtype, bounds) in upstream's registration order.
-_SERIES: tuple[tuple[str, type, dict[str, int]], ...] = (
-    ("sample_latency_ns", int, NS_SERIES_BOUNDS),
-    ("isl", int, TOKEN_SERIES_BOUNDS),
-    ("osl", int, TOKEN_SERIES_BOUNDS),
-    ("ttft_ns", int, NS_SERIES_BOUNDS),
-    ("chunk_delta_ns", int, NS_SERIES_BOUNDS),
-    ("tpot_ns", float, NS_SERIES_BOUNDS),
-)
-
 _MAX_WARNED_KINDS = 64
 #: Batches shorter than this are applied record by record: holding chunk receives
 #: back pays off only over many records.
@@ -159,11 +119,6 @@ _HOLD_RECORDS = 8192
 _SESSION_KINDS = frozenset(t for t in EventType if t.is_session)
 
 Handler = Callable[[EventRecord], None]
-
-
-def series_names(*, streaming: bool) -> tuple[str, ...]:
-    """The series the aggregator registers, in order."""
-    return tuple(n for n, _, _ in _SERIES if streaming or n not in STREAMING_SERIES)
 
 
 class AggregatorMetrics:
@@ -200,10 +155,13 @@ class AggregatorMetrics:
         self.sample_log = sample_log
         self.streaming = streaming
         self.session = session if session is not None else SessionMachine()
-        for name in COUNTERS:
-            registry.register_counter(name, settable=name in SETTABLE_COUNTERS)
-        for name in DIAGNOSTIC_COUNTERS:
-            registry.register_counter(name)
+        # the catalogue's counters and series (the verdict counters below come after them)
+        register_standard_metrics(
+            registry,
+            streaming=streaming,
+            sig_figs=sig_figs,
+            n_histogram_buckets=n_histogram_buckets,
+        )
         # Chunk receives held back (see _apply_batched); with hold_receives they may
         # stay held across batches, up to _HOLD_RECORDS records, and every reader of
         # what they change settles them first (snapshot captures through the hook).
@@ -223,18 +181,6 @@ class AggregatorMetrics:
             # The verdict is derived from the tracker's counts: written when a snapshot
             # is captured, not at every batch (the publisher captures on this loop).
             registry.add_capture_hook(self._write_verdict)
-        for name, dtype, bounds in _SERIES:
-            if streaming or name not in STREAMING_SERIES:
-                registry.register_series(
-                    name,
-                    hdr_low=bounds["hdr_low"],
-                    hdr_high=bounds["hdr_high"],
-                    sig_figs=sig_figs,
-                    n_histogram_buckets=n_histogram_buckets,
-                    dtype=dtype,
-                    tail_latency=name in TAIL_LATENCY_SERIES,
-                )
-
         self.rows = SampleTable()
         # Untracked samples in flight, only so that events for unknown samples can be
         # told from those of warm-up samples (events_unmatched).

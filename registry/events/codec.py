@@ -10,7 +10,7 @@ from __future__ import annotations
 import msgspec
 
 from registry.events.record import EventRecord
-from registry.snapshot_codec import pad_topic
+from registry.transport.framing import pad_topic
 
 __all__ = ["EventCodec", "EventDecodeError"]
 

@@ -21,7 +21,7 @@ the way MLPerf LoadGen's Server scenario decides (``loadgen/results.cc``,
   ``n - 1 - index`` values are over, ``index`` being that method's index: the
   counts decide it, no value needs to be kept.
 
-States (the README defines them for users):
+States (docs/verdicts.md defines them for users):
 
 * ``pending``: live; no sample judged yet, or the percentile is within the
   limit but the run has not had enough queries for its ``t`` yet;

@@ -9,7 +9,7 @@ renames it into place (then fsyncs the directory): like every final file,
 ``samples.parquet`` is never half-written; a crash before ``close`` leaves
 no ``samples.parquet`` (the raw store keeps the values).
 
-Schema: :data:`SAMPLES_SCHEMA` (the README lists it, a test checks both).
+Schema: :data:`SAMPLES_SCHEMA` (docs/store-and-merge.md lists it, a test checks both).
 Timestamps are the producer's monotonic clock in ns; the final files' ``run``
 block anchors that clock to wall time. This module writes one file; it never
 decides a metric and never blocks the caller's loop.

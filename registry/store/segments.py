@@ -8,7 +8,7 @@ batch; a Parquet file is unreadable until its footer is written at close.
 Batches are uncompressed int64/float64, so reading maps them straight into
 numpy without decoding, and any Arrow reader opens them
 (``pyarrow.ipc.open_stream``, ``polars.read_ipc_stream``; DuckDB through
-pyarrow, see the README).
+pyarrow, see docs/store-and-merge.md).
 
 Durability: every batch is handed to the OS when written (a crashed process
 loses nothing written), ``fdatasync`` runs at most once per ``sync_every_s``

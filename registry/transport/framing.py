@@ -17,8 +17,6 @@ from collections.abc import Sequence
 
 import msgspec
 
-from registry.snapshot_codec import TOPIC_LEN, pad_topic
-
 __all__ = [
     "BATCH_TOPIC",
     "TOPIC_LEN",
@@ -30,6 +28,18 @@ __all__ = [
     "split_message",
     "strip_topic",
 ]
+
+#: Every frame's first part has exactly this many bytes (SPEC §4).
+TOPIC_LEN = 40
+
+
+def pad_topic(name: str | bytes) -> bytes:
+    """``name`` as a NUL-padded 40-byte topic (``ValueError`` when too long)."""
+    raw = name.encode("ascii") if isinstance(name, str) else bytes(name)
+    if len(raw) > TOPIC_LEN:
+        raise ValueError(f"topic {raw!r} is longer than {TOPIC_LEN} bytes")
+    return raw.ljust(TOPIC_LEN, b"\0")
+
 
 #: Topic of a batch message: ``batch`` NUL-padded to 40 bytes.
 BATCH_TOPIC = pad_topic("batch")
