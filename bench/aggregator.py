@@ -75,7 +75,7 @@ import zmq.asyncio
 # could shadow a package: put the repository root there instead.
 sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from exporter.parent_watch import arm_from_environment, child_env  # noqa: E402
+from exporter.cli.parent_watch import arm_from_environment, child_env  # noqa: E402
 from registry import MetricsRegistry, SessionState  # noqa: E402
 from registry.aggregator import AggregatorMetrics, AggregatorService  # noqa: E402
 from registry.events import EventCodec, EventRecord, EventType  # noqa: E402

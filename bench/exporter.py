@@ -72,12 +72,12 @@ from prometheus_client.openmetrics.exposition import (  # noqa: E402
     generate_latest as generate_openmetrics,
 )
 
-from exporter.collector import SnapshotCollector  # noqa: E402
-from exporter.exposition_cache import ExpositionCache  # noqa: E402
-from exporter.mirror import mirror_service  # noqa: E402
-from exporter.mirror_args import ExporterOptions  # noqa: E402
-from exporter.parent_watch import arm_from_environment, child_env  # noqa: E402
-from exporter.web_config import WebConfig  # noqa: E402
+from exporter.cli.mirror_args import ExporterOptions  # noqa: E402
+from exporter.cli.parent_watch import arm_from_environment, child_env  # noqa: E402
+from exporter.http.web_config import WebConfig  # noqa: E402
+from exporter.prometheus.collector import SnapshotCollector  # noqa: E402
+from exporter.prometheus.exposition_cache import ExpositionCache  # noqa: E402
+from exporter.prometheus.mirror import mirror_service  # noqa: E402
 from registry import MetricsRegistry, SessionState  # noqa: E402
 from registry.aggregator import AggregatorMetrics, AggregatorService, SessionMachine  # noqa: E402
 from registry.events import EventPublisher  # noqa: E402
@@ -622,7 +622,7 @@ def main() -> int:
     args = parser.parse_args()
     # The server's rate-limited warnings (e.g. connections refused at the cap during the
     # flood) are expected here; keep them out of the figures.
-    logging.getLogger("exporter.http_server.requests").setLevel(logging.ERROR)
+    logging.getLogger("exporter.http.server.requests").setLevel(logging.ERROR)
     if args.scrape or args.normal_scrape or args.flood or args.produce_synthetic:
         arm_from_environment()  # a child of this bench: end when the bench dies
     if args.scrape:

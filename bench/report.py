@@ -38,7 +38,7 @@ import pyarrow.parquet as pq  # noqa: E402
 
 from registry import MetricsRegistry, SessionState  # noqa: E402
 from registry.aggregator.metrics import _SERIES, TAIL_LATENCY_SERIES  # noqa: E402
-from registry.snapshot_codec import snapshot_to_dict  # noqa: E402
+from registry.delivery.snapshot_codec import snapshot_to_dict  # noqa: E402
 from registry.store import RawStore  # noqa: E402
 from registry.store.samples import ROW_GROUP_ROWS, SAMPLES_SCHEMA  # noqa: E402
 

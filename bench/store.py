@@ -38,8 +38,8 @@ import numpy as np
 sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from registry import MetricsRegistry, SessionState  # noqa: E402
+from registry.delivery.snapshot_codec import snapshot_to_dict  # noqa: E402
 from registry.merge import merge_runs, merged_snapshot  # noqa: E402
-from registry.snapshot_codec import snapshot_to_dict  # noqa: E402
 from registry.store import RawStore  # noqa: E402
 
 HDR = {"hdr_low": 1, "hdr_high": 3_600_000_000_000, "sig_figs": 3}

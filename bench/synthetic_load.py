@@ -30,11 +30,11 @@ from pathlib import Path
 # Run as a script, this file's folder comes first on sys.path: put the repository root there.
 sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from exporter.commands.demo import aggregator_command  # noqa: E402
-from exporter.parent_watch import child_env  # noqa: E402
+from exporter.cli.commands.demo import aggregator_command  # noqa: E402
+from exporter.cli.parent_watch import child_env  # noqa: E402
+from registry.delivery.subscriber import SnapshotSubscriber  # noqa: E402
 from registry.events.publisher import EventPublisher  # noqa: E402
 from registry.events.synthetic import SourceStats, SyntheticLoad, drive  # noqa: E402
-from registry.subscriber import SnapshotSubscriber  # noqa: E402
 
 LOAD = SyntheticLoad(qps=2000, duration_s=10, seed=1)
 
@@ -82,7 +82,7 @@ async def pipeline_once(tmp: Path) -> tuple[float, float, SourceStats]:
 
 def demo_once(tmp: Path, want: SourceStats) -> tuple[float, bool, int]:
     out = tmp / "demo-out"
-    cmd = [sys.executable, "-c", "import sys; from exporter.cli import main; sys.exit(main())"]
+    cmd = [sys.executable, "-c", "import sys; from exporter.cli.main import main; sys.exit(main())"]
     cmd += ["--log-level", "WARNING", "demo", "--qps", f"{LOAD.qps:g}"]
     cmd += ["--duration", f"{LOAD.duration_s:g}", "--seed", str(LOAD.seed), "--no-tui"]
     cmd += ["--output-dir", str(out)]

@@ -11,15 +11,15 @@ aiohttp, which a command that serves nothing (``report``, ``watch``, every
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from exporter.collector import SnapshotCollector
-    from exporter.http_server import MetricsServer, MetricsServerThread
+    from exporter.http.server import MetricsServer, MetricsServerThread
+    from exporter.prometheus.collector import SnapshotCollector
 
 __all__ = ["MetricsServer", "MetricsServerThread", "SnapshotCollector"]
 
 _HOMES = {
-    "SnapshotCollector": "exporter.collector",
-    "MetricsServer": "exporter.http_server",
-    "MetricsServerThread": "exporter.http_server",
+    "SnapshotCollector": "exporter.prometheus.collector",
+    "MetricsServer": "exporter.http.server",
+    "MetricsServerThread": "exporter.http.server",
 }
 
 

@@ -37,8 +37,8 @@ import shlex
 import sys
 from collections.abc import Mapping, Sequence
 
-from exporter.parent_watch import PARENT_PID_ENV
-from registry.run_lock import INHERITED_LOCK_ENV
+from exporter.cli.parent_watch import PARENT_PID_ENV
+from registry.delivery.run_lock import INHERITED_LOCK_ENV
 
 __all__ = ["ARGS_ENV", "ENV_PREFIX", "EnvOptionError", "arguments_from_environment", "main"]
 
@@ -132,8 +132,8 @@ def arguments_from_environment(
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     """Run ``aggregate`` with upstream's arguments plus the environment's."""
-    from exporter.cli import _subparser, build_parser
-    from exporter.cli import main as cli_main
+    from exporter.cli.main import _subparser, build_parser
+    from exporter.cli.main import main as cli_main
 
     args = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()

@@ -1,7 +1,7 @@
 """bench-metrics' authoritative path: everything that decides a number.
 
 Recording (:class:`MetricsRegistry`; percentile methods in
-:mod:`registry.percentiles`, MLPerf early stopping in :mod:`registry.mlperf`),
+:mod:`registry.core.percentiles`, MLPerf early stopping in :mod:`registry.mlperf`),
 the snapshot types and their wire codec (SPEC §3, §4), the snapshot stream
 and final file (:class:`MetricsPublisher`, :class:`SnapshotSubscriber`,
 :func:`load_final_snapshot`; SPEC §2, §7), and all of it in a benchmark's own
@@ -12,9 +12,16 @@ generic ZeroMQ transport lives in :mod:`registry.transport`. The hot path
 a snapshot is built.
 """
 
-from registry.atomic_file import write_atomic, write_json_atomic
-from registry.catalogue import STANDARD_COUNTERS, register_standard_metrics, standard_series
-from registry.final_source import (
+from registry.core.catalogue import (
+    STANDARD_COUNTERS,
+    register_standard_metrics,
+    standard_series,
+)
+from registry.core.metric_errors import MetricKindError, UnknownMetricError
+from registry.core.metrics_registry import MetricsRegistry
+from registry.core.percentiles import PercentileMethod
+from registry.delivery.atomic_file import write_atomic, write_json_atomic
+from registry.delivery.final_source import (
     FinalFileError,
     FinalSnapshotResult,
     FinalSnapshotUnavailable,
@@ -22,13 +29,8 @@ from registry.final_source import (
     read_final_document,
     read_final_file,
 )
-from registry.metric_errors import MetricKindError, UnknownMetricError
-from registry.metrics_registry import MetricsRegistry
-from registry.mlperf import EarlyStoppingSpec
-from registry.percentiles import PercentileMethod
-from registry.publisher import MetricsPublisher
-from registry.session_api import MetricsSession, SyncMetricsSession
-from registry.snapshot import (
+from registry.delivery.publisher import MetricsPublisher
+from registry.delivery.snapshot import (
     DEFAULT_PERCENTILES,
     CounterStat,
     MetricsSnapshot,
@@ -36,7 +38,7 @@ from registry.snapshot import (
     SessionState,
     percentile_key,
 )
-from registry.snapshot_codec import (
+from registry.delivery.snapshot_codec import (
     SNAPSHOT_TOPIC,
     SnapshotCodec,
     SnapshotDecodeError,
@@ -44,7 +46,9 @@ from registry.snapshot_codec import (
     snapshot_from_dict,
     snapshot_to_dict,
 )
-from registry.subscriber import SnapshotSubscriber
+from registry.delivery.subscriber import SnapshotSubscriber
+from registry.mlperf import EarlyStoppingSpec
+from registry.session_api import MetricsSession, SyncMetricsSession
 
 __all__ = [
     "DEFAULT_PERCENTILES",

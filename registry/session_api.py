@@ -1,7 +1,7 @@
 """MetricsSession: bench-metrics inside a benchmark's own process, no aggregator (SPEC §2, §7, §8).
 
 One object owns a :class:`~registry.MetricsRegistry` (with the standard
-catalogue registered, :mod:`registry.catalogue`), a
+catalogue registered, :mod:`registry.core.catalogue`), a
 :class:`~registry.MetricsPublisher` (the snapshot stream and the never-partial
 ``final_snapshot.json``), the Report (``result_summary.json``, built as the
 aggregator builds it) and, when asked, the Prometheus exporter. Use
@@ -33,14 +33,14 @@ Guarantees:
   ``unwritten_files``, never raised, and the Report then comes from memory.
 - After ``finish`` the session's ``record``/``increment``/... raise
   ``RuntimeError``: a value recorded then could not reach the final files.
-- The output directory is locked for the run (``registry.run_lock``): a second
+- The output directory is locked for the run (``registry.delivery.run_lock``): a second
   session or aggregator on it is refused with ``DirectoryLocked`` naming the
   holder.
 - Signals are the benchmark's: the session installs no handler. To get
   INTERRUPTED files on SIGTERM, turn it into an exception (``sys.exit`` in a
   handler) that leaves the ``with`` block.
 
-This module never decides a number (the registry and :mod:`registry.report`
+This module never decides a number (the registry and :mod:`registry.report.summary`
 do) and never writes a final file in place.
 """
 
@@ -57,22 +57,22 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, Unpack
 
-from registry.catalogue import FINISH_REASONS, register_standard_metrics
-from registry.final_source import FINAL_SNAPSHOT_NAME, read_final_document
-from registry.metrics_registry import MetricsRegistry
+from registry.core.catalogue import FINISH_REASONS, register_standard_metrics
+from registry.core.metrics_registry import MetricsRegistry
+from registry.core.percentiles import PercentileMethod
+from registry.core.series import SeriesSettings, check_series_keywords
+from registry.delivery.final_source import FINAL_SNAPSHOT_NAME, read_final_document
+from registry.delivery.previous_run import clear_previous_run, report_blocked_by
+from registry.delivery.publisher import MetricsPublisher
+from registry.delivery.run_id import new_run_id
+from registry.delivery.run_lock import RunLock
+from registry.delivery.snapshot import MetricsSnapshot, SessionState
 from registry.mlperf.early_stopping import EarlyStoppingSpec
-from registry.percentiles import PercentileMethod
-from registry.previous_run import clear_previous_run, report_blocked_by
-from registry.publisher import MetricsPublisher
-from registry.report import REPORT_NAME, build_report, write_report
-from registry.run_id import new_run_id
-from registry.run_lock import RunLock
-from registry.series import SeriesSettings, check_series_keywords
-from registry.snapshot import MetricsSnapshot, SessionState
+from registry.report.summary import REPORT_NAME, build_report, write_report
 from registry.transport.endpoint import check_endpoint
 
 if TYPE_CHECKING:
-    from exporter.mirror import PrometheusMirror
+    from exporter.prometheus.mirror import PrometheusMirror
 
 __all__ = ["DEFAULT_SNAPSHOTS_ENDPOINT", "MetricsSession", "SyncMetricsSession"]
 
@@ -190,8 +190,8 @@ class _SessionCore:
         self, listen: str | None, pushgateway: str | None, namespace: str
     ) -> tuple[tuple[str, int] | None, str | None, str]:
         # Imported here only: the exporter is optional for a session (see the docstring).
-        from exporter.collector import SnapshotCollector
-        from exporter.listen import parse_listen
+        from exporter.http.listen import parse_listen
+        from exporter.prometheus.collector import SnapshotCollector
 
         address = parse_listen(listen, default_port=0) if listen is not None else None
         if pushgateway is not None and not pushgateway.strip():
@@ -384,12 +384,12 @@ class _SessionCore:
     def _start_mirror(
         self, listen: tuple[str, int] | None, pushgateway: str | None, namespace: str
     ) -> PrometheusMirror:
-        from exporter.collector import DEFAULT_STALE_AFTER
-        from exporter.errors import UsageError
-        from exporter.mirror import PrometheusMirror, settable_counter_names
-        from exporter.mirror_args import ExporterOptions
-        from exporter.pushgateway import DEFAULT_PUSH_JOB
-        from exporter.web_config import WebConfig
+        from exporter.cli.errors import UsageError
+        from exporter.cli.mirror_args import ExporterOptions
+        from exporter.http.web_config import WebConfig
+        from exporter.prometheus.collector import DEFAULT_STALE_AFTER
+        from exporter.prometheus.mirror import PrometheusMirror, settable_counter_names
+        from exporter.prometheus.pushgateway import DEFAULT_PUSH_JOB
 
         options = ExporterOptions(
             listen=listen,

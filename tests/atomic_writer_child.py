@@ -20,9 +20,9 @@ import os
 import sys
 from typing import Any
 
-from registry.atomic_file import write_json_atomic
-from registry.snapshot import CounterStat, MetricsSnapshot, SessionState
-from registry.snapshot_codec import snapshot_to_dict
+from registry.delivery.atomic_file import write_json_atomic
+from registry.delivery.snapshot import CounterStat, MetricsSnapshot, SessionState
+from registry.delivery.snapshot_codec import snapshot_to_dict
 
 
 def _write_forever(path: str, doc: dict[str, Any], generation: int) -> None:

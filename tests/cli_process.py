@@ -11,4 +11,8 @@ def bench_metrics() -> list[str]:
     script = Path(sys.executable).with_name("bench-metrics")
     if script.exists():
         return [str(script)]
-    return [sys.executable, "-c", "import sys; from exporter.cli import main; sys.exit(main())"]
+    return [
+        sys.executable,
+        "-c",
+        "import sys; from exporter.cli.main import main; sys.exit(main())",
+    ]

@@ -20,7 +20,7 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from exporter.collector import SnapshotCollector, collector_registry
+from exporter.prometheus.collector import SnapshotCollector, collector_registry
 from registry import MetricsRegistry, MetricsSnapshot, SessionState
 from tests.cli_process import bench_metrics
 from tests.helpers import wait_until

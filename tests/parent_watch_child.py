@@ -33,7 +33,7 @@ from typing import Any
 
 sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from exporter.parent_watch import PARENT_PID_ENV, arm_from_environment, child_env  # noqa: E402
+from exporter.cli.parent_watch import PARENT_PID_ENV, arm_from_environment, child_env  # noqa: E402
 
 _PR_SET_CHILD_SUBREAPER = 36
 

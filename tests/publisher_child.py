@@ -23,7 +23,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from registry import SessionState
-from registry.publisher import MetricsPublisher
+from registry.delivery.publisher import MetricsPublisher
 from tests.exporter_support import spec_registry
 
 

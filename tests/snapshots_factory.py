@@ -7,8 +7,8 @@ with known values so that a test can say exactly what a view must show.
 from __future__ import annotations
 
 from registry.aggregator import AggregatorMetrics
-from registry.metrics_registry import MetricsRegistry
-from registry.snapshot import MetricsSnapshot, SessionState
+from registry.core.metrics_registry import MetricsRegistry
+from registry.delivery.snapshot import MetricsSnapshot, SessionState
 
 
 def aggregator_like_registry() -> MetricsRegistry:

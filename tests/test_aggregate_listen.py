@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 from aggregator_scenario import SCENARIO, SCENARIO_COUNTERS
 
-from exporter.commands.aggregate import add_parser
-from exporter.errors import UsageError
-from exporter.mirror import mirror_service
-from exporter.mirror_args import ExporterOptions, exporter_options
-from exporter.web_config import WebConfig
+from exporter.cli.commands.aggregate import add_parser
+from exporter.cli.errors import UsageError
+from exporter.cli.mirror_args import ExporterOptions, exporter_options
+from exporter.http.web_config import WebConfig
+from exporter.prometheus.mirror import mirror_service
 from registry import SessionState, snapshot_from_dict
 from registry.aggregator import AggregatorService
 from registry.events import EventPublisher
@@ -155,7 +155,7 @@ def test_aggregate_exporter_options_fail_before_the_run(tmp_path: Path) -> None:
 def test_demo_refuses_a_busy_listen_port_before_starting(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    from exporter import cli
+    import exporter.cli.main as cli
 
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))

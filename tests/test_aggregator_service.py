@@ -1,7 +1,7 @@
 """The aggregator service over real sockets, files, subprocesses and signals.
 
 A real EventPublisher feeds a real aggregator, either in-process on its own
-loop or as ``python -m exporter.cli aggregate`` in a subprocess; the final
+loop or as ``python -m exporter.cli.main aggregate`` in a subprocess; the final
 files are read back from disk and checked against the hand-computed scenario
 of ``aggregator_scenario.py``.
 """
@@ -22,12 +22,12 @@ import zmq
 from aggregator_scenario import SCENARIO, SCENARIO_COUNTERS, SCENARIO_SERIES, ev
 from helpers import async_wait_until
 
-from exporter.cli import main
+from exporter.cli.main import main
 from registry import MetricsSnapshot, SessionState, SnapshotSubscriber, snapshot_from_dict
 from registry.aggregator import AggregatorService
+from registry.delivery.snapshot_codec import pad_topic
 from registry.events import EventCodec, EventPublisher, EventRecord, EventType
-from registry.report import load_schema
-from registry.snapshot_codec import pad_topic
+from registry.report.summary import load_schema
 from registry.transport import build_batch
 
 T = EventType
@@ -281,7 +281,7 @@ def start_cli(workdir: Path, *extra: str) -> tuple[subprocess.Popen[str], str, s
     cmd = [
         sys.executable,
         "-m",
-        "exporter.cli",
+        "exporter.cli.main",
         "aggregate",
         "--events",
         events_ep,

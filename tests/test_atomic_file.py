@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from registry.atomic_file import temp_files_for, write_atomic, write_json_atomic
-from registry.snapshot import SessionState
-from registry.snapshot_codec import snapshot_from_dict
+from registry.delivery.atomic_file import temp_files_for, write_atomic, write_json_atomic
+from registry.delivery.snapshot import SessionState
+from registry.delivery.snapshot_codec import snapshot_from_dict
 from tests.helpers import wait_until
 
 CHILD = Path(__file__).with_name("atomic_writer_child.py")

@@ -15,12 +15,12 @@ import msgspec
 import pytest
 import zmq
 
-from exporter import cli
-from exporter.bridge import Bridge
-from exporter.collector import SnapshotCollector
+import exporter.cli.main as cli
+from exporter.prometheus.bridge import Bridge
+from exporter.prometheus.collector import SnapshotCollector
 from registry import MetricsSnapshot, SessionState, SnapshotCodec, snapshot_from_dict
-from registry.publisher import MetricsPublisher
-from registry.snapshot_codec import SNAPSHOT_TOPIC
+from registry.delivery.publisher import MetricsPublisher
+from registry.delivery.snapshot_codec import SNAPSHOT_TOPIC
 from tests.exporter_support import (
     find,
     free_tcp_port,

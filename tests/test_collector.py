@@ -9,9 +9,9 @@ import msgspec
 import numpy as np
 import pytest
 
-from exporter.buckets import SERIES_BOUNDS, bounds_for, bucket_bounds, cumulative_buckets
-from exporter.collector import SnapshotCollector
-from exporter.naming import quantile_label
+from exporter.prometheus.buckets import SERIES_BOUNDS, bounds_for, bucket_bounds, cumulative_buckets
+from exporter.prometheus.collector import SnapshotCollector
+from exporter.prometheus.naming import quantile_label
 from registry import (
     DEFAULT_PERCENTILES,
     MetricsRegistry,

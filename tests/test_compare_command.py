@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from exporter.cli import main
+from exporter.cli.main import main
 from tests.browser import chromium, load_page
 from tests.cli_process import bench_metrics
 from tests.demo_runs import make_runs, merge

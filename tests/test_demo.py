@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from exporter.cli import build_parser, main
-from exporter.commands import demo
+from exporter.cli.commands import demo
+from exporter.cli.main import build_parser, main
 from registry.events.synthetic import SourceStats, SyntheticLoad
 from tests.cli_process import bench_metrics
 from tests.helpers import wait_until
@@ -150,7 +150,7 @@ def test_aggregator_command_is_built_in_one_place(monkeypatch: pytest.MonkeyPatc
     cmd = demo.aggregator_command(
         args, events="ipc:///e", snapshots="ipc:///s", output_dir=Path("/out")
     )
-    assert cmd[1:6] == ["-m", "exporter.cli", "--log-level", "DEBUG", "aggregate"]
+    assert cmd[1:6] == ["-m", "exporter.cli.main", "--log-level", "DEBUG", "aggregate"]
     tail = cmd[6:]
     for flag, value in (
         ("--events", "ipc:///e"),

@@ -23,10 +23,10 @@ import pytest
 import zmq
 
 from registry import MetricsRegistry, SessionState
+from registry.core.percentiles import rank_indices
+from registry.delivery.publisher import MetricsPublisher
+from registry.delivery.snapshot_codec import SnapshotCodec
 from registry.events import EventRecord, EventType
-from registry.percentiles import rank_indices
-from registry.publisher import MetricsPublisher
-from registry.snapshot_codec import SnapshotCodec
 from registry.store import RawStore
 from registry.transport import BATCH_TOPIC
 from tests.bulk_events import sample_frames

@@ -9,6 +9,7 @@ import pytest
 from upstream_fixtures import SESSION_A_UPSTREAM, SESSION_A_UPSTREAM_NOTOK
 
 from registry import DEFAULT_PERCENTILES, EarlyStoppingSpec
+from registry.core.percentiles import percent_to_fraction
 from registry.mlperf import (
     discard_count,
     early_stopping_indices,
@@ -16,7 +17,6 @@ from registry.mlperf import (
     min_queries,
     queries_needed,
 )
-from registry.percentiles import percent_to_fraction
 
 
 def test_loadgen_reference_values_for_p99() -> None:

@@ -9,8 +9,8 @@ import pytest
 import zmq
 
 from registry.aggregator.event_subscriber import EventSubscriber
+from registry.delivery.snapshot_codec import pad_topic
 from registry.events import EventCodec, EventPublisher, EventRecord, EventType
-from registry.snapshot_codec import pad_topic
 
 T = EventType
 

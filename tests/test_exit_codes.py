@@ -15,7 +15,7 @@ import pytest
 from aggregate_process import exit_code, run_session, start_aggregate
 
 from registry import SessionState
-from registry.atomic_file import temp_files_for
+from registry.delivery.atomic_file import temp_files_for
 from tests.read_only import made_read_only
 
 FILES = ("final_snapshot.json", "result_summary.json")

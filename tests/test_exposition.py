@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exporter.collector import SnapshotCollector
+from exporter.prometheus.collector import SnapshotCollector
 from registry import MetricsRegistry, SessionState, SnapshotCodec
 from tests.exporter_support import (
     PROMTOOL,

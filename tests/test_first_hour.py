@@ -21,9 +21,9 @@ import pytest
 import yaml
 from prometheus_client.samples import Sample
 
-from exporter import cli
-from exporter.live_view import MAX_PLAIN_LINE, RATES_NOTE
-from exporter.report_view import QPS_NOTE
+import exporter.cli.main as cli
+from exporter.views.live_view import MAX_PLAIN_LINE, RATES_NOTE
+from exporter.views.report_view import QPS_NOTE
 from tests.exporter_support import (
     Child,
     bench_metrics,

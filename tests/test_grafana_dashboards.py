@@ -26,7 +26,7 @@ from grafana_queries import (
     substitute,
 )
 
-from registry.snapshot import DEFAULT_PERCENTILES
+from registry.delivery.snapshot import DEFAULT_PERCENTILES
 
 
 def load_builder() -> ModuleType:
@@ -68,7 +68,7 @@ CATALOGUE_SAMPLES = {
     "bench_exporter_decode_errors_total",
     "bench_exporter_up",
 }
-# The verdict families (SPEC §10; exporter/naming.py VerdictNames).
+# The verdict families (SPEC §10; exporter/prometheus/naming.py VerdictNames).
 CATALOGUE_SAMPLES |= {
     "bench_good_samples_total",
     "bench_good_output_tokens_total",

@@ -56,7 +56,7 @@ def demo_unavailable() -> str | None:
     """Why the demo cannot serve this test yet, or None when it can."""
     try:
         done = subprocess.run(
-            [sys.executable, "-m", "exporter.cli", "demo", "--help"],
+            [sys.executable, "-m", "exporter.cli.main", "demo", "--help"],
             capture_output=True,
             text=True,
             timeout=60,
@@ -76,7 +76,7 @@ def demo_command(port: int, out_dir: Path) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "exporter.cli",
+        "exporter.cli.main",
         "demo",
         "--listen",
         f"127.0.0.1:{port}",

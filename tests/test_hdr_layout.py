@@ -1,4 +1,4 @@
-"""The one HDR bucket arithmetic (registry.hdr.bucket_origins) against hdrh's own,
+"""The one HDR bucket arithmetic (registry.core.hdr.bucket_origins) against hdrh's own,
 index by index, and every reader built on it (issue 26: it was written twice)."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from hdrh.histogram import HdrHistogram
 
-from exporter.buckets import cumulative_buckets
-from registry.hdr import HdrFold, bucket_origins, count_over
+from exporter.prometheus.buckets import cumulative_buckets
+from registry.core.hdr import HdrFold, bucket_origins, count_over
 
 LAYOUTS = [(1, 3_600_000_000_000, 3), (1, 10_000_000, 3), (1_000, 10**9, 2), (1, 2**62, 5)]
 

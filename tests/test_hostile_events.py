@@ -16,8 +16,8 @@ import msgspec
 import zmq
 
 from registry.aggregator import AggregatorService
-from registry.snapshot import MetricsSnapshot, SessionState
-from registry.snapshot_codec import pad_topic
+from registry.delivery.snapshot import MetricsSnapshot, SessionState
+from registry.delivery.snapshot_codec import pad_topic
 
 WAIT_S = 20.0
 

@@ -12,14 +12,14 @@ import msgspec
 import pytest
 import zmq
 
-from exporter.bridge import Bridge
-from exporter.collector import SnapshotCollector
-from exporter.mirror import PrometheusMirror
-from exporter.mirror_args import ExporterOptions
-from exporter.naming import quantile_label
-from exporter.web_config import WebConfig
+from exporter.cli.mirror_args import ExporterOptions
+from exporter.http.web_config import WebConfig
+from exporter.prometheus.bridge import Bridge
+from exporter.prometheus.collector import SnapshotCollector
+from exporter.prometheus.mirror import PrometheusMirror
+from exporter.prometheus.naming import quantile_label
 from registry import MetricsSession, SnapshotCodec
-from registry.snapshot_codec import SNAPSHOT_TOPIC
+from registry.delivery.snapshot_codec import SNAPSHOT_TOPIC
 from tests.exporter_support import (
     find,
     free_tcp_port,

@@ -11,7 +11,7 @@ import msgspec
 import pytest
 
 from registry.aggregator.metrics import classify_bad_payload
-from registry.snapshot_codec import SnapshotCodec, SnapshotDecodeError, pad_topic
+from registry.delivery.snapshot_codec import SnapshotCodec, SnapshotDecodeError, pad_topic
 from tests.exporter_support import spec_snapshot
 from tests.test_hostile_events import START, frames_of, rec, run_with, sample
 

@@ -16,12 +16,12 @@ import msgspec
 import pytest
 from rich.console import Console
 
-from exporter.cli import main
-from exporter.live_view import intro_lines, progress_line, render_live
-from exporter.safe_text import terminal_safe, terminal_safe_tree
-from registry.report import build_report
-from registry.snapshot import SessionState
-from registry.snapshot_codec import SnapshotCodec, snapshot_to_dict
+from exporter.cli.main import main
+from exporter.views.live_view import intro_lines, progress_line, render_live
+from exporter.views.safe_text import terminal_safe, terminal_safe_tree
+from registry.delivery.snapshot import SessionState
+from registry.delivery.snapshot_codec import SnapshotCodec, snapshot_to_dict
+from registry.report.summary import build_report
 from registry.transport import ZmqPublisher
 from tests.cli_process import bench_metrics
 from tests.snapshots_factory import snapshot

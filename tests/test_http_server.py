@@ -21,10 +21,10 @@ import aiohttp
 import bcrypt
 import pytest
 
-from exporter.collector import SnapshotCollector
-from exporter.http_server import MetricsServer, MetricsServerThread
-from exporter.listen import parse_listen
-from exporter.web_config import WebConfig, WebConfigError, load_web_config
+from exporter.http.listen import parse_listen
+from exporter.http.server import MetricsServer, MetricsServerThread
+from exporter.http.web_config import WebConfig, WebConfigError, load_web_config
+from exporter.prometheus.collector import SnapshotCollector
 from registry import SessionState
 from tests.exporter_support import parse_strict, registry_of, spec_registry, spec_snapshot
 

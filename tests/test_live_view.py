@@ -8,10 +8,10 @@ import re
 import msgspec
 from rich.console import Console
 
-from exporter.live_view import LiveView, RateWindow, ViewContext, progress_line, render_live
-from exporter.view_format import format_count, format_ns
-from registry.metrics_registry import MetricsRegistry
-from registry.snapshot import CounterStat, MetricsSnapshot, SessionState
+from exporter.views.format import format_count, format_ns
+from exporter.views.live_view import LiveView, RateWindow, ViewContext, progress_line, render_live
+from registry.core.metrics_registry import MetricsRegistry
+from registry.delivery.snapshot import CounterStat, MetricsSnapshot, SessionState
 from tests.snapshots_factory import snapshot
 
 

@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 import zmq
 
+from registry.core.percentiles import rank_indices
+from registry.core.series import display_edges
+from registry.delivery.snapshot_codec import SnapshotCodec
 from registry.events import EventRecord, EventType
 from registry.mlperf.early_stopping import early_stopping_indices
-from registry.percentiles import rank_indices
-from registry.series import display_edges
-from registry.snapshot_codec import SnapshotCodec
 from registry.transport import BATCH_TOPIC
 from tests.bulk_events import sample_frames
 from tests.store_runs import WAIT_S, start_aggregate

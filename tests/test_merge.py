@@ -13,8 +13,8 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
+from registry.core.hdr import relative_precision
 from registry.events.synthetic import SyntheticLoad
-from registry.hdr import relative_precision
 from tests.store_runs import (
     frames_of,
     records_of_frames,
@@ -193,7 +193,7 @@ def test_runs_that_do_not_belong_together_are_refused_in_one_line(
     assert "do not belong together" in lines[0] and "n_histogram_buckets" in lines[0]
     assert not (tmp_path / "merged").exists()
     # a run still holding its directory (SPEC §7's lock) is not merged
-    from registry.run_lock import RunLock
+    from registry.delivery.run_lock import RunLock
 
     with RunLock(parts[3], "still-running").acquire():
         res = run_cli("merge", str(tmp_path / "m1"), str(parts[0]), str(parts[3]))

@@ -1,6 +1,6 @@
 """Issue 24 item 4: no file is written through a link the project did not create (SPEC §7).
 
-Every file the project opens for writing goes through :mod:`registry.safe_open`: a
+Every file the project opens for writing goes through :mod:`registry.delivery.safe_open`: a
 symbolic link (to a file or to nowhere), a hard-linked file, a FIFO or a directory at
 the path is refused and whatever it points at is left exactly as it was. Each case
 below plants the link where a real run writes, then checks the victim file."""
@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 from registry import MetricsRegistry, SessionState
-from registry.run_lock import LOCK_NAME, RunLock
-from registry.safe_open import LinkRefused, make_directory, open_for_writing
+from registry.delivery.run_lock import LOCK_NAME, RunLock
+from registry.delivery.safe_open import LinkRefused, make_directory, open_for_writing
 from registry.store import RawStore
 from registry.store.raw_store import series_file_name
 from registry.store.samples import SampleWriter

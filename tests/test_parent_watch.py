@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from exporter.parent_watch import PARENT_PID_ENV, arm_from_environment, child_env
+from exporter.cli.parent_watch import PARENT_PID_ENV, arm_from_environment, child_env
 from tests.cli_process import bench_metrics
 from tests.helpers import wait_until
 
@@ -153,7 +153,7 @@ def test_a_bad_value_is_a_warning_and_arms_nothing(
     value: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setenv(PARENT_PID_ENV, value)
-    with caplog.at_level(logging.WARNING, logger="exporter.parent_watch"):
+    with caplog.at_level(logging.WARNING, logger="exporter.cli.parent_watch"):
         assert arm_from_environment() is None
     assert f"ignoring {PARENT_PID_ENV}" in caplog.text
     assert PARENT_PID_ENV not in os.environ

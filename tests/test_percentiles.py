@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from registry import MetricsRegistry, PercentileMethod, SessionState
-from registry.percentiles import nearest_rank, percent_to_fraction, rank_index, rank_indices
+from registry.core.percentiles import nearest_rank, percent_to_fraction, rank_index, rank_indices
 
 COMPLETE = SessionState.COMPLETE
 

@@ -18,10 +18,10 @@ from aggregate_process import exit_code, start_aggregate
 from aggregator_scenario import ev
 from tokenizer_factory import CHAT_TEMPLATE, make_word_tokenizer
 
+from registry.delivery.snapshot import SessionState
 from registry.events import EventType
 from registry.events.data import PromptData
-from registry.report import REPORT_NAME, UPSTREAM_MODE_REPORT_NAME
-from registry.snapshot import SessionState
+from registry.report.summary import REPORT_NAME, UPSTREAM_MODE_REPORT_NAME
 from tests.exporter_support import TESTS_DIR, Child
 from tests.helpers import wait_until
 

@@ -17,7 +17,7 @@ import promql_parser
 import pytest
 import yaml
 
-from exporter.collector import SnapshotCollector
+from exporter.prometheus.collector import SnapshotCollector
 from registry import MetricsRegistry, SessionState
 from registry.aggregator import AggregatorMetrics
 from registry.mlperf import build_constraints

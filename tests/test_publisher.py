@@ -184,7 +184,7 @@ def test_a_bad_run_info_never_costs_the_final_file(
         else:
             assert run is None
 
-    with caplog.at_level(logging.ERROR, logger="registry.publisher"):
+    with caplog.at_level(logging.ERROR, logger="registry.delivery.publisher"):
         asyncio.run(main())
     assert any("run" in r.getMessage() for r in caplog.records)
 
@@ -208,7 +208,7 @@ def test_read_only_directory_logs_and_still_sends_the_terminal_frame(
         assert not pub.final_file_written and pub.final_frame_sent
         assert not (read_only_dir / "final_snapshot.json").exists()
 
-    with caplog.at_level(logging.ERROR, logger="registry.publisher"):
+    with caplog.at_level(logging.ERROR, logger="registry.delivery.publisher"):
         asyncio.run(main())
     assert any("could not write the final snapshot file" in r.message for r in caplog.records)
 
@@ -232,7 +232,7 @@ def test_broken_socket_still_writes_the_file(
         assert read_final_file(path) == final
         assert pub.send_errors >= 3
 
-    with caplog.at_level(logging.ERROR, logger="registry.publisher"):
+    with caplog.at_level(logging.ERROR, logger="registry.delivery.publisher"):
         asyncio.run(main())
     assert any("could not send the terminal snapshot frame" in r.message for r in caplog.records)
 
@@ -270,7 +270,7 @@ def test_failing_ticks_and_listeners_are_logged_and_ticking_goes_on(
         assert len(good) == pub.ticks + 1
         assert abs(pub.ticks - pub.tick_errors) <= 1  # one thread of ticks, alternating
 
-    with caplog.at_level(logging.WARNING, logger="registry.publisher"):
+    with caplog.at_level(logging.WARNING, logger="registry.delivery.publisher"):
         asyncio.run(main())
     messages = [r.getMessage() for r in caplog.records]
     assert any("metrics tick failed" in m for m in messages)
@@ -295,7 +295,7 @@ def test_terminal_runtime_state_is_not_sent_live(
         await pub.aclose()
         assert sent == []
 
-    with caplog.at_level(logging.WARNING, logger="registry.publisher"):
+    with caplog.at_level(logging.WARNING, logger="registry.delivery.publisher"):
         asyncio.run(main())
     assert sum("live ticks skip it" in r.getMessage() for r in caplog.records) == 1
 

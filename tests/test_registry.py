@@ -136,7 +136,7 @@ def test_hdr_field_decodes_with_hdrh_and_holds_the_counts() -> None:
 def test_clamping_warns_once_per_series_and_keeps_rollups_exact(caplog) -> None:
     reg = MetricsRegistry()
     reg.register_series("s", hdr_low=10, hdr_high=1000)
-    with caplog.at_level(logging.WARNING, logger="registry.series"):
+    with caplog.at_level(logging.WARNING, logger="registry.core.series"):
         reg.record_many("s", [1, 5, 500, 5000])
         reg.build_snapshot(state=LIVE, n_pending_tasks=0)
         reg.record("s", 10**6)
@@ -246,7 +246,7 @@ def test_concurrent_records_and_snapshots_conserve_every_value() -> None:
 
 def test_non_finite_floats_are_counted_and_kept_out_of_the_numbers(caplog) -> None:
     reg = make_registry()
-    with caplog.at_level(logging.WARNING, logger="registry.series"):
+    with caplog.at_level(logging.WARNING, logger="registry.core.series"):
         reg.record_many("tpot", [1.0, float("nan"), 2.0, float("inf")])
         reg.record("tpot", float("-inf"))
         stat = reg.build_snapshot(state=COMPLETE, n_pending_tasks=0).series["tpot"]

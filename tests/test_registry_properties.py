@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from registry import DEFAULT_PERCENTILES, MetricsRegistry, SessionState
-from registry.series import nearest_rank
+from registry.core.series import nearest_rank
 
 LIVE = SessionState.LIVE
 COMPLETE = SessionState.COMPLETE

@@ -20,7 +20,7 @@ from registry import (
     snapshot_to_dict,
 )
 from registry.aggregator import AggregatorMetrics
-from registry.report import SCHEMA_PATH, build_report, load_schema, write_report
+from registry.report.summary import SCHEMA_PATH, build_report, load_schema, write_report
 
 VALIDATOR = jsonschema.Draft202012Validator(
     load_schema(), format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER

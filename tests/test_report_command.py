@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from exporter.cli import main
-from registry.report import build_report
-from registry.snapshot import SessionState
-from registry.snapshot_codec import snapshot_to_dict
+from exporter.cli.main import main
+from registry.delivery.snapshot import SessionState
+from registry.delivery.snapshot_codec import snapshot_to_dict
+from registry.report.summary import build_report
 from tests.cli_process import bench_metrics
 from tests.snapshots_factory import snapshot
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from exporter.cli import main
-from exporter.view_format import format_ns
+from exporter.cli.main import main
+from exporter.views.format import format_ns
 from tests.browser import chromium, load_page
 from tests.demo_runs import make_runs
 from tests.store_runs import run_aggregate

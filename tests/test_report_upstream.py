@@ -23,7 +23,7 @@ from registry import (
     snapshot_to_dict,
 )
 from registry.mlperf import discard_count
-from registry.report import build_report, load_schema
+from registry.report.summary import build_report, load_schema
 
 VALIDATOR = jsonschema.Draft202012Validator(
     load_schema(), format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER

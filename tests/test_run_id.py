@@ -7,9 +7,9 @@ import argparse
 import re
 from pathlib import Path
 
-from exporter.collector import SnapshotCollector
-from exporter.commands import aggregate
-from registry.run_id import new_run_id
+from exporter.cli.commands import aggregate
+from exporter.prometheus.collector import SnapshotCollector
+from registry.delivery.run_id import new_run_id
 from registry.session_api import MetricsSession
 
 RUN_ID = re.compile(r"run-\d{8}T\d{6}Z-[0-9a-f]{6}")

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from aggregate_process import exit_code, run_session, start_aggregate
 
-from registry.run_lock import INHERITED_LOCK_ENV, LOCK_NAME, DirectoryLocked, RunLock
+from registry.delivery.run_lock import INHERITED_LOCK_ENV, LOCK_NAME, DirectoryLocked, RunLock
 from tests.cli_process import bench_metrics
 from tests.helpers import wait_until
 
@@ -68,7 +68,7 @@ def test_lock_file_names_the_holder_and_goes_away_on_release(tmp_path: Path) -> 
 
 _CHILD = """
 import sys
-from registry.run_lock import DirectoryLocked, RunLock
+from registry.delivery.run_lock import DirectoryLocked, RunLock
 try:
     lock = RunLock(sys.argv[1], "child").acquire()
 except DirectoryLocked as exc:

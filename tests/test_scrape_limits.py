@@ -20,9 +20,9 @@ import pytest
 from aiohttp import web
 from prometheus_client.aiohttp import make_aiohttp_handler
 
-from exporter.collector import SnapshotCollector
-from exporter.exposition_cache import ExpositionCache, negotiate_coding
-from exporter.http_server import MetricsServer, MetricsServerThread, ServerLimits
+from exporter.http.server import MetricsServer, MetricsServerThread, ServerLimits
+from exporter.prometheus.collector import SnapshotCollector
+from exporter.prometheus.exposition_cache import ExpositionCache, negotiate_coding
 from registry import SessionState
 from tests.exporter_support import parse_strict, registry_of, spec_snapshot
 from tests.helpers import wait_until
@@ -223,7 +223,7 @@ def test_connection_cap_answers_503_and_frees_slots_on_close(
     holders = [socket.create_connection(("127.0.0.1", thread.port)) for _ in range(5)]
     try:
         assert wait_until(lambda: guard.open_connections == 5)
-        with caplog.at_level(logging.WARNING, logger="exporter.http_server.requests"):
+        with caplog.at_level(logging.WARNING, logger="exporter.http.server.requests"):
             for _ in range(3):
                 with socket.create_connection(("127.0.0.1", thread.port)) as extra:
                     extra.sendall(REQUEST)

@@ -1,4 +1,4 @@
-"""The exact selection (registry/selection.py) gives exactly the sorted-array answers:
+"""The exact selection (registry/core/selection.py) gives exactly the sorted-array answers:
 every percentile method, the early-stopping indices and the display-histogram counts, on
 random data, ties, a single value, negative and float series and values clamped out of the
 HDR range; with its pass really taken (no small-data shortcut)."""
@@ -10,12 +10,12 @@ import numpy.typing as npt
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from registry.hdr import HdrFold
+from registry.core.hdr import HdrFold
+from registry.core.percentiles import PercentileMethod, rank_indices
+from registry.core.selection import select_exact
+from registry.core.series import display_edges
+from registry.delivery.snapshot import DEFAULT_PERCENTILES
 from registry.mlperf.early_stopping import early_stopping_indices
-from registry.percentiles import PercentileMethod, rank_indices
-from registry.selection import select_exact
-from registry.series import display_edges
-from registry.snapshot import DEFAULT_PERCENTILES
 
 METHODS = list(PercentileMethod)
 GRID = (*DEFAULT_PERCENTILES, 0.0, 100.0, 33.3)
@@ -101,7 +101,7 @@ def test_selection_keeps_only_a_small_share_of_a_large_series() -> None:
     def chunks():  # type: ignore[no-untyped-def]
         yield values
 
-    import registry.selection as selection
+    import registry.core.selection as selection
 
     original = selection._collect
 

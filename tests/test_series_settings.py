@@ -1,4 +1,4 @@
-"""The series keywords are declared once (registry.series.SeriesSettings) and taken
+"""The series keywords are declared once (registry.core.series.SeriesSettings) and taken
 alike by MetricsRegistry.register_series, MetricsSession.register_series and
 SeriesConfig (issue 26): same defaults, same errors, nothing registered on an error."""
 
@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from registry import MetricsRegistry
-from registry.series import SeriesConfig
+from registry.core.series import SeriesConfig
+from registry.delivery.snapshot import DEFAULT_PERCENTILES
 from registry.session_api import MetricsSession
-from registry.snapshot import DEFAULT_PERCENTILES
 
 DEFAULTS = {
     "dtype": "int",

@@ -26,8 +26,8 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from exporter.collector import SnapshotCollector
-from exporter.http_server import MetricsServer
+from exporter.http.server import MetricsServer
+from exporter.prometheus.collector import SnapshotCollector
 from registry import (
     STANDARD_COUNTERS,
     MetricsRegistry,
@@ -41,9 +41,9 @@ from registry import (
 )
 from registry.aggregator import AggregatorMetrics, AggregatorService
 from registry.aggregator.metrics import TAIL_LATENCY_SERIES
+from registry.delivery.run_lock import LOCK_NAME, DirectoryLocked
 from registry.events import EventRecord, EventType
 from registry.events.data import ErrorData
-from registry.run_lock import LOCK_NAME, DirectoryLocked
 from tests.helpers import async_wait_until
 from tests.read_only import made_read_only
 
@@ -512,7 +512,7 @@ def test_the_catalogue_is_data_the_aggregator_registers_from() -> None:
     # issue 26: the catalogue no longer builds a throwaway AggregatorMetrics to learn
     # itself, so importing it (or the whole registry package) loads no aggregator
     code = (
-        "import sys, registry, registry.catalogue as c\n"
+        "import sys, registry, registry.core.catalogue as c\n"
         "assert 'registry.aggregator' not in sys.modules, 'aggregator imported'\n"
         "s = c.standard_series_settings(streaming=True, sig_figs=2, n_histogram_buckets=9)\n"
         "print(list(s) == list(c.standard_series(streaming=True)),\n"

@@ -12,7 +12,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 #: what parsing must not import: aiohttp (~0.25 s), pyarrow (0.1-0.35 s), the service
-HEAVY = ("aiohttp", "pyarrow", "registry.aggregator.service", "exporter.http_server")
+HEAVY = ("aiohttp", "pyarrow", "registry.aggregator.service", "exporter.http.server")
 
 
 def run_python(code: str) -> str:
@@ -29,7 +29,7 @@ def loaded_after(statements: str) -> list[str]:
 
 
 def test_building_the_command_line_imports_nothing_heavy() -> None:
-    assert loaded_after("from exporter.cli import build_parser\nbuild_parser()") == []
+    assert loaded_after("from exporter.cli.main import build_parser\nbuild_parser()") == []
 
 
 @pytest.mark.parametrize("module", ["registry", "exporter", "registry.aggregator"])
@@ -40,7 +40,7 @@ def test_the_packages_themselves_are_light(module: str) -> None:
 def test_the_lazy_names_are_the_real_ones() -> None:
     code = (
         "import registry.aggregator as a, registry.aggregator.service as s, exporter as e\n"
-        "import exporter.collector as c, exporter.http_server as h\n"
+        "import exporter.prometheus.collector as c, exporter.http.server as h\n"
         "from registry.aggregator import AggregatorService\n"
         "from exporter import MetricsServer, MetricsServerThread, SnapshotCollector\n"
         "assert AggregatorService is s.AggregatorService is a.AggregatorService\n"

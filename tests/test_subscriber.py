@@ -20,7 +20,7 @@ from registry import (
     SnapshotCodec,
     SnapshotSubscriber,
 )
-from registry.snapshot_codec import SNAPSHOT_TOPIC, pad_topic
+from registry.delivery.snapshot_codec import SNAPSHOT_TOPIC, pad_topic
 from registry.transport import BATCH_TOPIC, build_batch
 from tests.helpers import async_wait_until
 
@@ -216,6 +216,6 @@ def test_latest_terminal_listeners_and_timeouts(
         finally:
             raw.close()
 
-    with caplog.at_level(logging.ERROR, logger="registry.subscriber"):
+    with caplog.at_level(logging.ERROR, logger="registry.delivery.subscriber"):
         asyncio.run(main())
     assert sum("listener" in r.getMessage() for r in caplog.records) == 3

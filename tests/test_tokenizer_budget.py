@@ -72,7 +72,7 @@ def test_aggregate_writes_final_files_despite_a_looping_template(
     workdir: Path, spin_dir: Path
 ) -> None:
     events, snapshots, out = f"ipc://{workdir}/ev", f"ipc://{workdir}/met", workdir / "out"
-    cmd = [sys.executable, "-m", "exporter.cli", "aggregate", "--events", events]
+    cmd = [sys.executable, "-m", "exporter.cli.main", "aggregate", "--events", events]
     cmd += ["--snapshots", snapshots, "--output-dir", str(out), "--interval", "0.05"]
     cmd += ["--tokenizer", str(spin_dir), "--tokenizer-job-timeout", "1"]
     proc = subprocess.Popen(cmd, cwd=REPO, stderr=subprocess.PIPE, text=True)

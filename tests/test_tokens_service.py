@@ -21,7 +21,7 @@ import pytest
 from aggregator_scenario import ev
 from tokenizer_factory import CHAT_TEMPLATE, make_word_tokenizer
 
-from exporter.cli import main
+from exporter.cli.main import main
 from registry import MetricsSnapshot, SessionState, SnapshotSubscriber
 from registry.events import EventPublisher, EventRecord, EventType
 from registry.events.data import PromptData, TextModelOutput
@@ -52,7 +52,7 @@ def word_tokenizer(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def start(workdir: Path, *extra: str) -> tuple[subprocess.Popen[str], str, str, Path]:
     events, snapshots, out = f"ipc://{workdir}/ev", f"ipc://{workdir}/met", workdir / "out"
-    cmd = [sys.executable, "-m", "exporter.cli", "aggregate", "--events", events]
+    cmd = [sys.executable, "-m", "exporter.cli.main", "aggregate", "--events", events]
     cmd += ["--snapshots", snapshots, "--output-dir", str(out), "--interval", "0.05", *extra]
     return (
         subprocess.Popen(cmd, cwd=REPO, stderr=subprocess.PIPE, text=True),

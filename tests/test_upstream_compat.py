@@ -478,7 +478,7 @@ def test_our_event_publisher_sends_single_frames_a_spec_decoder_reads(workdir: P
 
 def test_our_snapshot_stream_is_single_frames_a_spec_decoder_reads(workdir: Path) -> None:
     from registry import MetricsRegistry, SessionState
-    from registry.publisher import MetricsPublisher
+    from registry.delivery.publisher import MetricsPublisher
 
     endpoint = f"ipc://{workdir}/snap.sock"
     reg = MetricsRegistry()

@@ -228,7 +228,7 @@ def test_completions_stamped_before_a_chunk_are_counted(replayed: Any, session: 
 
 
 def test_report_warns_about_the_ordering_and_keeps_upstreams_figures(replayed: Any) -> None:
-    from registry.report import build_report
+    from registry.report.summary import build_report
 
     ours, _ = replayed("d", True)
     report = build_report(ours)

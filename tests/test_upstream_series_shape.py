@@ -23,7 +23,7 @@ from upstream_fixtures import (
 from upstream_series import session_a_series
 
 from registry import MetricsRegistry, SessionState, snapshot_to_dict
-from registry.series import display_edges
+from registry.core.series import display_edges
 
 HDR_HIGH = 3_600_000_000_000
 TAIL = ("sample_latency_ns", "ttft_ns", "tpot_ns")

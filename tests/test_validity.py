@@ -12,16 +12,16 @@ import pytest
 from cli_process import bench_metrics
 from test_verdict_service import HAND_SLOS, write_snapshot
 
-from exporter.cli import main
-from exporter.report_view import judge_report_file
+from exporter.cli.main import main
+from exporter.views.report_view import judge_report_file
 from registry import SessionState
-from registry.metrics_registry import MetricsRegistry
+from registry.core.metrics_registry import MetricsRegistry
 from registry.mlperf.constraints import ConstraintTracker, judge
 from registry.mlperf.requirements import requirements_entry, requirements_for
 from registry.mlperf.slo import build_constraints
 from registry.mlperf.validity import format_duration, judge_validity
-from registry.report import load_schema
-from registry.verdict_counters import VerdictCounters, read_validity, read_verdict
+from registry.mlperf.verdict_counters import VerdictCounters, read_validity, read_verdict
+from registry.report.summary import load_schema
 
 VALIDATOR = jsonschema.Draft202012Validator(load_schema())
 MS = 1_000_000

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from registry import MetricsRegistry, SessionState
 from registry.aggregator import AggregatorMetrics
+from registry.core.percentiles import PercentileMethod, rank_index
 from registry.events import EventRecord, EventType
 from registry.events.data import ErrorData
 from registry.events.synthetic import SyntheticLoad
@@ -33,9 +34,8 @@ from registry.mlperf import (
     queries_needed,
 )
 from registry.mlperf.slo import parse_key
-from registry.percentiles import PercentileMethod, rank_index
-from registry.report import build_report
-from registry.verdict_counters import read_verdict, verdict_counter_names
+from registry.mlperf.verdict_counters import read_verdict, verdict_counter_names
+from registry.report.summary import build_report
 
 T = EventType
 MS = 1_000_000
@@ -349,7 +349,7 @@ def _judge_load(load: SyntheticLoad, ruleset: str) -> str:
 
 @pytest.mark.parametrize("ruleset", sorted(RULESETS))
 def test_nominal_profile_passes_and_slow_fails_every_ruleset(ruleset: str) -> None:
-    from exporter.commands.demo import PROFILES
+    from exporter.cli.commands.demo import PROFILES
 
     nominal = SyntheticLoad(qps=200, duration_s=4, seed=5, **PROFILES["nominal"])
     slow = SyntheticLoad(qps=200, duration_s=4, seed=5, **PROFILES["slow"])

@@ -12,9 +12,9 @@ import pytest
 from rich.console import Console
 from test_verdict import HAND_SAMPLES, HAND_SLOS, _aggregate, _stream
 
-from exporter.buckets import SERIES_BOUNDS, parse_bucket_spec
-from exporter.collector import SnapshotCollector
-from exporter.live_view import progress_line, render_live
+from exporter.prometheus.buckets import SERIES_BOUNDS, parse_bucket_spec
+from exporter.prometheus.collector import SnapshotCollector
+from exporter.views.live_view import progress_line, render_live
 from registry import MetricsRegistry, SessionState
 from registry.aggregator import AggregatorMetrics
 from registry.mlperf import build_constraints

@@ -19,14 +19,14 @@ import jsonschema
 import pytest
 from test_verdict import HAND_SAMPLES, HAND_SLOS, _aggregate, _stream
 
-from exporter.cli import main
-from exporter.commands import aggregate
+from exporter.cli.commands import aggregate
+from exporter.cli.main import main
 from registry import SessionState, snapshot_from_dict
 from registry.aggregator import AggregatorService
+from registry.delivery.snapshot_codec import snapshot_to_dict
 from registry.events import EventPublisher, EventRecord, EventType
 from registry.mlperf import build_constraints
-from registry.report import build_report, load_schema
-from registry.snapshot_codec import snapshot_to_dict
+from registry.report.summary import build_report, load_schema
 from tests.upstream_fixtures import FIXTURES
 
 VALIDATOR = jsonschema.Draft202012Validator(load_schema())

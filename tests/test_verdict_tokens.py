@@ -21,8 +21,8 @@ from registry.aggregator import AggregatorMetrics
 from registry.events import EventRecord, EventType
 from registry.events.data import ErrorData, PromptData, TextModelOutput
 from registry.mlperf import build_constraints
+from registry.mlperf.verdict_counters import read_verdict
 from registry.tokens import TokenCounter, load_tokenizer
-from registry.verdict_counters import read_verdict
 
 pytest.importorskip("transformers", reason="needs the extra bench-metrics[tokenizer]")
 

@@ -8,8 +8,8 @@ import subprocess
 
 import pytest
 
-from registry.snapshot import SessionState
-from registry.snapshot_codec import SnapshotCodec
+from registry.delivery.snapshot import SessionState
+from registry.delivery.snapshot_codec import SnapshotCodec
 from registry.transport import ZmqPublisher
 from tests.cli_process import bench_metrics
 from tests.snapshots_factory import snapshot

@@ -16,15 +16,15 @@ from pathlib import Path
 import bcrypt
 import pytest
 
-from exporter.collector import SnapshotCollector
-from exporter.http_server import MetricsServer, MetricsServerThread
-from exporter.web_config import (
+from exporter.http.server import MetricsServer, MetricsServerThread
+from exporter.http.web_config import (
     BCRYPT_MAX_PASSWORD_BYTES,
     MAX_BCRYPT_COST,
     WebConfig,
     WebConfigError,
     load_web_config,
 )
+from exporter.prometheus.collector import SnapshotCollector
 from tests.cli_process import bench_metrics
 from tests.exporter_support import registry_of, spec_snapshot
 
@@ -197,7 +197,7 @@ def test_the_dummy_hash_is_made_when_basic_auth_is_configured_not_at_import() ->
     server with basic auth, and an unknown user is still checked against it."""
     code = (
         "import sys, bcrypt\n"
-        "from exporter import web_config as w\n"
+        "from exporter.http import web_config as w\n"
         "assert w._dummy_hash.cache_info().currsize == 0, 'hashed at import'\n"
         "auth = w.BasicAuth({'alice': bcrypt.hashpw(b'pw', bcrypt.gensalt(rounds=4))})\n"
         "assert w._dummy_hash.cache_info().currsize == 1\n"

@@ -10,7 +10,7 @@ import msgspec
 import pyarrow.parquet as pq
 import pytest
 
-from registry.atomic_file import temp_files_for
+from registry.delivery.atomic_file import temp_files_for
 from registry.events import EventCodec, EventDecodeError, EventRecord, EventType
 from registry.store.samples import ROW_GROUP_ROWS, SampleWriter
 from tests.test_hostile_events import START, frames_of, rec, run_with

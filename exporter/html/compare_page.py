@@ -15,11 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from exporter.compare_view import format_amount, format_relative, series_label
 from exporter.html.charts import distribution_svg, timeline_svgs
 from exporter.html.page import document, esc, figure, table, write_page
 from exporter.html.report_page import TIMELINE_COLUMNS
-from exporter.view_format import order_series
+from exporter.views.compare_view import format_amount, format_relative, series_label
+from exporter.views.format import order_series
 from registry.compare.compare import Comparison
 from registry.compare.intervals import MEAN_METHOD, QUANTILE_METHOD
 from registry.compare.run_data import RunData, SeriesUnavailable

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 from rich.console import Console, RenderableType
 from rich.terminal_theme import DEFAULT_TERMINAL_THEME
 
-from registry.atomic_file import write_atomic
+from registry.delivery.atomic_file import write_atomic
 
 __all__ = ["CSP", "document", "esc", "figure", "rich_html", "table", "write_page"]
 

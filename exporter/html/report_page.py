@@ -23,13 +23,13 @@ from typing import Any
 
 from exporter.html.charts import Limit, distribution_svg, timeline_svgs
 from exporter.html.page import document, esc, figure, rich_html, table
-from exporter.report_view import REPORT_GRID, ReportDocument, render_report
-from exporter.verdict_view import from_report, verdict_panel
-from exporter.view_format import SERIES_LABELS, format_value, order_series
+from exporter.views.format import SERIES_LABELS, format_value, order_series
+from exporter.views.report_view import REPORT_GRID, ReportDocument, render_report
+from exporter.views.verdict_view import from_report, verdict_panel
 from registry.compare.run_data import RunData, SeriesUnavailable
 from registry.compare.timeline import build_timeline
-from registry.report import REPORT_HTML_NAME
-from registry.snapshot import percentile_key
+from registry.delivery.snapshot import percentile_key
+from registry.report.summary import REPORT_HTML_NAME
 
 __all__ = [
     "HTML_NAME",
@@ -239,11 +239,11 @@ def write_run_page(output_dir: str | Path) -> Path:
     """``report.html`` of the finished run in ``output_dir``, beside its final files,
     by the process that holds the directory's lock (``aggregate``/``demo``).
 
-    Raises :class:`~exporter.report_view.ReportFileError` when the run has no
+    Raises :class:`~exporter.views.report_view.ReportFileError` when the run has no
     final file to show, :class:`OSError` when the page cannot be written.
     """
-    from exporter.report_view import load_report_file
-    from registry.final_source import FINAL_SNAPSHOT_NAME
+    from exporter.views.report_view import load_report_file
+    from registry.delivery.final_source import FINAL_SNAPSHOT_NAME
 
     out = Path(output_dir)
     doc = load_report_file(out / FINAL_SNAPSHOT_NAME)

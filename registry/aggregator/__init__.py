@@ -5,7 +5,7 @@ the session state; the service wires them to sockets, the publisher and
 signals. The service is imported when first named: it pulls in the
 sockets, the stores and pyarrow, which the computations alone (what every
 command line parser needs) must not pay for at start-up. The catalogue of
-counters and series is declared in :mod:`registry.catalogue`.
+counters and series is declared in :mod:`registry.core.catalogue`.
 """
 
 from typing import TYPE_CHECKING, Any

@@ -43,7 +43,7 @@ With constraints (``--ruleset`` / ``--slo``, SPEC §10), every tracked
 sample is also judged once by a :class:`~registry.mlperf.ConstraintTracker`
 (:meth:`AggregatorMetrics.judge_sample`): at its completion, or, when its TPOT
 and output tokens come from the tokenizer, when those counts arrive. The
-verdict counters of :mod:`registry.verdict_counters` follow the aggregator's own.
+verdict counters of :mod:`registry.mlperf.verdict_counters` follow the aggregator's own.
 
 Ours in addition: ``tracked_output_tokens`` and the data-quality counters
 ``events_malformed`` (undecodable payloads, unknown event types, broken
@@ -68,7 +68,7 @@ import msgspec
 from registry.aggregator.chunk_batch import HeldReceives, finish, settle
 from registry.aggregator.rows import NO_COUNT, UNSET, SampleTable
 from registry.aggregator.session import SessionMachine
-from registry.catalogue import (
+from registry.core.catalogue import (
     COUNTERS,
     DIAGNOSTIC_COUNTERS,
     FINISH_REASONS,
@@ -80,19 +80,20 @@ from registry.catalogue import (
     register_standard_metrics,
     series_names,
 )
+from registry.core.metrics_registry import MetricsRegistry
 from registry.events import EventCodec, EventRecord, EventType
 from registry.events.data import ErrorData, PromptData, TextModelOutput, array_length
-from registry.metrics_registry import MetricsRegistry
 from registry.mlperf.constraints import ConstraintTracker
 from registry.mlperf.requirements import Requirements
 from registry.mlperf.slo import Constraint
+from registry.mlperf.verdict_counters import VerdictCounters
 from registry.store.sample_log import SampleLog
 from registry.tokens import OUTPUT, PROMPT, TokenCounter, TokenizerPool, TokenJob
 from registry.tokens.pool import Count
 from registry.tokens.rules import needs_after_first_chunk_count, needs_output_count
-from registry.verdict_counters import VerdictCounters
 
-# The catalogue's names (declared in registry/catalogue.py) are re-exported for older imports.
+# The catalogue's names (declared in registry/core/catalogue.py) are re-exported
+# for older imports.
 __all__ = [
     "COUNTERS",
     "DIAGNOSTIC_COUNTERS",

@@ -2,7 +2,7 @@
 
 It connects to the benchmark's event endpoint, applies every event to
 :class:`~registry.aggregator.metrics.AggregatorMetrics`, and publishes
-snapshots through a :class:`~registry.publisher.MetricsPublisher` bound on the
+snapshots through a :class:`~registry.delivery.publisher.MetricsPublisher` bound on the
 snapshot endpoint. The run ends in one of two ways:
 
 - ``session.ended`` → DRAINING: the service stops reading, the tokenizer's
@@ -62,18 +62,18 @@ from registry.aggregator.event_subscriber import DEFAULT_MAX_FRAME_BYTES, EventS
 from registry.aggregator.metrics import AggregatorEventCodec, AggregatorMetrics
 from registry.aggregator.producer_watch import DEFAULT_PRODUCER_TIMEOUT_S, ProducerWatch
 from registry.aggregator.session import SessionMachine
-from registry.clock import anchor, clock_block
-from registry.final_source import FINAL_SNAPSHOT_NAME, read_final_document
-from registry.metrics_registry import MetricsRegistry
+from registry.core.clock import anchor, clock_block
+from registry.core.metrics_registry import MetricsRegistry
+from registry.core.percentiles import PercentileMethod
+from registry.delivery.final_source import FINAL_SNAPSHOT_NAME, read_final_document
+from registry.delivery.previous_run import RAW_STORE_DIR, report_blocked_by
+from registry.delivery.publisher import MetricsPublisher
+from registry.delivery.safe_open import open_for_writing
+from registry.delivery.snapshot import MetricsSnapshot, SessionState
 from registry.mlperf.early_stopping import EarlyStoppingSpec, warm_up
 from registry.mlperf.requirements import Requirements, requirements_entry
 from registry.mlperf.slo import Constraint
-from registry.percentiles import PercentileMethod
-from registry.previous_run import RAW_STORE_DIR, report_blocked_by
-from registry.publisher import MetricsPublisher
-from registry.report import REPORT_NAME, build_report, write_report
-from registry.safe_open import open_for_writing
-from registry.snapshot import MetricsSnapshot, SessionState
+from registry.report.summary import REPORT_NAME, build_report, write_report
 from registry.store.raw_store import DEFAULT_MEMORY_BYTES, RawStore
 from registry.store.sample_log import SAMPLES_NAME, SampleLog
 from registry.store.samples import SampleWriter

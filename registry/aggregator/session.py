@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from registry.snapshot import SessionState
+from registry.delivery.snapshot import SessionState
 
 __all__ = ["SessionMachine"]
 

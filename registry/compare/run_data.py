@@ -23,10 +23,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from registry.final_source import FINAL_SNAPSHOT_NAME
+from registry.delivery.final_source import FINAL_SNAPSHOT_NAME
+from registry.delivery.snapshot_codec import SnapshotDecodeError
 from registry.merge.run_dir import MergeError, RunDir, load_run
-from registry.report import REPORT_NAME, build_report
-from registry.snapshot_codec import SnapshotDecodeError
+from registry.report.summary import REPORT_NAME, build_report
 
 __all__ = ["PARQUET_COLUMN", "RunData", "RunDataError", "SeriesUnavailable", "load_run_data"]
 

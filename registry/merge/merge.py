@@ -14,11 +14,11 @@ seen every event:
   one clock (:mod:`registry.merge.timeline`); runs judged on constraints
   (``--ruleset``, ``--slo``) are judged as one: their counts summed, the
   states, queries needed and goodput decided again on the sums
-  (:func:`registry.verdict_counters.merged_verdict_counters`);
+  (:func:`registry.mlperf.verdict_counters.merged_verdict_counters`);
 - each series: rollups added (exact integers from the raw stores'
   manifests), HDR histograms added bucket by bucket, then percentiles,
   early-stopping map and display histogram exactly as one run computes them
-  (:func:`registry.series.describe_series`), by selection over every run's
+  (:func:`registry.core.series.describe_series`), by selection over every run's
   raw store. A series some run has no whole raw store for is located in the
   merged HDR instead: within HDR precision, and the run block says
   ``"exact": false`` and which series;
@@ -45,24 +45,24 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from registry.atomic_file import fsync_directory, json_bytes, stage_atomic, temporary_path
-from registry.final_source import FINAL_SNAPSHOT_NAME
-from registry.hdr import HdrFold
+from registry.core.hdr import HdrFold
+from registry.core.percentiles import PercentileMethod
+from registry.core.rollups import Rollup
+from registry.core.selection import CountMismatch
+from registry.core.series import EXACT, HDR_ONLY, SeriesConfig, describe_series
+from registry.delivery.atomic_file import fsync_directory, json_bytes, stage_atomic, temporary_path
+from registry.delivery.final_source import FINAL_SNAPSHOT_NAME
+from registry.delivery.run_lock import DirectoryLocked, RunLock
+from registry.delivery.safe_open import open_whole_writes
+from registry.delivery.snapshot import CounterStat, MetricsSnapshot, SeriesStat, SessionState
+from registry.delivery.snapshot_codec import snapshot_to_dict
 from registry.merge.run_dir import MergeError, RunDir, load_run, one_line
 from registry.merge.timeline import Alignment, align, merged_durations
 from registry.mlperf.early_stopping import EarlyStoppingSpec
-from registry.percentiles import PercentileMethod
-from registry.report import REPORT_NAME, build_report
-from registry.rollups import Rollup
-from registry.run_lock import DirectoryLocked, RunLock
-from registry.safe_open import open_whole_writes
-from registry.selection import CountMismatch
-from registry.series import EXACT, HDR_ONLY, SeriesConfig, describe_series
-from registry.snapshot import CounterStat, MetricsSnapshot, SeriesStat, SessionState
-from registry.snapshot_codec import snapshot_to_dict
+from registry.mlperf.verdict_counters import merged_verdict_counters, read_validity, read_verdict
+from registry.report.summary import REPORT_NAME, build_report
 from registry.store.sample_log import SAMPLES_NAME
 from registry.store.samples import SAMPLES_SCHEMA
-from registry.verdict_counters import merged_verdict_counters, read_validity, read_verdict
 
 __all__ = ["MergeResult", "check_compatible", "merge_runs", "merged_snapshot"]
 

@@ -22,9 +22,9 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from registry.final_source import FINAL_SNAPSHOT_NAME, FinalFileError, read_final_document
-from registry.run_lock import LOCK_NAME, LockHolder
-from registry.snapshot import MetricsSnapshot
+from registry.delivery.final_source import FINAL_SNAPSHOT_NAME, FinalFileError, read_final_document
+from registry.delivery.run_lock import LOCK_NAME, LockHolder
+from registry.delivery.snapshot import MetricsSnapshot
 from registry.store.raw_store import MANIFEST_NAME
 from registry.store.sample_log import SAMPLES_NAME
 from registry.store.segments import file_facts, read_values

@@ -3,7 +3,7 @@
 Each run's timestamps are its producer's monotonic clock. Runs of the same
 boot (same kernel boot id) share that clock exactly and need no offset;
 others are moved onto the first run's clock through their wall-clock
-anchors (``wall - monotonic`` of each, :mod:`registry.clock`). On that one
+anchors (``wall - monotonic`` of each, :mod:`registry.core.clock`). On that one
 timeline:
 
 - ``tracked_duration_ns``: per tracking window index, the union of the runs'
@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from registry.clock import offset_ns
+from registry.core.clock import offset_ns
 
 __all__ = ["Alignment", "align", "merged_durations"]
 

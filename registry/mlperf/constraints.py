@@ -39,9 +39,9 @@ import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from registry.core.percentiles import percent_to_fraction
 from registry.mlperf.early_stopping import EarlyStoppingSpec, find_min_passing
 from registry.mlperf.slo import Constraint
-from registry.percentiles import percent_to_fraction
 
 __all__ = [
     "CONSTRAINT_STATES",

@@ -29,8 +29,8 @@ import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from registry.percentiles import percent_to_fraction
-from registry.snapshot import percentile_key
+from registry.core.percentiles import percent_to_fraction
+from registry.delivery.snapshot import percentile_key
 
 __all__ = [
     "EarlyStoppingSpec",

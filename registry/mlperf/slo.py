@@ -22,8 +22,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
+from registry.core.percentiles import percent_to_fraction
 from registry.mlperf.rulesets import get_ruleset
-from registry.percentiles import percent_to_fraction
 
 __all__ = [
     "CONSTRAINED_SERIES",

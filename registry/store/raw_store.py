@@ -41,8 +41,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from registry.atomic_file import fsync_directory, temporary_path, write_json_atomic
-from registry.safe_open import make_directory
+from registry.delivery.atomic_file import fsync_directory, temporary_path, write_json_atomic
+from registry.delivery.safe_open import make_directory
 from registry.store.segments import SegmentWriter, arrow, read_values
 
 __all__ = [

@@ -29,8 +29,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from registry.atomic_file import fsync_directory, temporary_path
-from registry.safe_open import WholeWrites, open_whole_writes
+from registry.delivery.atomic_file import fsync_directory, temporary_path
+from registry.delivery.safe_open import WholeWrites, open_whole_writes
 from registry.store.sample_log import SAMPLE_FIELDS
 
 __all__ = ["ROW_GROUP_ROWS", "SAMPLES_SCHEMA", "SampleWriter", "rows_to_table"]

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from registry.safe_open import open_whole_writes
+from registry.delivery.safe_open import open_whole_writes
 
 __all__ = ["COLUMN", "FileFacts", "SegmentWriter", "arrow", "file_facts", "read_values"]
 
