@@ -60,13 +60,14 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from registry.catalogue import FINISH_REASONS, register_standard_metrics
-from registry.final_source import FINAL_SNAPSHOT_NAME, read_final_document
+from registry.final_source import FINAL_SNAPSHOT_NAME
 from registry.metrics_registry import MetricsRegistry
 from registry.mlperf.early_stopping import EarlyStoppingSpec
 from registry.percentiles import PercentileMethod
-from registry.previous_run import clear_previous_run, report_blocked_by
+from registry.previous_run import clear_previous_run
 from registry.publisher import MetricsPublisher
-from registry.report import REPORT_NAME, build_report, write_report
+from registry.report import REPORT_NAME
+from registry.run_end import end_run
 from registry.run_lock import RunLock
 from registry.snapshot import DEFAULT_PERCENTILES, MetricsSnapshot, SessionState
 from registry.transport.endpoint import check_endpoint
@@ -501,13 +502,19 @@ class _SessionCore:
             with self._lock:
                 self._finished = True
             self.record = self.record_many = self._refuse_late
-            snap = await publisher.publish_final(n_pending_tasks=0, interrupted=interrupted)
-            self._state = snap.state
-            self.final_snapshot = snap  # the publisher handed it to _on_snapshot's waiters
-            if not publisher.final_file_written:
-                self.unwritten_files[FINAL_SNAPSHOT_NAME] = publisher.final_file_error or "unknown"
-            self.report = await asyncio.to_thread(
-                self._write_report, snap, publisher.run_block(), publisher.final_file_written
+            self.report = await end_run(
+                publisher,
+                report_path=self.report_path,
+                unwritten_files=self.unwritten_files,
+                n_pending_tasks=0,  # nothing is ever pending: no tokenizer in-process
+                interrupted=interrupted,
+                run_id=self.run_id,
+                labels=self.labels,
+                on_final_snapshot=self._on_final_snapshot,
+                # no stores in-process (no raw store, no samples.parquet); and a library
+                # inside the benchmark's process stays quiet: unwritten files are logged below
+                stores=None,
+                log=None,
             )
             if self._mirror is not None:
                 # push once (if asked); linger only after a complete run, not on the way out
@@ -528,28 +535,11 @@ class _SessionCore:
             )
         return self.report
 
-    def _write_report(
-        self, snap: MetricsSnapshot, run: dict[str, Any], file_written: bool
-    ) -> dict[str, Any]:
-        """The Report from the final file as written (SPEC §7 order), else from memory."""
-        try:
-            if not file_written:
-                raise OSError("the publisher could not write it")
-            from_file, file_run = read_final_document(self.final_snapshot_path)
-            report = build_report(from_file, source="file", run=file_run)
-        except (OSError, ValueError) as exc:
-            reason = f"{FINAL_SNAPSHOT_NAME} unusable: {exc}"
-            report = build_report(snap, source="terminal_frame", reason=reason, run=run)
-        blocked = None if file_written else report_blocked_by(self.final_snapshot_path)
-        if blocked is not None:
-            # an earlier run's final snapshot stays: the new report beside it would be a mix
-            self.unwritten_files[REPORT_NAME] = blocked
-            return report
-        try:
-            write_report(self.report_path, report)
-        except OSError as exc:
-            self.unwritten_files[REPORT_NAME] = exc.strerror or str(exc)
-        return report
+    def _on_final_snapshot(self, snap: MetricsSnapshot) -> None:
+        self._state = snap.state
+        # set now: the publisher has already handed it to _on_snapshot's waiters, so a
+        # later next_snapshot() must find it here
+        self.final_snapshot = snap
 
     def _release(self) -> None:
         if self._publisher is not None and self._finish_task is None:
