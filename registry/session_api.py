@@ -10,9 +10,13 @@ aggregator builds it) and, when asked, the Prometheus exporter. Use
 publisher on an event loop of its own, in a thread).
 
 Why it lives in ``registry``: what it owns is the authoritative path (every
-number, the final file, the Report); the exporter only reflects it. So the
-exporter is imported only when ``listen`` or ``pushgateway`` asks for it, and
-``import registry`` never pulls in aiohttp or prometheus_client.
+number, the final file, the Report); the exporter only reflects it. So this
+module never imports the exporter: ``listen`` and ``pushgateway`` are served by
+a :class:`SessionExporter` that the installed exporter registers under the
+entry point :data:`EXPORTER_ENTRY_POINT` (bench-metrics' own:
+``exporter.mirror.SessionMirror``, declared in pyproject.toml). It is looked up
+and loaded only when one of them is given, so ``import registry`` never pulls
+in aiohttp or prometheus_client.
 
 Guarantees:
 
@@ -48,6 +52,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import logging
 import math
 import operator
@@ -57,7 +62,7 @@ import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from registry.catalogue import FINISH_REASONS, register_standard_metrics
 from registry.final_source import FINAL_SNAPSHOT_NAME
@@ -72,10 +77,14 @@ from registry.run_lock import RunLock
 from registry.snapshot import DEFAULT_PERCENTILES, MetricsSnapshot, SessionState
 from registry.transport.endpoint import check_endpoint
 
-if TYPE_CHECKING:
-    from exporter.mirror import PrometheusMirror
-
-__all__ = ["DEFAULT_SNAPSHOTS_ENDPOINT", "MetricsSession", "SyncMetricsSession"]
+__all__ = [
+    "DEFAULT_SNAPSHOTS_ENDPOINT",
+    "EXPORTER_ENTRY_POINT",
+    "MetricsSession",
+    "SessionExporter",
+    "SessionExporterFactory",
+    "SyncMetricsSession",
+]
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +94,65 @@ T = TypeVar("T")
 DEFAULT_SNAPSHOTS_ENDPOINT = "tcp://127.0.0.1:0"
 
 _MANAGED_DURATIONS = ("total_duration_ns", "tracked_duration_ns")
+
+#: (group, name) of the entry point that serves ``listen=`` / ``pushgateway=``.
+EXPORTER_ENTRY_POINT = ("bench_metrics.session_exporter", "prometheus")
+
+
+class SessionExporter(Protocol):
+    """What serves a session's snapshots outside the process (the hook the exporter fills).
+
+    The session calls, in this order: :meth:`start` when it starts (the
+    registry's catalogue is final then, and ``labels`` are the run's, ``run_id``
+    included; ``OSError`` if it cannot serve),
+    :meth:`on_snapshot` with every live and terminal snapshot (on the loop that
+    publishes), :meth:`finish` once the final files are written, :meth:`stop`,
+    and :meth:`close` (also after a start that failed half-way).
+    """
+
+    @property
+    def metrics_url(self) -> str | None: ...
+
+    def start(self, registry: MetricsRegistry, labels: Mapping[str, str]) -> None: ...
+
+    def on_snapshot(self, snapshot: MetricsSnapshot) -> None: ...
+
+    async def finish(self, *, interrupted: bool) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class SessionExporterFactory(Protocol):
+    """Builds a :class:`SessionExporter`; checks its arguments, binds nothing (``ValueError``)."""
+
+    def __call__(
+        self,
+        *,
+        listen: str | None,
+        pushgateway: str | None,
+        namespace: str,
+        labels: Mapping[str, str],
+        linger_s: float,
+        interval_s: float,
+    ) -> SessionExporter: ...
+
+
+@functools.cache
+def _exporter_factory() -> SessionExporterFactory:
+    # Looked up, not imported: the exporter depends on registry, never the reverse.
+    from importlib.metadata import entry_points
+
+    group, name = EXPORTER_ENTRY_POINT
+    for entry in entry_points(group=group, name=name):
+        factory: SessionExporterFactory = entry.load()
+        return factory
+    raise RuntimeError(
+        f"listen= and pushgateway= need an exporter registered as entry point {name!r} in "
+        f"group {group!r}, and none is installed (bench-metrics' own registers it: "
+        "reinstall the package, e.g. pip install -e .)"
+    )
 
 
 def _default_run_id() -> str:
@@ -169,9 +237,16 @@ class _SessionCore:
         self.standard_metrics = bool(standard_metrics)
         if self.standard_metrics:
             register_standard_metrics(self.registry, streaming=self.streaming)
-        self._exporter_args: tuple[tuple[str, int] | None, str | None, str] | None = None
+        self._exporter: SessionExporter | None = None
         if listen is not None or pushgateway is not None:
-            self._exporter_args = self._check_exporter(listen, pushgateway, namespace)
+            self._exporter = _exporter_factory()(
+                listen=listen,
+                pushgateway=pushgateway,
+                namespace=namespace,
+                labels=self._exporter_labels(),
+                linger_s=self.linger_s,
+                interval_s=self.interval_s,
+            )
         self._lock_output_dir = lock_output_dir
 
         self._lock = threading.Lock()
@@ -182,7 +257,6 @@ class _SessionCore:
         self._last_completion_ns: int | None = None
         self._run_lock: RunLock | None = None
         self._publisher: MetricsPublisher | None = None
-        self._mirror: PrometheusMirror | None = None
         self._finish_task: asyncio.Task[dict[str, Any]] | None = None
         self._waiters: list[tuple[int, asyncio.Future[MetricsSnapshot]]] = []
         self.record = self.registry.record
@@ -193,18 +267,8 @@ class _SessionCore:
         #: final files that could not be written, with the reason
         self.unwritten_files: dict[str, str] = {}
 
-    def _check_exporter(
-        self, listen: str | None, pushgateway: str | None, namespace: str
-    ) -> tuple[tuple[str, int] | None, str | None, str]:
-        # Imported here only: the exporter is optional for a session (see the docstring).
-        from exporter.collector import SnapshotCollector
-        from exporter.listen import parse_listen
-
-        address = parse_listen(listen, default_port=0) if listen is not None else None
-        if pushgateway is not None and not pushgateway.strip():
-            raise ValueError("pushgateway: empty URL")
-        SnapshotCollector(namespace, {**self.labels, "run_id": self.run_id})  # ValueError if bad
-        return address, pushgateway, namespace
+    def _exporter_labels(self) -> dict[str, str]:
+        return {**self.labels, "run_id": self.run_id}  # run_id last: nothing replaces it
 
     # -- registration (before start) ---------------------------------------------
 
@@ -363,10 +427,7 @@ class _SessionCore:
     @property
     def metrics_url(self) -> str | None:
         """``http://HOST:PORT/metrics`` (the real port) while the exporter serves, else None."""
-        mirror = self._mirror
-        if mirror is None or mirror.url is None:
-            return None
-        return mirror.url + "/metrics"
+        return self._exporter.metrics_url if self._exporter is not None else None
 
     # -- lifecycle (async; SyncMetricsSession runs these on its own loop) ---------
 
@@ -387,9 +448,10 @@ class _SessionCore:
                 run_info=self._run_info,
             )
             self._publisher = publisher
-            if self._exporter_args is not None:
-                self._mirror = self._start_mirror(*self._exporter_args)
-                publisher.add_listener(self._mirror.on_snapshot)
+            if self._exporter is not None:
+                # its own thread and loop (SessionExporter): see the module docstring
+                self._exporter.start(self.registry, self._exporter_labels())
+                publisher.add_listener(self._exporter.on_snapshot)
             publisher.add_listener(self._on_snapshot)  # after the mirror: it is current on wake
         except BaseException:
             self._release()
@@ -406,36 +468,6 @@ class _SessionCore:
             f", /metrics at {self.metrics_url}" if self.metrics_url else "",
             self.output_dir,
         )
-
-    def _start_mirror(
-        self, listen: tuple[str, int] | None, pushgateway: str | None, namespace: str
-    ) -> PrometheusMirror:
-        from exporter.collector import DEFAULT_STALE_AFTER
-        from exporter.errors import UsageError
-        from exporter.mirror import PrometheusMirror, settable_counter_names
-        from exporter.mirror_args import ExporterOptions
-        from exporter.pushgateway import DEFAULT_PUSH_JOB
-        from exporter.web_config import WebConfig
-
-        options = ExporterOptions(
-            listen=listen,
-            web_config=WebConfig(),
-            linger=self.linger_s,
-            pushgateway=pushgateway,
-            push_job=DEFAULT_PUSH_JOB,
-            namespace=namespace,
-            stale_after=max(DEFAULT_STALE_AFTER, 4 * self.interval_s),
-        )
-        mirror = PrometheusMirror(
-            options,
-            labels={**self.labels, "run_id": self.run_id},  # run_id last: nothing replaces it
-            gauges=settable_counter_names(self.registry),
-        )
-        try:
-            mirror.start_in_thread()  # its own thread and loop: see the module docstring
-        except UsageError as exc:  # the command line's error type; here it is a bind failure
-            raise OSError(str(exc)) from None
-        return mirror
 
     def _run_info(self) -> dict[str, Any]:
         return {
@@ -516,17 +548,14 @@ class _SessionCore:
                 stores=None,
                 log=None,
             )
-            if self._mirror is not None:
+            if self._exporter is not None:
                 # push once (if asked); linger only after a complete run, not on the way out
                 # of an exception
-                stop = asyncio.Event()
-                if interrupted:
-                    stop.set()
-                await self._mirror.finish(stop)
+                await self._exporter.finish(interrupted=interrupted)
         finally:
             await publisher.aclose()
-            if self._mirror is not None:
-                await self._mirror.stop()
+            if self._exporter is not None:
+                await self._exporter.stop()
             self._release()
         if self.unwritten_files:
             log.error(
@@ -544,8 +573,8 @@ class _SessionCore:
     def _release(self) -> None:
         if self._publisher is not None and self._finish_task is None:
             self._publisher.close()
-        if self._mirror is not None:
-            self._mirror.close()
+        if self._exporter is not None:
+            self._exporter.close()
         if self._run_lock is not None:
             self._run_lock.release()
             self._run_lock = None
