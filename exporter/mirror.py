@@ -48,7 +48,7 @@ from registry.snapshot import MetricsSnapshot
 
 if TYPE_CHECKING:
     from registry.aggregator import AggregatorService
-    from registry.session_api import SessionExporterFactory
+    from registry.session_api import ExporterRequest, SessionExporterFactory
 
 __all__ = ["PrometheusMirror", "SessionMirror", "mirror_service", "settable_counter_names"]
 
@@ -238,25 +238,14 @@ class SessionMirror:
     (``OSError`` when the address cannot be bound).
     """
 
-    def __init__(
-        self,
-        *,
-        listen: str | None,
-        pushgateway: str | None,
-        namespace: str,
-        labels: Mapping[str, str],
-        linger_s: float,
-        interval_s: float,
-    ) -> None:
+    def __init__(self, request: ExporterRequest) -> None:
+        listen = request.listen
         self._address = parse_listen(listen, default_port=0) if listen is not None else None
-        if pushgateway is not None and not pushgateway.strip():
+        if request.pushgateway is not None and not request.pushgateway.strip():
             raise ValueError("pushgateway: empty URL")
         # ValueError naming a bad label or namespace (labels: the run's, run_id included)
-        SnapshotCollector(namespace, labels)
-        self._pushgateway = pushgateway
-        self._namespace = namespace
-        self._linger_s = linger_s
-        self._interval_s = interval_s
+        SnapshotCollector(request.namespace, request.labels)
+        self._request = request
         self._mirror: PrometheusMirror | None = None
 
     @property
@@ -270,14 +259,15 @@ class SessionMirror:
     def start(self, registry: MetricsRegistry, labels: Mapping[str, str]) -> None:
         """Bind and serve; the registry's catalogue is final now (its settable counters
         are gauges), and ``labels`` are the run's (``run_id`` included)."""
+        request = self._request
         options = ExporterOptions(
             listen=self._address,
             web_config=WebConfig(),
-            linger=self._linger_s,
-            pushgateway=self._pushgateway,
+            linger=request.linger_s,
+            pushgateway=request.pushgateway,
             push_job=DEFAULT_PUSH_JOB,
-            namespace=self._namespace,
-            stale_after=max(DEFAULT_STALE_AFTER, 4 * self._interval_s),
+            namespace=request.namespace,
+            stale_after=max(DEFAULT_STALE_AFTER, 4 * request.interval_s),
         )
         mirror = PrometheusMirror(options, labels=labels, gauges=settable_counter_names(registry))
         try:

@@ -60,6 +60,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol, TypeVar
@@ -80,6 +81,7 @@ from registry.transport.endpoint import check_endpoint
 __all__ = [
     "DEFAULT_SNAPSHOTS_ENDPOINT",
     "EXPORTER_ENTRY_POINT",
+    "ExporterRequest",
     "MetricsSession",
     "SessionExporter",
     "SessionExporterFactory",
@@ -124,19 +126,22 @@ class SessionExporter(Protocol):
     def close(self) -> None: ...
 
 
-class SessionExporterFactory(Protocol):
-    """Builds a :class:`SessionExporter`; checks its arguments, binds nothing (``ValueError``)."""
+@dataclass(frozen=True)
+class ExporterRequest:
+    """What a session asks of its exporter: its own arguments, as given."""
 
-    def __call__(
-        self,
-        *,
-        listen: str | None,
-        pushgateway: str | None,
-        namespace: str,
-        labels: Mapping[str, str],
-        linger_s: float,
-        interval_s: float,
-    ) -> SessionExporter: ...
+    listen: str | None
+    pushgateway: str | None
+    namespace: str
+    #: the run's labels, ``run_id`` included (checked now; :meth:`SessionExporter.start`
+    #: gets them again, as they are then)
+    labels: Mapping[str, str]
+    linger_s: float
+    interval_s: float
+
+
+#: Builds a :class:`SessionExporter`: checks the request, binds nothing (``ValueError``).
+SessionExporterFactory = Callable[[ExporterRequest], SessionExporter]
 
 
 @functools.cache
@@ -239,7 +244,7 @@ class _SessionCore:
             register_standard_metrics(self.registry, streaming=self.streaming)
         self._exporter: SessionExporter | None = None
         if listen is not None or pushgateway is not None:
-            self._exporter = _exporter_factory()(
+            request = ExporterRequest(
                 listen=listen,
                 pushgateway=pushgateway,
                 namespace=namespace,
@@ -247,6 +252,7 @@ class _SessionCore:
                 linger_s=self.linger_s,
                 interval_s=self.interval_s,
             )
+            self._exporter = _exporter_factory()(request)
         self._lock_output_dir = lock_output_dir
 
         self._lock = threading.Lock()
