@@ -10,9 +10,13 @@ aggregator builds it) and, when asked, the Prometheus exporter. Use
 publisher on an event loop of its own, in a thread).
 
 Why it lives in ``registry``: what it owns is the authoritative path (every
-number, the final file, the Report); the exporter only reflects it. So the
-exporter is imported only when ``listen`` or ``pushgateway`` asks for it, and
-``import registry`` never pulls in aiohttp or prometheus_client.
+number, the final file, the Report); the exporter only reflects it. So this
+module never imports the exporter: ``listen`` and ``pushgateway`` are served by
+a :class:`SessionExporter` that the installed exporter registers under the
+entry point :data:`EXPORTER_ENTRY_POINT` (bench-metrics' own:
+``exporter.prometheus.mirror.SessionMirror``, declared in pyproject.toml). It is looked up
+and loaded only when one of them is given, so ``import registry`` never pulls
+in aiohttp or prometheus_client.
 
 Guarantees:
 
@@ -47,34 +51,42 @@ do) and never writes a final file in place.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import operator
 import threading
 import time
 from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar, Unpack
+from typing import Any, Protocol, TypeVar, Unpack
 
 from registry.core.catalogue import FINISH_REASONS, register_standard_metrics
 from registry.core.metrics_registry import MetricsRegistry
 from registry.core.percentiles import PercentileMethod
 from registry.core.series import SeriesSettings, check_series_keywords
-from registry.delivery.final_source import FINAL_SNAPSHOT_NAME, read_final_document
-from registry.delivery.previous_run import clear_previous_run, report_blocked_by
+from registry.delivery.final_source import FINAL_SNAPSHOT_NAME
+from registry.delivery.previous_run import clear_previous_run
 from registry.delivery.publisher import MetricsPublisher
+from registry.delivery.run_end import end_run
 from registry.delivery.run_id import new_run_id
 from registry.delivery.run_lock import RunLock
 from registry.delivery.snapshot import MetricsSnapshot, SessionState
 from registry.mlperf.early_stopping import EarlyStoppingSpec
-from registry.report.summary import REPORT_NAME, build_report, write_report
+from registry.report.summary import REPORT_NAME
 from registry.transport.endpoint import check_endpoint
 
-if TYPE_CHECKING:
-    from exporter.prometheus.mirror import PrometheusMirror
-
-__all__ = ["DEFAULT_SNAPSHOTS_ENDPOINT", "MetricsSession", "SyncMetricsSession"]
+__all__ = [
+    "DEFAULT_SNAPSHOTS_ENDPOINT",
+    "EXPORTER_ENTRY_POINT",
+    "ExporterRequest",
+    "MetricsSession",
+    "SessionExporter",
+    "SessionExporterFactory",
+    "SyncMetricsSession",
+]
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +96,68 @@ T = TypeVar("T")
 DEFAULT_SNAPSHOTS_ENDPOINT = "tcp://127.0.0.1:0"
 
 _MANAGED_DURATIONS = ("total_duration_ns", "tracked_duration_ns")
+
+#: (group, name) of the entry point that serves ``listen=`` / ``pushgateway=``.
+EXPORTER_ENTRY_POINT = ("bench_metrics.session_exporter", "prometheus")
+
+
+class SessionExporter(Protocol):
+    """What serves a session's snapshots outside the process (the hook the exporter fills).
+
+    The session calls, in this order: :meth:`start` when it starts (the
+    registry's catalogue is final then, and ``labels`` are the run's, ``run_id``
+    included; ``OSError`` if it cannot serve),
+    :meth:`on_snapshot` with every live and terminal snapshot (on the loop that
+    publishes), :meth:`finish` once the final files are written, :meth:`stop`,
+    and :meth:`close` (also after a start that failed half-way).
+    """
+
+    @property
+    def metrics_url(self) -> str | None: ...
+
+    def start(self, registry: MetricsRegistry, labels: Mapping[str, str]) -> None: ...
+
+    def on_snapshot(self, snapshot: MetricsSnapshot) -> None: ...
+
+    async def finish(self, *, interrupted: bool) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class ExporterRequest:
+    """What a session asks of its exporter: its own arguments, as given."""
+
+    listen: str | None
+    pushgateway: str | None
+    namespace: str
+    #: the run's labels, ``run_id`` included (checked now; :meth:`SessionExporter.start`
+    #: gets them again, as they are then)
+    labels: Mapping[str, str]
+    linger_s: float
+    interval_s: float
+
+
+#: Builds a :class:`SessionExporter`: checks the request, binds nothing (``ValueError``).
+SessionExporterFactory = Callable[[ExporterRequest], SessionExporter]
+
+
+@functools.cache
+def _exporter_factory() -> SessionExporterFactory:
+    # Looked up, not imported: the exporter depends on registry, never the reverse.
+    from importlib.metadata import entry_points
+
+    group, name = EXPORTER_ENTRY_POINT
+    for entry in entry_points(group=group, name=name):
+        factory: SessionExporterFactory = entry.load()
+        return factory
+    raise RuntimeError(
+        f"listen= and pushgateway= need an exporter registered as entry point {name!r} in "
+        f"group {group!r}, and none is installed (bench-metrics' own registers it: "
+        "reinstall the package, e.g. pip install -e .)"
+    )
 
 
 def _finite(value: object) -> bool:
@@ -162,9 +236,17 @@ class _SessionCore:
         self.standard_metrics = bool(standard_metrics)
         if self.standard_metrics:
             register_standard_metrics(self.registry, streaming=self.streaming)
-        self._exporter_args: tuple[tuple[str, int] | None, str | None, str] | None = None
+        self._exporter: SessionExporter | None = None
         if listen is not None or pushgateway is not None:
-            self._exporter_args = self._check_exporter(listen, pushgateway, namespace)
+            request = ExporterRequest(
+                listen=listen,
+                pushgateway=pushgateway,
+                namespace=namespace,
+                labels=self._exporter_labels(),
+                linger_s=self.linger_s,
+                interval_s=self.interval_s,
+            )
+            self._exporter = _exporter_factory()(request)
         self._lock_output_dir = lock_output_dir
 
         self._lock = threading.Lock()
@@ -175,7 +257,6 @@ class _SessionCore:
         self._last_completion_ns: int | None = None
         self._run_lock: RunLock | None = None
         self._publisher: MetricsPublisher | None = None
-        self._mirror: PrometheusMirror | None = None
         self._finish_task: asyncio.Task[dict[str, Any]] | None = None
         self._waiters: list[tuple[int, asyncio.Future[MetricsSnapshot]]] = []
         self.record = self.registry.record
@@ -186,18 +267,8 @@ class _SessionCore:
         #: final files that could not be written, with the reason
         self.unwritten_files: dict[str, str] = {}
 
-    def _check_exporter(
-        self, listen: str | None, pushgateway: str | None, namespace: str
-    ) -> tuple[tuple[str, int] | None, str | None, str]:
-        # Imported here only: the exporter is optional for a session (see the docstring).
-        from exporter.http.listen import parse_listen
-        from exporter.prometheus.collector import SnapshotCollector
-
-        address = parse_listen(listen, default_port=0) if listen is not None else None
-        if pushgateway is not None and not pushgateway.strip():
-            raise ValueError("pushgateway: empty URL")
-        SnapshotCollector(namespace, {**self.labels, "run_id": self.run_id})  # ValueError if bad
-        return address, pushgateway, namespace
+    def _exporter_labels(self) -> dict[str, str]:
+        return {**self.labels, "run_id": self.run_id}  # run_id last: nothing replaces it
 
     # -- registration (before start) ---------------------------------------------
 
@@ -337,10 +408,7 @@ class _SessionCore:
     @property
     def metrics_url(self) -> str | None:
         """``http://HOST:PORT/metrics`` (the real port) while the exporter serves, else None."""
-        mirror = self._mirror
-        if mirror is None or mirror.url is None:
-            return None
-        return mirror.url + "/metrics"
+        return self._exporter.metrics_url if self._exporter is not None else None
 
     # -- lifecycle (async; SyncMetricsSession runs these on its own loop) ---------
 
@@ -361,9 +429,10 @@ class _SessionCore:
                 run_info=self._run_info,
             )
             self._publisher = publisher
-            if self._exporter_args is not None:
-                self._mirror = self._start_mirror(*self._exporter_args)
-                publisher.add_listener(self._mirror.on_snapshot)
+            if self._exporter is not None:
+                # its own thread and loop (SessionExporter): see the module docstring
+                self._exporter.start(self.registry, self._exporter_labels())
+                publisher.add_listener(self._exporter.on_snapshot)
             publisher.add_listener(self._on_snapshot)  # after the mirror: it is current on wake
         except BaseException:
             self._release()
@@ -380,36 +449,6 @@ class _SessionCore:
             f", /metrics at {self.metrics_url}" if self.metrics_url else "",
             self.output_dir,
         )
-
-    def _start_mirror(
-        self, listen: tuple[str, int] | None, pushgateway: str | None, namespace: str
-    ) -> PrometheusMirror:
-        from exporter.cli.errors import UsageError
-        from exporter.cli.mirror_args import ExporterOptions
-        from exporter.http.web_config import WebConfig
-        from exporter.prometheus.collector import DEFAULT_STALE_AFTER
-        from exporter.prometheus.mirror import PrometheusMirror, settable_counter_names
-        from exporter.prometheus.pushgateway import DEFAULT_PUSH_JOB
-
-        options = ExporterOptions(
-            listen=listen,
-            web_config=WebConfig(),
-            linger=self.linger_s,
-            pushgateway=pushgateway,
-            push_job=DEFAULT_PUSH_JOB,
-            namespace=namespace,
-            stale_after=max(DEFAULT_STALE_AFTER, 4 * self.interval_s),
-        )
-        mirror = PrometheusMirror(
-            options,
-            labels={**self.labels, "run_id": self.run_id},  # run_id last: nothing replaces it
-            gauges=settable_counter_names(self.registry),
-        )
-        try:
-            mirror.start_in_thread()  # its own thread and loop: see the module docstring
-        except UsageError as exc:  # the command line's error type; here it is a bind failure
-            raise OSError(str(exc)) from None
-        return mirror
 
     def _run_info(self) -> dict[str, Any]:
         return {
@@ -476,25 +515,28 @@ class _SessionCore:
             with self._lock:
                 self._finished = True
             self.record = self.record_many = self._refuse_late
-            snap = await publisher.publish_final(n_pending_tasks=0, interrupted=interrupted)
-            self._state = snap.state
-            self.final_snapshot = snap  # the publisher handed it to _on_snapshot's waiters
-            if not publisher.final_file_written:
-                self.unwritten_files[FINAL_SNAPSHOT_NAME] = publisher.final_file_error or "unknown"
-            self.report = await asyncio.to_thread(
-                self._write_report, snap, publisher.run_block(), publisher.final_file_written
+            self.report = await end_run(
+                publisher,
+                report_path=self.report_path,
+                unwritten_files=self.unwritten_files,
+                n_pending_tasks=0,  # nothing is ever pending: no tokenizer in-process
+                interrupted=interrupted,
+                run_id=self.run_id,
+                labels=self.labels,
+                on_final_snapshot=self._on_final_snapshot,
+                # no stores in-process (no raw store, no samples.parquet); and a library
+                # inside the benchmark's process stays quiet: unwritten files are logged below
+                stores=None,
+                log=None,
             )
-            if self._mirror is not None:
+            if self._exporter is not None:
                 # push once (if asked); linger only after a complete run, not on the way out
                 # of an exception
-                stop = asyncio.Event()
-                if interrupted:
-                    stop.set()
-                await self._mirror.finish(stop)
+                await self._exporter.finish(interrupted=interrupted)
         finally:
             await publisher.aclose()
-            if self._mirror is not None:
-                await self._mirror.stop()
+            if self._exporter is not None:
+                await self._exporter.stop()
             self._release()
         if self.unwritten_files:
             log.error(
@@ -503,34 +545,17 @@ class _SessionCore:
             )
         return self.report
 
-    def _write_report(
-        self, snap: MetricsSnapshot, run: dict[str, Any], file_written: bool
-    ) -> dict[str, Any]:
-        """The Report from the final file as written (SPEC §7 order), else from memory."""
-        try:
-            if not file_written:
-                raise OSError("the publisher could not write it")
-            from_file, file_run = read_final_document(self.final_snapshot_path)
-            report = build_report(from_file, source="file", run=file_run)
-        except (OSError, ValueError) as exc:
-            reason = f"{FINAL_SNAPSHOT_NAME} unusable: {exc}"
-            report = build_report(snap, source="terminal_frame", reason=reason, run=run)
-        blocked = None if file_written else report_blocked_by(self.final_snapshot_path)
-        if blocked is not None:
-            # an earlier run's final snapshot stays: the new report beside it would be a mix
-            self.unwritten_files[REPORT_NAME] = blocked
-            return report
-        try:
-            write_report(self.report_path, report)
-        except OSError as exc:
-            self.unwritten_files[REPORT_NAME] = exc.strerror or str(exc)
-        return report
+    def _on_final_snapshot(self, snap: MetricsSnapshot) -> None:
+        self._state = snap.state
+        # set now: the publisher has already handed it to _on_snapshot's waiters, so a
+        # later next_snapshot() must find it here
+        self.final_snapshot = snap
 
     def _release(self) -> None:
         if self._publisher is not None and self._finish_task is None:
             self._publisher.close()
-        if self._mirror is not None:
-            self._mirror.close()
+        if self._exporter is not None:
+            self._exporter.close()
         if self._run_lock is not None:
             self._run_lock.release()
             self._run_lock = None

@@ -17,6 +17,11 @@ loop, and a bad address fails before the run starts). By hand::
     await mirror.finish(stop_event)   # push once, then serve the final values for --linger S
     await mirror.stop()                           # or mirror.close()
 
+In-process use with a :class:`registry.MetricsSession` (``listen=`` /
+``pushgateway=``): :class:`SessionMirror`, which the session finds through the
+``bench_metrics.session_exporter`` entry point (pyproject.toml), so that
+``registry`` never imports the exporter.
+
 The mirror only reflects snapshots; it never decides a number, and a failing
 push or scrape never stops the run.
 """
@@ -33,17 +38,19 @@ from typing import TYPE_CHECKING
 
 from exporter.cli.errors import UsageError
 from exporter.cli.mirror_args import ExporterOptions
-from exporter.http.listen import bind_socket
+from exporter.http.listen import bind_socket, parse_listen
 from exporter.http.server import MetricsServer, MetricsServerThread
-from exporter.prometheus.collector import SnapshotCollector, collector_registry
-from exporter.prometheus.pushgateway import push_final_async
+from exporter.http.web_config import WebConfig
+from exporter.prometheus.collector import DEFAULT_STALE_AFTER, SnapshotCollector, collector_registry
+from exporter.prometheus.pushgateway import DEFAULT_PUSH_JOB, push_final_async
 from registry.core.metrics_registry import MetricsRegistry
 from registry.delivery.snapshot import MetricsSnapshot
 
 if TYPE_CHECKING:
     from registry.aggregator import AggregatorService
+    from registry.session_api import ExporterRequest, SessionExporterFactory
 
-__all__ = ["PrometheusMirror", "mirror_service", "settable_counter_names"]
+__all__ = ["PrometheusMirror", "SessionMirror", "mirror_service", "settable_counter_names"]
 
 logger = logging.getLogger(__name__)
 
@@ -217,3 +224,81 @@ def mirror_service(
 
     service.add_stop_hook(finish)
     return mirror
+
+
+class SessionMirror:
+    """The Prometheus mirror of a :class:`registry.MetricsSession` (its exporter hook).
+
+    The session calls this class (the ``prometheus`` entry point of the
+    ``bench_metrics.session_exporter`` group) when ``listen`` or ``pushgateway``
+    is given. Construction checks the arguments and binds nothing (``ValueError``
+    for a bad address, an empty Pushgateway URL or a bad label); :meth:`start`
+    binds and serves from a thread with its own loop, so a scrape never runs on
+    the benchmark's loop, and a blocking scrape from that loop is answered
+    (``OSError`` when the address cannot be bound).
+    """
+
+    def __init__(self, request: ExporterRequest) -> None:
+        listen = request.listen
+        self._address = parse_listen(listen, default_port=0) if listen is not None else None
+        if request.pushgateway is not None and not request.pushgateway.strip():
+            raise ValueError("pushgateway: empty URL")
+        # ValueError naming a bad label or namespace (labels: the run's, run_id included)
+        SnapshotCollector(request.namespace, request.labels)
+        self._request = request
+        self._mirror: PrometheusMirror | None = None
+
+    @property
+    def metrics_url(self) -> str | None:
+        """``http://HOST:PORT/metrics`` (the real port) while serving, else None."""
+        mirror = self._mirror
+        if mirror is None or mirror.url is None:
+            return None
+        return mirror.url + "/metrics"
+
+    def start(self, registry: MetricsRegistry, labels: Mapping[str, str]) -> None:
+        """Bind and serve; the registry's catalogue is final now (its settable counters
+        are gauges), and ``labels`` are the run's (``run_id`` included)."""
+        request = self._request
+        options = ExporterOptions(
+            listen=self._address,
+            web_config=WebConfig(),
+            linger=request.linger_s,
+            pushgateway=request.pushgateway,
+            push_job=DEFAULT_PUSH_JOB,
+            namespace=request.namespace,
+            stale_after=max(DEFAULT_STALE_AFTER, 4 * request.interval_s),
+        )
+        mirror = PrometheusMirror(options, labels=labels, gauges=settable_counter_names(registry))
+        try:
+            mirror.start_in_thread()
+        except UsageError as exc:  # the command line's error type; here it is a bind failure
+            raise OSError(str(exc)) from None
+        self._mirror = mirror
+
+    def on_snapshot(self, snapshot: MetricsSnapshot) -> None:
+        """A publisher listener: serve ``snapshot`` from now on."""
+        if self._mirror is not None:
+            self._mirror.on_snapshot(snapshot)
+
+    async def finish(self, *, interrupted: bool) -> None:
+        """Push once (if asked); linger only after a complete run, not on the way out
+        of an exception."""
+        if self._mirror is None:
+            return
+        stop = asyncio.Event()
+        if interrupted:
+            stop.set()
+        await self._mirror.finish(stop)
+
+    async def stop(self) -> None:
+        if self._mirror is not None:
+            await self._mirror.stop()
+
+    def close(self) -> None:
+        if self._mirror is not None:
+            self._mirror.close()
+
+
+if TYPE_CHECKING:  # mypy holds SessionMirror to the hook's contract
+    _SESSION_HOOK: SessionExporterFactory = SessionMirror

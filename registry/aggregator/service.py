@@ -65,15 +65,16 @@ from registry.aggregator.session import SessionMachine
 from registry.core.clock import anchor, clock_block
 from registry.core.metrics_registry import MetricsRegistry
 from registry.core.percentiles import PercentileMethod
-from registry.delivery.final_source import FINAL_SNAPSHOT_NAME, read_final_document
-from registry.delivery.previous_run import RAW_STORE_DIR, report_blocked_by
+from registry.delivery.final_source import FINAL_SNAPSHOT_NAME
+from registry.delivery.previous_run import RAW_STORE_DIR
 from registry.delivery.publisher import MetricsPublisher
+from registry.delivery.run_end import RunStores, end_run
 from registry.delivery.safe_open import open_for_writing
 from registry.delivery.snapshot import MetricsSnapshot, SessionState
 from registry.mlperf.early_stopping import EarlyStoppingSpec, warm_up
 from registry.mlperf.requirements import Requirements, requirements_entry
 from registry.mlperf.slo import Constraint
-from registry.report.summary import REPORT_NAME, build_report, write_report
+from registry.report.summary import REPORT_NAME
 from registry.store.raw_store import DEFAULT_MEMORY_BYTES, RawStore
 from registry.store.sample_log import SAMPLES_NAME, SampleLog
 from registry.store.samples import SampleWriter
@@ -520,32 +521,34 @@ class AggregatorService:
         self.metrics.finalize_verdict(complete=not interrupted and pending == 0)
         if interrupted:
             self.session.interrupt()
-        snap = await publisher.publish_final(n_pending_tasks=pending, interrupted=interrupted)
-        if not interrupted:
+        self.report = await end_run(
+            publisher,
+            report_path=self.report_path,
+            unwritten_files=self.unwritten_files,
+            n_pending_tasks=pending,
+            interrupted=interrupted,
+            run_id=self.run_id,
+            labels=self.labels,
+            on_final_snapshot=self._on_final_snapshot,
+            stores=RunStores(
+                self.registry,
+                raw_store_dir=self.raw_store.directory if self.raw_store is not None else None,
+                sample_writer=self._sample_writer,
+                take_rows=self._remaining_rows if self.sample_log is not None else None,
+            ),
+            log=logger,  # the service's own lines: where its operator reads them
+        )
+
+    def _on_final_snapshot(self, snap: MetricsSnapshot) -> None:
+        if snap.state is SessionState.COMPLETE:
             self.session.complete()
         self.final_snapshot = snap
-        if not publisher.final_file_written:
-            self.unwritten_files[FINAL_SNAPSHOT_NAME] = publisher.final_file_error or "unknown"
-        self.report = self._write_report(snap, file_written=publisher.final_file_written)
-        await self._complete_stores()
 
-    async def _complete_stores(self) -> None:
-        """``samples.parquet`` (with the samples still in flight) and the raw store's last
-        values and manifest, off the loop; failures are logged, the final files stand."""
-        writer = self._sample_writer
-        if writer is not None and self.sample_log is not None:
-            self.metrics.log_in_flight()
-            if not await asyncio.to_thread(writer.close_sync, self.sample_log.take()):
-                self.unwritten_files[SAMPLES_NAME] = writer.error or "unknown"
-        if self.raw_store is not None:
-            try:
-                await asyncio.to_thread(self.registry.finalize_raw_store)
-            except OSError as exc:
-                why = exc.strerror or str(exc)
-                self.unwritten_files[f"{RAW_STORE_DIR}/ (the raw store)"] = why
-                logger.error(
-                    "could not complete the raw store in %s: %s", self.raw_store.directory, why
-                )
+    def _remaining_rows(self) -> list[tuple[Any, ...]]:
+        # the samples still in flight get their rows too (SPEC §11)
+        assert self.sample_log is not None
+        self.metrics.log_in_flight()
+        return self.sample_log.take()
 
     def stream_run(self) -> dict[str, Any] | None:
         """Slot 5 of every snapshot on the stream: the run id, labels and ``/metrics`` URL."""
@@ -586,41 +589,6 @@ class AggregatorService:
             if self.requirements is not None:
                 run["verdict"]["requirements"] = requirements_entry(self.requirements)
         return run
-
-    def _write_report(self, snap: MetricsSnapshot, *, file_written: bool) -> dict[str, Any]:
-        """The report from the final file as written (SPEC §7 order), else from memory."""
-        source, reason = "file", None
-        try:
-            if not file_written:
-                raise OSError("the publisher could not write it")
-            from_file, run = read_final_document(self.final_snapshot_path)
-            report = build_report(
-                from_file, source="file", run=run, run_id=self.run_id, labels=self.labels
-            )
-        except (OSError, ValueError) as exc:
-            source, reason = "terminal_frame", f"{FINAL_SNAPSHOT_NAME} unusable: {exc}"
-            run = self._publisher.run_block() if self._publisher is not None else None
-            report = build_report(
-                snap,
-                source=source,
-                reason=reason,
-                run=run,
-                run_id=self.run_id,
-                labels=self.labels,
-            )
-        blocked = None if file_written else report_blocked_by(self.final_snapshot_path)
-        if blocked is not None:
-            # an earlier run's final snapshot stays: the new report beside it would be a mix
-            self.unwritten_files[REPORT_NAME] = blocked
-            logger.error("the report %s is %s", self.report_path, blocked)
-            return report
-        try:
-            write_report(self.report_path, report)
-            logger.info("report written to %s (source: %s)", self.report_path, source)
-        except OSError as exc:
-            self.unwritten_files[self.report_path.name] = exc.strerror or str(exc)
-            logger.error("could not write the report %s: %s", self.report_path, exc.strerror or exc)
-        return report
 
     async def _announce_ready(self) -> None:
         """mlcommons/endpoints' launcher protocol: a ``.ready`` marker in the output
