@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
-from tests.read_only import made_read_only
+from tests.support.read_only import made_read_only
 
 # Hypothesis' per-example deadline is a timing assertion; on a shared 2-core machine it
 # fails for load, not for a bug. Examples are bounded by their count instead.

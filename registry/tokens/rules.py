@@ -2,7 +2,7 @@
 
 mlcommons/endpoints counts tokens of exactly these renderings, so the same
 events give the same counts (``tests/data/mlcommons-endpoints/README.md``
-states them; ``tests/test_token_rules.py`` pins each case):
+states them; ``tests/registry/test_token_rules.py`` pins each case):
 
 - ISL of a prompt: ``len(token_ids)`` when token ids are present (the
   aggregator reads that from the msgpack header, no tokenizer); else a
