@@ -35,7 +35,7 @@ from typing import Any
 import msgspec
 import pytest
 import zmq
-from test_upstream_compat import WAIT_S, diff_final_snapshots
+from test_upstream_compat import WAIT_S, diff_final_snapshots, replay_events
 
 from tests.support.cli_process import bench_metrics
 from tests.support.upstream_fixtures import FIXTURES, TOKENIZER_DIR, load_json, read_frames
@@ -85,22 +85,6 @@ def completions_stamped_before_a_chunk(records: list[dict[str, Any]]) -> int:
 
 
 # -- the replays ----------------------------------------------------------------------
-
-
-def _replay(endpoint: str, frames: list[bytes], proc: subprocess.Popen[str]) -> None:
-    sock = zmq.Context.instance().socket(zmq.XPUB)
-    sock.setsockopt(zmq.SNDHWM, 0)
-    sock.bind(endpoint)
-    try:
-        deadline = time.monotonic() + WAIT_S
-        while not sock.poll(100):  # the aggregator's subscription
-            assert proc.poll() is None, f"aggregator exited early ({proc.returncode})"
-            assert time.monotonic() < deadline, "the aggregator never subscribed"
-        sock.recv()
-        for frame in frames:
-            sock.send(frame)
-    finally:
-        sock.close(linger=int(WAIT_S * 1000))
 
 
 def upstream_argv(socket_dir: Path, out: Path, session: str, *, tokenizer: bool) -> list[str]:
@@ -153,7 +137,7 @@ def replay_session(session: str, *, tokenizer: bool, workdir: Path) -> tuple[dic
         ]
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
     try:
-        _replay(events, frames, proc)
+        replay_events(events, frames, proc)
         _, err = proc.communicate(timeout=WAIT_S * 2)
     finally:
         if proc.poll() is None:
