@@ -142,3 +142,21 @@ def test_upstream_logged_detail_is_reproduced_exactly(run) -> None:
             assert max(0, t - 1) == logged_discarded, (series, p, n)
             checked += 1
     assert checked == 24
+
+
+def test_warm_up_imports_scipy_and_fills_the_cache_off_the_final_snapshot() -> None:
+    """The aggregator warms the numerics at start so the final snapshot does not pay the
+    scipy import after session.ended; in a fresh interpreter, as the aggregator starts."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from registry.mlperf import early_stopping as es\n"
+        "assert 'scipy.special' not in sys.modules\n"
+        "es.warm_up()\n"
+        "assert 'scipy.special' in sys.modules\n"
+        "assert es._find_min_passing.cache_info().currsize >= 8\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
