@@ -33,6 +33,7 @@ bench: $(STAMP)
 	$(PY) bench/synthetic_load.py
 	$(PY) bench/store.py
 	$(PY) bench/tokenizer.py
+	$(PY) bench/report.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
