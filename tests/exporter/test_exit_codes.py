@@ -17,6 +17,7 @@ from registry import SessionState
 from registry.delivery.atomic_file import temp_files_for
 from tests.support.aggregate_process import exit_code, run_session, start_aggregate
 from tests.support.read_only import made_read_only
+from tests.support.small_disk import mounted_tmpfs
 
 FILES = ("final_snapshot.json", "result_summary.json")
 
@@ -87,20 +88,8 @@ def test_one_unwritable_file_is_named_alone(workdir: Path, blocked: str) -> None
 @pytest.fixture
 def small_tmpfs(workdir: Path) -> Iterator[Path]:
     """A 1 MiB tmpfs (needs mount rights: root with CAP_SYS_ADMIN)."""
-    mnt = workdir / "small"
-    mnt.mkdir()
-    proc = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m,mode=0755", "tmpfs", str(mnt)],
-        capture_output=True,
-        text=True,
-    )
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here: {proc.stderr.strip() or proc.returncode}")
-    try:
+    with mounted_tmpfs(workdir / "small", "1m") as mnt:
         yield mnt
-    finally:
-        if subprocess.run(["umount", str(mnt)], capture_output=True).returncode != 0:
-            subprocess.run(["umount", "-l", str(mnt)], capture_output=True, check=False)
 
 
 def fill(directory: Path) -> None:

@@ -11,7 +11,6 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +31,7 @@ from registry.transport import BATCH_TOPIC
 from tests.support.bulk_events import sample_frames
 from tests.support.cli_process import bench_metrics
 from tests.support.exporter_support import Child
+from tests.support.small_disk import mounted_tmpfs
 
 N = 60_000  # 3 series x 480 KB of raw values: far beyond a 1 MiB bound
 T0 = 10**12
@@ -41,20 +41,8 @@ FREE_BYTES = 160 * 1024  # room left on the tmpfs while the spills run
 
 @pytest.fixture
 def tmpfs(workdir: Path) -> Iterator[Path]:
-    mnt = workdir / "disk"
-    mnt.mkdir()
-    proc = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=8m,mode=0755", "tmpfs", str(mnt)],
-        capture_output=True,
-        text=True,
-    )
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here: {proc.stderr.strip() or proc.returncode}")
-    try:
+    with mounted_tmpfs(workdir / "disk", "8m") as mnt:
         yield mnt
-    finally:
-        if subprocess.run(["umount", str(mnt)], capture_output=True).returncode != 0:
-            subprocess.run(["umount", "-l", str(mnt)], capture_output=True, check=False)
 
 
 def _fill_leaving(directory: Path, free: int) -> Path:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from registry.events.synthetic import SyntheticLoad
+from tests.support.small_disk import mounted_tmpfs
 from tests.support.store_runs import frames_of, run_aggregates, run_cli, shares
 
 
@@ -139,20 +139,9 @@ def test_no_samples_merges_without_the_file(pair: list[Path], tmp_path: Path) ->
 def test_a_merge_onto_a_full_disk_leaves_nothing_behind(pair: list[Path], tmp_path: Path) -> None:
     """OUT on a tmpfs too small for the merged samples.parquet: one line, exit 2, no
     temporary file and no partial final file left (the mount point itself stays)."""
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    proc = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)],
-        capture_output=True,
-        text=True,
-    )
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here: {proc.stderr.strip() or proc.returncode}")
-    try:
+    with mounted_tmpfs(tmp_path / "small", "64k") as mnt:
         res = run_cli("merge", str(mnt / "out"), *map(str, pair))
         assert res.returncode == 2, res.stderr
         lines = res.stderr.strip().splitlines()
         assert len(lines) == 1 and "No space left on device" in lines[0], res.stderr
         assert list(mnt.iterdir()) == []
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], capture_output=True, check=False)
