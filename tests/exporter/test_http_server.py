@@ -205,6 +205,7 @@ def test_twenty_concurrent_scrapers_during_a_run(collector: SnapshotCollector) -
     """A publisher-like thread swaps snapshots every few ms while 20 clients scrape."""
     reg = spec_registry()
     stop = threading.Event()
+    first = threading.Event()
     ticks = 0
 
     def publisher() -> None:
@@ -216,11 +217,15 @@ def test_twenty_concurrent_scrapers_during_a_run(collector: SnapshotCollector) -
             reg.record("ttft_ns", 1_000_000 + i)
             collector.update(reg.build_snapshot(state=SessionState.LIVE, n_pending_tasks=0))
             ticks += 1
+            first.set()
             stop.wait(0.002)
 
     thread = serve(collector)
     pub = threading.Thread(target=publisher)
     pub.start()
+    # The fixture's collector starts on another run's snapshot (505 issued); the run
+    # scraped here is the publisher's, counted from 0: scrape once it is served.
+    assert first.wait(10), "the publisher never updated the collector"
     accept = {"Accept": "application/openmetrics-text;version=1.0.0", "Accept-Encoding": "gzip"}
 
     async def scraper(session: aiohttp.ClientSession, n: int) -> list[float]:
