@@ -180,7 +180,11 @@ def dashed_limit_lines(panel: Json) -> None:
 
 
 def state_colors(panel: Json, colors: dict[str, str], *, regex: bool = False) -> None:
-    """Colour a stat panel's values by the state name they show."""
+    """Show a stat panel as the name of the state it holds (an instant query), on a
+    background coloured by that state."""
+    panel["options"]["textMode"] = "name"
+    panel["options"]["colorMode"] = "background"
+    panel["targets"][0].update({"instant": True, "range": False})
     panel["fieldConfig"]["overrides"] = [
         {
             "matcher": {
@@ -410,9 +414,6 @@ def verdict(d: Dashboard) -> None:
         legend="{{bench_verdict_state}}",
         sparkline=False,
     )
-    run_state["options"]["textMode"] = "name"
-    run_state["options"]["colorMode"] = "background"
-    run_state["targets"][0].update({"instant": True, "range": False})
     state_colors(run_state, VERDICT_COLORS)
     per_constraint = d.stat(
         "Constraint states",
@@ -425,9 +426,6 @@ def verdict(d: Dashboard) -> None:
         legend="{{constraint}}: {{bench_constraint_state}}",
         sparkline=False,
     )
-    per_constraint["options"]["textMode"] = "name"
-    per_constraint["options"]["colorMode"] = "background"
-    per_constraint["targets"][0].update({"instant": True, "range": False})
     state_colors(per_constraint, VERDICT_COLORS, regex=True)
     d.stat(
         "Attainment",
@@ -503,9 +501,6 @@ def verdict(d: Dashboard) -> None:
         legend="{{bench_validity_state}}",
         sparkline=False,
     )
-    validity["options"]["textMode"] = "name"
-    validity["options"]["colorMode"] = "background"
-    validity["targets"][0].update({"instant": True, "range": False})
     state_colors(validity, VALIDITY_COLORS)
     reasons = d.stat(
         "LoadGen reasons",
@@ -566,23 +561,16 @@ def overview(d: Dashboard) -> None:
         legend="{{bench_session_state}}",
         sparkline=False,
     )
-    state["options"]["textMode"] = "name"
-    state["options"]["colorMode"] = "background"
-    state["targets"][0].update({"instant": True, "range": False})
-    colors = {
-        "initialize": "text",
-        "live": "green",
-        "draining": "orange",
-        "complete": "blue",
-        "interrupted": "red",
-    }
-    state["fieldConfig"]["overrides"] = [
+    state_colors(
+        state,
         {
-            "matcher": {"id": "byName", "options": name},
-            "properties": [{"id": "color", "value": {"fixedColor": color, "mode": "fixed"}}],
-        }
-        for name, color in colors.items()
-    ]
+            "initialize": "text",
+            "live": "green",
+            "draining": "orange",
+            "complete": "blue",
+            "interrupted": "red",
+        },
+    )
 
     per_instance_duration = f"max by (instance) ({sel('bench_tracked_duration_seconds')} > 0)"
     d.stat(
